@@ -1,0 +1,1 @@
+"""The `samroto` command line: worker, matte, batch, download, bench."""

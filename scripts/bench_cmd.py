@@ -1,0 +1,27 @@
+"""`samroto bench WHAT`: benchmarks that print figures (never assertions).
+
+Each benchmark lives in its own module `samroto.scripts.bench_<what>` with
+`add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS: dict[str, str] = {
+    "image": "image encoder and decoder time per image (tiny at 1024, random weights)",
+    "video": "per-frame time and peak RSS while propagating through a real clip",
+    "edges": "boundary accuracy of the edge refinement on a known alpha",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, help_text in BENCHMARKS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(f"samroto.scripts.bench_{name}").add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(f"samroto.scripts.bench_{args.benchmark}").run(args) or 0)

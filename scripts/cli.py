@@ -1,0 +1,57 @@
+"""Entry point of the `samroto` command.
+
+Each sub-command lives in its own module exposing `add_arguments(parser)` and
+`run(args) -> int`; modules are imported only when their command runs, so
+`samroto --help` stays fast and a broken optional dependency only affects the
+command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# command name -> (module under samroto.scripts, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("worker_cmd", "run the resident worker that serves Blender, Nuke and scripts"),
+    "matte": ("matte_cmd", "track objects through a shot and write the matte sequence"),
+    "batch": ("batch_cmd", "generate mattes for many shots from prompt sidecars (optionally on Ray)"),
+    "download": ("download_cmd", "download an official SAM 2 / SAM 2.1 checkpoint into the cache"),
+    "bench": ("bench_cmd", "print speed and memory figures (image, video, edges)"),
+}
+
+
+def _load(name: str):  # noqa: ANN202 - returns a module
+    module_name, _ = COMMANDS[name]
+    return importlib.import_module(f"samroto.scripts.{module_name}")
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samroto", description="SAM 2 rotoscoping for compositors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
