@@ -8,6 +8,7 @@ inferring which configuration it is from the tensors when none is given.
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,10 +43,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no such file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
-    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {exc}") from None
-    except Exception as exc:  # unpickling refused: weights_only forbids arbitrary objects
-        raise CheckpointError(f"{path}: not a SAM 2 checkpoint ({type(exc).__name__}: {exc})") from None
+    except pickle.UnpicklingError as exc:  # weights_only refuses anything but tensors and containers
+        raise CheckpointError(f"{path}: not a SAM 2 checkpoint (it holds other objects than tensors: {exc})") from None
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from None
     if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
         data = data["model"]
     if not isinstance(data, Mapping) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):

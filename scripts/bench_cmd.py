@@ -20,8 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, help_text in BENCHMARKS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"samroto.scripts.bench_{name}").add_arguments(p)
+        try:
+            module = importlib.import_module(f"samroto.scripts.bench_{name}")
+        except ImportError as exc:  # a benchmark whose dependencies are missing stays listed, and says why
+            p.set_defaults(unavailable=f"benchmark {name!r} is unavailable: {exc}")
+            continue
+        module.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "unavailable", None):
+        raise SystemExit(args.unavailable)
     return int(importlib.import_module(f"samroto.scripts.bench_{args.benchmark}").run(args) or 0)

@@ -1,0 +1,35 @@
+"""Device and precision helpers: autocast contexts and optional torch.compile of the heavy parts."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+from .model import SAM2Model
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def autocast_context(device: torch.device, dtype: "str | torch.dtype | None") -> ContextManager[object]:
+    """bf16/fp16 autocast on CUDA; float32 (or None) runs without autocast. CPU always runs float32."""
+    if isinstance(dtype, str):
+        dtype = DTYPES[dtype]
+    if dtype is None or dtype == torch.float32 or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def compile_image_encoder(model: SAM2Model, *, mode: str = "max-autotune") -> None:
+    """Compile the image encoder's forward (the module keeps its parameters, so checkpoints still load)."""
+    model.image_encoder.forward = torch.compile(  # type: ignore[method-assign]
+        model.image_encoder.forward, mode=mode, fullgraph=True, dynamic=False
+    )
+
+
+def compile_memory_attention(model: SAM2Model, *, mode: str = "max-autotune") -> None:
+    """Compile memory attention; dynamic shapes because the number of memories varies."""
+    model.memory_attention.forward = torch.compile(  # type: ignore[method-assign]
+        model.memory_attention.forward, mode=mode, fullgraph=False, dynamic=True
+    )
