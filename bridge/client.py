@@ -1,0 +1,737 @@
+"""The worker client used by the Blender and Nuke add-ons and by scripts.
+
+    from samroto.bridge import Client
+    with Client() as client:                       # finds the worker and its token
+        shot = client.open_session("/shots/sh010/plate.####.exr")
+        shot.add_points(1001, obj_id=1, points=[(640, 360)], labels=[1])
+        for result in shot.propagate(direction="both"):
+            print(result.frame, result.obj_ids, result.matte_paths)
+
+Runs on Python 3.9 to 3.11 without torch; numpy is optional (arrays come back as numpy
+arrays when it is importable, else as `RawArray`: bytes + dtype + shape). Needs pyzmq and
+msgpack >= 1.0. A `Client` is not thread-safe: use one per thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import zmq
+
+from . import auth, codec, protocol
+from . import preview as preview_rle
+from .codec import Message, RawArray
+
+try:
+    import numpy as _np
+except ImportError:  # pragma: no cover - exercised by the no-numpy subprocess test
+    _np = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exceptions: every error reply becomes one of these, with the worker's message.
+
+
+class BridgeError(Exception):
+    """Base of all client errors."""
+
+
+class ConnectionTimeout(BridgeError):
+    """The worker did not answer in time, even after retries."""
+
+
+class AuthenticationError(BridgeError):
+    """The worker refused our signature (token mismatch), or we could not find a token."""
+
+
+class ProtocolMismatch(BridgeError):
+    """Client and worker speak incompatible protocol versions."""
+
+
+class RemoteError(BridgeError):
+    """The worker answered a request with an error. `code` is one of `protocol.E_*`."""
+
+    def __init__(self, code: str, message: str, request: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.request = request
+        prefix = "%s: " % request if request else ""
+        super().__init__("%s%s [%s]" % (prefix, message, code))
+
+
+class BadRequest(RemoteError, ValueError):
+    """The request's arguments were refused (frame out of range, wrong shape, ...)."""
+
+
+class NoSuchSession(RemoteError, KeyError):
+    """The session id is unknown to the worker."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
+
+
+class WorkerBusy(RemoteError):
+    """The worker's queue is full, or the session is propagating."""
+
+
+class NotImplementedByWorker(RemoteError):
+    """The worker does not serve this request (yet)."""
+
+
+_ERROR_CLASSES = {
+    protocol.E_BAD_REQUEST: BadRequest,
+    protocol.E_NO_SESSION: NoSuchSession,
+    protocol.E_BUSY: WorkerBusy,
+    protocol.E_NOT_IMPLEMENTED: NotImplementedByWorker,
+}
+
+
+def _error_from(msg: Message, request: str) -> BridgeError:
+    code = str(msg.body.get("code", protocol.E_INTERNAL))
+    message = str(msg.body.get("message", "unknown error"))
+    if code == protocol.E_AUTH:
+        return AuthenticationError("the worker refused the request's signature: %s (is the client using the "
+                                   "worker's token file?)" % message)
+    if code == protocol.E_VERSION:
+        return ProtocolMismatch(message)
+    return _ERROR_CLASSES.get(code, RemoteError)(code, message, request)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class WorkerInfo:
+    """What `hello` tells about the worker."""
+
+    protocol: str
+    worker_version: str
+    model: str
+    device: str
+    capabilities: List[str]
+    raw: Dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass
+class FrameUpdate:
+    """One frame's outputs, from a prompt or a propagation.
+
+    `scores`: object-score logits (> 0: the object is present); `ious`: predicted IoU (None
+    when unknown); `areas`: inside pixels at plate resolution; `matte_paths`: obj_id -> matte
+    file written for this frame (propagation only); `previews`: obj_id -> RLE mask preview.
+    """
+
+    frame: int
+    obj_ids: List[int]
+    scores: List[float]
+    ious: List[Optional[float]]
+    areas: List[int]
+    matte_paths: Dict[int, str]
+    previews: Dict[int, Dict[str, Any]]
+    progress: Optional[Tuple[int, int]] = None
+    masks: Any = None  # N*H*W uint8 when requested with return_masks=True
+
+    @classmethod
+    def from_body(cls, body: Dict[str, Any], arrays: Optional[Dict[str, Any]] = None) -> "FrameUpdate":
+        obj_ids = [int(o) for o in body.get("obj_ids", [])]
+        paths = body.get("matte_paths") or [None] * len(obj_ids)
+        previews = body.get("previews") or [None] * len(obj_ids)
+        progress = body.get("progress")
+        return cls(
+            frame=int(body.get("frame", 0)),
+            obj_ids=obj_ids,
+            scores=[float(s) for s in body.get("scores", [])],
+            ious=[None if v is None else float(v) for v in body.get("ious", [])],
+            areas=[int(a) for a in body.get("areas", [])],
+            matte_paths={o: p for o, p in zip(obj_ids, paths) if p},
+            previews={o: p for o, p in zip(obj_ids, previews) if p},
+            progress=(int(progress["done"]), int(progress["total"])) if isinstance(progress, dict) else None,
+            masks=(arrays or {}).get("masks"),
+        )
+
+    def present(self, obj_id: int) -> bool:
+        """Whether the model thinks the object is visible on this frame."""
+        return self.scores[self.obj_ids.index(obj_id)] > 0
+
+    def preview_mask(self, obj_id: int, *, as_numpy: bool = True) -> Any:
+        """The object's preview mask: h*w bool numpy array, or bytes of 0/1 without numpy."""
+        return preview_rle.decode(self.previews[obj_id], as_numpy=as_numpy)
+
+
+@dataclass
+class FrameMattes:
+    """A frame's stored mattes from `get_frame`: `mattes` is N*H*W (one row per object)."""
+
+    frame: int
+    obj_ids: List[int]
+    scores: List[float]
+    mattes: Any
+
+    def matte(self, obj_id: int) -> Any:
+        """One object's H*W matte (numpy), or a RawArray slice's bytes without numpy."""
+        i = self.obj_ids.index(obj_id)
+        if isinstance(self.mattes, RawArray):
+            n, h, w = self.mattes.shape
+            size = h * w * protocol.BUFFER_DTYPES[self.mattes.dtype]
+            return RawArray(self.mattes.data[i * size:(i + 1) * size], self.mattes.dtype, (h, w))
+        return self.mattes[i]
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument conversion without requiring numpy
+
+
+def _points(points: Any) -> List[List[float]]:
+    tolist = getattr(points, "tolist", None)
+    rows = tolist() if tolist is not None else points
+    try:
+        out = [[float(p[0]), float(p[1])] for p in rows]
+    except (TypeError, IndexError, ValueError):
+        raise ValueError("points must be a sequence of (x, y) pairs") from None
+    if any(len(p) != 2 for p in rows):
+        raise ValueError("points must be a sequence of (x, y) pairs")
+    return out
+
+
+def _flat_numbers(values: Any, kind: type = float) -> List[Any]:
+    tolist = getattr(values, "tolist", None)
+    seq = tolist() if tolist is not None else values
+    try:
+        return [kind(v) for v in seq]
+    except (TypeError, ValueError):
+        raise ValueError("expected a flat sequence of numbers, got %r" % (values,)) from None
+
+
+def _mask_buffer(mask: Any) -> Any:
+    """An H*W mask as something codec can send: numpy uint8, or RawArray uint8."""
+    if isinstance(mask, RawArray):
+        if len(mask.shape) != 2 or mask.dtype not in ("uint8", "bool"):
+            raise ValueError("a mask RawArray must be H*W uint8 or bool")
+        return mask
+    if _np is not None and isinstance(mask, _np.ndarray):
+        if mask.ndim != 2:
+            raise ValueError("mask must be H*W, got shape %s" % (mask.shape,))
+        return (mask != 0).astype(_np.uint8)
+    rows = list(mask)
+    if not rows:
+        raise ValueError("mask is empty")
+    width = len(rows[0])
+    data = bytearray()
+    for row in rows:
+        if len(row) != width:
+            raise ValueError("mask rows must all have the same length")
+        data += bytes(1 if v else 0 for v in row)
+    return RawArray(bytes(data), "uint8", (len(rows), width))
+
+
+def _image_buffer(image: Any) -> Any:
+    if isinstance(image, RawArray):
+        return image
+    if _np is not None and isinstance(image, _np.ndarray):
+        return _np.ascontiguousarray(image)
+    raise ValueError("a pushed frame must be a numpy array or RawArray (H*W*3 uint8, uint16 or float32)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Address discovery
+
+
+def find_worker_address(config_dir: Optional[Path] = None) -> str:
+    """`$SAMROTO_WORKER`, else the address a running worker announced in the config folder,
+    else the default loopback address."""
+    env = os.environ.get("SAMROTO_WORKER")
+    if env:
+        return env
+    path = (config_dir or auth.config_dir()) / auth.WORKER_FILE
+    try:
+        address = json.loads(path.read_text(encoding="utf-8")).get("address")
+        if isinstance(address, str) and address:
+            return address
+    except (OSError, ValueError, AttributeError):
+        pass
+    return protocol.DEFAULT_ADDRESS
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+class Client:
+    """A connection to the worker.
+
+    address: `tcp://host:port` (None: see `find_worker_address`); token: the worker token
+    (None: read from the config folder); timeout: seconds to wait for each reply before
+    retrying; retries: resends (on a fresh socket) before `ConnectionTimeout`;
+    stream_timeout: seconds a propagation may stay silent before the client checks on it.
+    """
+
+    def __init__(self, address: Optional[str] = None, token: Optional[str] = None, timeout: float = 10.0, *,
+                 retries: int = 2, stream_timeout: float = 120.0, curve_server_key: Optional[bytes] = None,
+                 config_dir: Optional[Union[str, Path]] = None, as_numpy: bool = True) -> None:
+        folder = Path(config_dir) if config_dir is not None else None
+        self.address = address or find_worker_address(folder)
+        try:
+            self._signer = codec.Signer(token if token is not None else auth.read_token(auth.token_path(folder)))
+        except auth.AuthError as exc:
+            raise AuthenticationError(str(exc)) from None
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.stream_timeout = float(stream_timeout)
+        self.as_numpy = as_numpy and _np is not None
+        self._curve_server_key = curve_server_key
+        if not auth.is_local_address(self.address) and self._curve_server_key is None:
+            self._curve_server_key = auth.read_server_public_key(folder)
+            if self._curve_server_key is None:
+                raise AuthenticationError(
+                    "%s is not a loopback address, so the worker uses CURVE encryption: copy its public key "
+                    "file (curve/server.key in the worker's config folder) to %s or pass curve_server_key="
+                    % (self.address, auth.curve_dir(folder)))
+        self._limits = protocol.Limits(max_body_bytes=256 * 1024 * 1024, max_header_bytes=4096,
+                                       max_buffers=64, replay_window_s=86400.0, max_remembered_nonces=20000)
+        self._replay = codec.ReplayGuard(window_s=self._limits.replay_window_s,
+                                         max_nonces=self._limits.max_remembered_nonces)
+        # a stable identity: after a reconnect the worker's answers still reach us
+        self._identity = b"samroto-" + uuid.uuid4().hex[:16].encode()
+        self._context = zmq.Context.instance()
+        self._socket: Optional[zmq.Socket] = None
+        self._inbox: Dict[str, Deque[Message]] = {}
+        self._connect()
+
+    # --- connection ------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self._identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
+        if self._curve_server_key is not None:
+            public, secret = zmq.curve_keypair()
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self._curve_server_key)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        sock.connect(self.address)
+        self._socket = sock
+
+    def _reconnect(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        self._connect()
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- messaging -------------------------------------------------------------------------
+
+    def _send(self, mtype: str, request_id: str, body: Optional[Dict[str, Any]] = None,
+              arrays: Optional[Dict[str, Any]] = None, session: Optional[str] = None) -> None:
+        if self._socket is None:
+            raise BridgeError("the client is closed")
+        parts = codec.encode(self._signer, mtype, request_id=request_id, body=body, arrays=arrays, session=session)
+        self._socket.send_multipart(parts, copy=False)
+
+    def _receive_one(self, timeout_s: float) -> Optional[Message]:
+        """Wait for one message (any request) and file it; None on timeout."""
+        assert self._socket is not None
+        if not self._socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+            return None
+        parts = self._socket.recv_multipart(copy=False)
+        if len(parts) >= 1 and len(parts[0].buffer) == 0:
+            # only an authentication refusal comes unsigned (the worker could not check our signature)
+            try:
+                msg = codec.decode(parts, None, limits=self._limits, as_numpy=self.as_numpy, check_version=False)
+            except codec.ProtocolError:
+                return None
+            if msg.type == protocol.ERROR and msg.body.get("code") == protocol.E_AUTH:
+                raise _error_from(msg, "")
+            return None
+        try:
+            msg = codec.decode(parts, self._signer, limits=self._limits, replay_guard=self._replay,
+                               as_numpy=self.as_numpy, check_version=False)
+        except codec.ProtocolError:
+            return None  # not from our worker, or damaged: ignore it
+        if msg.version[0] != protocol.PROTOCOL_VERSION[0]:
+            raise ProtocolMismatch("the worker speaks protocol %s, this client %s: update the older side"
+                                   % (protocol.version_string(msg.version), protocol.version_string()))
+        if msg.type == protocol.KEEPALIVE:
+            return None
+        queue = self._inbox.get(msg.reply_to or "")
+        if queue is not None:
+            queue.append(msg)
+        return msg
+
+    def _wait(self, request_id: str, timeout_s: float) -> Optional[Message]:
+        """The next message for `request_id`, or None after `timeout_s`."""
+        queue = self._inbox[request_id]
+        deadline = time.monotonic() + timeout_s
+        while not queue:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._receive_one(left)
+        return queue.popleft()
+
+    def request(self, mtype: str, body: Optional[Dict[str, Any]] = None, *, arrays: Optional[Dict[str, Any]] = None,
+                session: Optional[str] = None, timeout: Optional[float] = None) -> Message:
+        """Send a request and return its reply; retries on a fresh socket after each timeout
+        (the worker recognises the resent request id and does not run it twice)."""
+        request_id = codec.new_request_id()
+        self._inbox[request_id] = collections.deque()
+        wait = self.timeout if timeout is None else float(timeout)
+        try:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self._reconnect()
+                self._send(mtype, request_id, body, arrays, session)
+                msg = self._wait(request_id, wait)
+                if msg is None:
+                    continue
+                if msg.type == protocol.ERROR:
+                    raise _error_from(msg, mtype)
+                return msg
+        finally:
+            self._inbox.pop(request_id, None)
+        raise ConnectionTimeout("no answer from the worker at %s to %s after %d tries of %.1f s: is `samroto worker` "
+                                "running there?" % (self.address, mtype, self.retries + 1, wait))
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def hello(self) -> WorkerInfo:
+        """Handshake: the worker's protocol, version, model, device and capabilities."""
+        reply = self.request(protocol.HELLO, {"protocol": protocol.version_string(), "client": "samroto.bridge"})
+        body = reply.body
+        version = protocol.parse_version(body.get("protocol", "0.0"))
+        if version[0] != protocol.PROTOCOL_VERSION[0]:
+            raise ProtocolMismatch("the worker speaks protocol %s, this client %s: update the older side"
+                                   % (protocol.version_string(version), protocol.version_string()))
+        return WorkerInfo(protocol=str(body.get("protocol")), worker_version=str(body.get("worker_version")),
+                          model=str(body.get("model")), device=str(body.get("device")),
+                          capabilities=[str(c) for c in body.get("capabilities", [])], raw=body)
+
+    def ping(self) -> bool:
+        return bool(self.request(protocol.PING).body.get("pong"))
+
+    def status(self) -> Dict[str, Any]:
+        """Queue length, running streams, loaded sessions, memory."""
+        return self.request(protocol.STATUS).body
+
+    def list_sessions(self) -> List[Dict[str, Any]]:
+        """Every session in the worker's session folder (newest first)."""
+        return list(self.request(protocol.LIST_SESSIONS).body.get("sessions", []))
+
+    def open_session(self, plate: Union[str, Dict[str, Any]], first: Optional[int] = None, last: Optional[int] = None,
+                     *, name: Optional[str] = None, matte_dir: Optional[str] = None, matte_format: str = "exr",
+                     timeout: Optional[float] = None) -> "RemoteSession":
+        """Open a new session on a plate the worker reads: an image-sequence pattern
+        (`shot.####.exr`, `shot.%04d.png`) limited to `first`-`last`, or a video file.
+        For frames the host pushes itself, pass `pushed_plate(...)`."""
+        if not isinstance(plate, (str, dict)):
+            plate = os.fspath(plate)
+        body: Dict[str, Any] = {"plate": plate, "first": first, "last": last, "name": name,
+                                "matte_dir": matte_dir, "matte_format": matte_format}
+        reply = self.request(protocol.OPEN_SESSION, body, timeout=timeout or max(self.timeout, 60.0))
+        return RemoteSession(self, reply.body)
+
+    def resume_session(self, session_id: str, *, timeout: Optional[float] = None) -> "RemoteSession":
+        """Reopen a session the worker has on disk (also after a worker restart)."""
+        reply = self.request(protocol.OPEN_SESSION, {"resume": session_id}, timeout=timeout or max(self.timeout, 60.0))
+        return RemoteSession(self, reply.body)
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session and its saved state from the worker's session folder (mattes stay)."""
+        self.request(protocol.DELETE_SESSION, {"session": session_id})
+
+
+def pushed_plate(first: int, last: int, *, width: int, height: int) -> Dict[str, Any]:
+    """A plate whose frames the host sends with `RemoteSession.push_frames`."""
+    return {"kind": "pushed", "first": int(first), "last": int(last), "width": int(width), "height": int(height)}
+
+
+class RemoteSession:
+    """One shot on the worker; mirrors `samroto.core.video_session.VideoSession`.
+
+    Frames are the plate's own numbers (a sequence starting at 1001 has frames 1001, ...).
+    """
+
+    def __init__(self, client: Client, info: Dict[str, Any]) -> None:
+        self.client = client
+        self.info = dict(info)
+        self.id: str = str(info["session"])
+        self.name: str = str(info.get("name", ""))
+        self.first: int = int(info["first"])
+        self.last: int = int(info["last"])
+        self.height: int = int(info["height"])
+        self.width: int = int(info["width"])
+        self.matte_dir: str = str(info.get("matte_dir", ""))
+        self.obj_ids: List[int] = [int(o) for o in (info.get("obj_ids") or [])]
+        self._current: Optional[Propagation] = None
+
+    def __repr__(self) -> str:
+        return "RemoteSession(%r, frames %d-%d, %dx%d)" % (self.id, self.first, self.last, self.width, self.height)
+
+    @property
+    def frame_numbers(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def _request(self, mtype: str, body: Optional[Dict[str, Any]] = None, arrays: Optional[Dict[str, Any]] = None,
+                 timeout: Optional[float] = None) -> Message:
+        return self.client.request(mtype, body, arrays=arrays, session=self.id, timeout=timeout)
+
+    def _prompt(self, mtype: str, body: Dict[str, Any], arrays: Optional[Dict[str, Any]] = None) -> FrameUpdate:
+        reply = self._request(mtype, body, arrays, timeout=max(self.client.timeout, 60.0))
+        self.obj_ids = [int(o) for o in reply.body.get("obj_ids_all", self.obj_ids)]
+        return FrameUpdate.from_body(reply.body, reply.arrays)
+
+    def add_points(self, frame: int, obj_id: int, points: Any, labels: Any, *, clear: bool = True,
+                   return_masks: bool = False, preview_size: int = protocol.DEFAULT_PREVIEW_SIZE) -> FrameUpdate:
+        """Clicks on a frame: points N*2 (x, y) plate pixels, labels 1 include / 0 exclude.
+        `clear=False` adds to the frame's earlier clicks for this object."""
+        return self._prompt(protocol.ADD_POINTS, {
+            "frame": int(frame), "obj_id": int(obj_id), "points": _points(points),
+            "labels": _flat_numbers(labels, int), "clear": bool(clear), "return_masks": return_masks,
+            "preview_size": preview_size})
+
+    def add_box(self, frame: int, obj_id: int, box: Sequence[float], *, points: Any = None, labels: Any = None,
+                return_masks: bool = False, preview_size: int = protocol.DEFAULT_PREVIEW_SIZE) -> FrameUpdate:
+        """A box (x0, y0, x1, y1) in plate pixels, optionally with clicks."""
+        body: Dict[str, Any] = {"frame": int(frame), "obj_id": int(obj_id), "box": _flat_numbers(box),
+                                "return_masks": return_masks, "preview_size": preview_size}
+        if points is not None:
+            body["points"] = _points(points)
+            body["labels"] = _flat_numbers(labels, int)
+        return self._prompt(protocol.ADD_BOX, body)
+
+    def add_mask(self, frame: int, obj_id: int, mask: Any, *, return_masks: bool = False,
+                 preview_size: int = protocol.DEFAULT_PREVIEW_SIZE) -> FrameUpdate:
+        """A mask at plate resolution: H*W numpy array (nonzero inside), RawArray, or rows of 0/1."""
+        return self._prompt(protocol.ADD_MASK, {"frame": int(frame), "obj_id": int(obj_id),
+                                                "return_masks": return_masks, "preview_size": preview_size},
+                            {"mask": _mask_buffer(mask)})
+
+    def add_stroke(self, frame: int, obj_id: int, points: Any, *, label: int = 1, kind: str = "brush",
+                   mode: Optional[str] = None, radius: float = 8.0, return_masks: bool = False,
+                   preview_size: int = protocol.DEFAULT_PREVIEW_SIZE) -> FrameUpdate:
+        """A brush stroke (`kind="brush"`, polyline) or lasso (`kind="lasso"`, polygon) in plate
+        pixels, label 1 include / 0 exclude. The worker converts it: a brush to clicks along it
+        (`mode="points"`, default) or paints it with `radius` into the mask (`mode="mask"`); a
+        lasso fills into the mask (`mode="mask"`, default) or gives its box (`mode="box"`)."""
+        body: Dict[str, Any] = {"frame": int(frame), "obj_id": int(obj_id), "points": _points(points),
+                                "label": int(label), "kind": kind, "radius": float(radius),
+                                "return_masks": return_masks, "preview_size": preview_size}
+        if mode is not None:
+            body["mode"] = mode
+        return self._prompt(protocol.ADD_STROKE, body)
+
+    def clear_prompts(self, frame: int, obj_id: int) -> FrameUpdate:
+        return self._prompt(protocol.CLEAR_PROMPTS, {"frame": int(frame), "obj_id": int(obj_id)})
+
+    def remove_object(self, obj_id: int) -> None:
+        reply = self._request(protocol.REMOVE_OBJECT, {"obj_id": int(obj_id)})
+        self.obj_ids = [int(o) for o in reply.body.get("obj_ids", [])]
+
+    def reset(self) -> None:
+        """Remove every object and prompt."""
+        self._request(protocol.RESET)
+        self.obj_ids = []
+
+    def push_frames(self, frames: Dict[int, Any]) -> List[int]:
+        """Send frames of a pushed plate: {frame number: H*W*3 uint8/uint16/float32 image}."""
+        numbers = sorted(int(f) for f in frames)
+        arrays = {"image_%d" % i: _image_buffer(frames[f]) for i, f in enumerate(numbers)}
+        reply = self._request(protocol.PUSH_FRAMES, {"frames": numbers}, arrays, timeout=max(self.client.timeout, 60.0))
+        return [int(f) for f in reply.body.get("written", [])]
+
+    def propagate(self, start: Optional[int] = None, *, first: Optional[int] = None, last: Optional[int] = None,
+                  direction: str = protocol.FORWARD, write_mattes: bool = True, matte_dir: Optional[str] = None,
+                  preview_size: int = protocol.DEFAULT_PREVIEW_SIZE,
+                  credit: int = protocol.DEFAULT_CREDIT) -> "Propagation":
+        """Track the objects through the shot; iterate the result for one `FrameUpdate` per frame.
+
+        start: first frame to track from (default: the earliest prompted frame); first/last:
+        limit the frames; direction: "forward", "backward" or "both". The worker writes the
+        mattes (to the session's matte folder or `matte_dir`) and names them in each update.
+        `credit` is how many frames the worker may run ahead of your loop."""
+        if direction not in protocol.DIRECTIONS:
+            raise ValueError("direction must be one of %s, got %r" % (", ".join(protocol.DIRECTIONS), direction))
+        if credit < 1:
+            raise ValueError("credit must be at least 1")
+        body = {"start": start, "first": first, "last": last, "direction": direction, "write_mattes": write_mattes,
+                "matte_dir": matte_dir, "preview_size": preview_size, "credit": int(credit)}
+        self._current = Propagation(self, body, int(credit))
+        return self._current
+
+    def cancel(self) -> List[str]:
+        """Cancel this session's running propagation (from any client)."""
+        if self._current is not None and self._current.running:
+            self._current.cancel()
+            return [self._current.request_id]
+        return list(self._request(protocol.CANCEL).body.get("cancelled", []))
+
+    def get_frame(self, frame: int, *, what: str = "mask") -> FrameMattes:
+        """A frame's stored outputs as arrays: what="mask" (uint8 0/1), "alpha" (float16) or
+        "logits" (float32), N*H*W in the order of `obj_ids`."""
+        reply = self._request(protocol.GET_FRAME, {"frame": int(frame), "what": what})
+        return FrameMattes(frame=int(reply.body.get("frame", frame)), obj_ids=[int(o) for o in reply.body["obj_ids"]],
+                           scores=[float(s) for s in reply.body.get("scores", [])], mattes=reply.arrays.get("mattes"))
+
+    def write_mattes(self, frames: Optional[Sequence[int]] = None, *, matte_dir: Optional[str] = None,
+                     matte_format: Optional[str] = None) -> Dict[int, Dict[int, str]]:
+        """Write the stored mattes of `frames` (default: all); returns frame -> {obj_id: path}."""
+        body: Dict[str, Any] = {"frames": [int(f) for f in frames] if frames is not None else None,
+                                "matte_dir": matte_dir, "matte_format": matte_format}
+        reply = self._request(protocol.WRITE_MATTES, body, timeout=max(self.client.timeout, 300.0))
+        out: Dict[int, Dict[int, str]] = {}
+        for item in reply.body.get("written", []):
+            out[int(item["frame"])] = {int(o): p for o, p in zip(item["obj_ids"], item["matte_paths"]) if p}
+        return out
+
+    def get_shapes(self, obj_id: int, **options: Any) -> Dict[str, Any]:
+        """Planned: the object's mask as animated Bezier shapes."""
+        return self._request(protocol.GET_SHAPES, dict(options, obj_id=int(obj_id))).body
+
+    def save(self) -> None:
+        """Flush the session's state to the worker's session folder."""
+        self._request(protocol.SAVE)
+
+    def close(self) -> None:
+        """Save and unload the session on the worker (it stays on disk; `resume_session` reopens it)."""
+        if self._current is not None and self._current.running:
+            self._current.cancel()
+        self._request(protocol.CLOSE)
+
+
+class Propagation:
+    """A running propagation: iterate it for `FrameUpdate`s; `cancel()` stops it.
+
+    The worker runs at most `credit` frames ahead of the loop consuming this iterator; the
+    iterator grants more as it hands out frames. After the loop: `state` is "done",
+    "cancelled" or "error" and `reason` says why it stopped early.
+    """
+
+    def __init__(self, session: RemoteSession, body: Dict[str, Any], credit: int) -> None:
+        self.session = session
+        self.client = session.client
+        self.request_id = codec.new_request_id()
+        self.credit = credit
+        self.total: Optional[int] = None
+        self.state = "running"
+        self.reason: Optional[str] = None
+        self.received = 0
+        self._consumed_since_grant = 0
+        self._accepted = False
+        self.client._inbox[self.request_id] = collections.deque()
+        self._send(protocol.PROPAGATE, body, request_id=self.request_id)
+        self._body = body
+
+    def _send(self, mtype: str, body: Dict[str, Any], request_id: Optional[str] = None) -> None:
+        self.client._send(mtype, request_id or codec.new_request_id(), body, None, self.session.id)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def __iter__(self) -> Iterator[FrameUpdate]:
+        return self
+
+    def __enter__(self) -> "Propagation":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.running:
+            self.cancel()
+
+    def _finish(self, state: str, reason: Optional[str] = None) -> None:
+        self.state = state
+        self.reason = reason
+        self.client._inbox.pop(self.request_id, None)
+
+    def _next_message(self) -> Message:
+        while True:
+            msg = self.client._wait(self.request_id, self.client.stream_timeout)
+            if msg is not None:
+                return msg
+            self._check_alive()
+
+    def _check_alive(self) -> None:
+        """Nothing arrived for a while: ask the worker whether our stream still exists."""
+        try:
+            status = self.client.status()
+        except ConnectionTimeout:
+            self._finish("error", "the worker stopped answering")
+            raise
+        for stream in status.get("streams", []):
+            if stream.get("request") == self.request_id:
+                if stream.get("paused"):  # frames or credit were lost on a reconnect: grant again
+                    self._send(protocol.CREDIT, {"request": self.request_id, "n": self.credit})
+                return
+        if not self._accepted and status.get("running") == protocol.PROPAGATE:
+            return
+        self._finish("error", "the worker no longer runs this propagation (was it restarted?)")
+        raise BridgeError("propagation %s was lost by the worker (restarted?); resume the session and propagate again"
+                          % self.request_id)
+
+    def __next__(self) -> FrameUpdate:
+        while self.running:
+            if self._consumed_since_grant and self._consumed_since_grant >= max(1, self.credit // 2):
+                self._send(protocol.CREDIT, {"request": self.request_id, "n": self._consumed_since_grant})
+                self._consumed_since_grant = 0
+            msg = self._next_message()
+            if msg.type == protocol.ACCEPTED:
+                self._accepted = True
+                self.total = int(msg.body.get("total", 0))
+                continue
+            if msg.type == protocol.FRAME:
+                self._accepted = True
+                self.received += 1
+                self._consumed_since_grant += 1
+                return FrameUpdate.from_body(msg.body, msg.arrays)
+            if msg.type == protocol.DONE:
+                self._finish("done")
+                break
+            if msg.type == protocol.CANCELLED:
+                self._finish("cancelled", str(msg.body.get("reason", "")))
+                break
+            if msg.type == protocol.ERROR:
+                self._finish("error", str(msg.body.get("message", "")))
+                raise _error_from(msg, protocol.PROPAGATE)
+        raise StopIteration
+
+    def cancel(self, *, wait: bool = True) -> None:
+        """Ask the worker to stop (it stops within one frame); with `wait`, drain to the end."""
+        if not self.running:
+            return
+        self.client.request(protocol.CANCEL, {"request": self.request_id}, session=self.session.id)
+        if not wait:
+            return
+        deadline = time.monotonic() + max(self.client.stream_timeout, self.client.timeout)
+        while self.running and time.monotonic() < deadline:
+            msg = self.client._wait(self.request_id, max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                break
+            if msg.type == protocol.FRAME:
+                self.received += 1
+            elif msg.type == protocol.DONE:
+                self._finish("done")
+            elif msg.type == protocol.CANCELLED:
+                self._finish("cancelled", str(msg.body.get("reason", "")))
+            elif msg.type == protocol.ERROR:
+                self._finish("error", str(msg.body.get("message", "")))
+        if self.running:
+            self._finish("cancelled", "no confirmation from the worker")

@@ -1,0 +1,146 @@
+"""The worker protocol: version, message types, error codes and limits.
+
+This module is shared by the worker and the client (which runs inside Blender and
+Nuke on Python 3.9 to 3.11): standard library only, no torch, no numpy.
+`PROTOCOL.md` beside this file is the written spec; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+# major.minor: a different major is refused; a newer minor only adds optional fields
+# and new message types, which an older peer ignores or answers with `unknown_type`.
+PROTOCOL_VERSION: Tuple[int, int] = (1, 0)
+
+
+def version_string(version: Tuple[int, int] = PROTOCOL_VERSION) -> str:
+    return "%d.%d" % (version[0], version[1])
+
+
+def parse_version(value: object) -> Tuple[int, int]:
+    """`[major, minor]` or `"major.minor"` -> (major, minor); ValueError if neither."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000 for v in value
+    ):
+        return int(value[0]), int(value[1])
+    if isinstance(value, str):
+        parts = value.split(".")
+        if len(parts) == 2 and all(p.isdigit() and len(p) <= 3 for p in parts):
+            return int(parts[0]), int(parts[1])
+    raise ValueError("protocol version must be [major, minor], got %r" % (value,))
+
+
+# Requests (client -> worker). Answered by one reply, except `propagate` which streams.
+HELLO = "hello"
+STATUS = "status"
+LIST_SESSIONS = "list_sessions"
+OPEN_SESSION = "open_session"
+PUSH_FRAMES = "push_frames"
+ADD_POINTS = "add_points"
+ADD_BOX = "add_box"
+ADD_MASK = "add_mask"
+ADD_STROKE = "add_stroke"
+CLEAR_PROMPTS = "clear_prompts"
+REMOVE_OBJECT = "remove_object"
+RESET = "reset"
+PROPAGATE = "propagate"
+CANCEL = "cancel"
+CREDIT = "credit"  # fire and forget: tops up a stream's credit, no reply
+GET_FRAME = "get_frame"
+WRITE_MATTES = "write_mattes"
+GET_SHAPES = "get_shapes"  # planned: mask -> Bezier shapes (core.shapes); answered `not_implemented` for now
+SAVE = "save"
+CLOSE = "close"
+DELETE_SESSION = "delete_session"
+PING = "ping"
+
+REQUEST_TYPES: Tuple[str, ...] = (
+    HELLO, STATUS, LIST_SESSIONS, OPEN_SESSION, PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK,
+    ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET, PROPAGATE, CANCEL, CREDIT, GET_FRAME,
+    WRITE_MATTES, GET_SHAPES, SAVE, CLOSE, DELETE_SESSION, PING,
+)
+
+# Requests that need an open session (header `session` set).
+SESSION_REQUEST_TYPES: Tuple[str, ...] = (
+    PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK, ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET,
+    PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, SAVE, CLOSE,
+)
+
+# Replies and stream messages (worker -> client). Every one carries `re`: the request id.
+REPLY = "reply"          # the single answer to a request
+ERROR = "error"          # a request failed (body: code, message); also ends a stream
+ACCEPTED = "accepted"    # a stream started (body: total frames, frame range)
+FRAME = "frame"          # one propagated frame (body: frame, obj_ids, scores, previews, matte paths, progress)
+DONE = "done"            # a stream finished
+CANCELLED = "cancelled"  # a stream stopped early (cancel request, client gone, worker stopping)
+KEEPALIVE = "keepalive"  # sent to a paused stream's client to notice when it has vanished; ignore
+
+STREAM_END_TYPES: Tuple[str, ...] = (DONE, CANCELLED, ERROR)
+
+# Error codes (body `code` of an `error` message).
+E_AUTH = "auth_failed"              # missing or wrong signature
+E_REPLAY = "replayed"               # nonce seen before, or timestamp outside the window
+E_MALFORMED = "malformed"           # not decodable, wrong part count, bad field types
+E_TOO_LARGE = "too_large"           # a part or the whole message exceeds the limits
+E_VERSION = "version_mismatch"      # protocol major differs
+E_UNKNOWN_TYPE = "unknown_type"
+E_NO_SESSION = "no_such_session"
+E_BAD_REQUEST = "bad_request"       # valid message, invalid arguments (frame out of range, ...)
+E_BUSY = "busy"                     # job queue full, or the session is propagating
+E_NOT_IMPLEMENTED = "not_implemented"
+E_INTERNAL = "internal"             # unexpected failure inside the worker (it keeps serving)
+E_STOPPING = "stopping"             # the worker is shutting down
+
+# Propagation directions.
+FORWARD = "forward"
+BACKWARD = "backward"
+BOTH = "both"
+DIRECTIONS: Tuple[str, ...] = (FORWARD, BACKWARD, BOTH)
+
+# Array dtypes allowed in raw buffers, always little-endian; names as numpy spells them.
+BUFFER_DTYPES = {
+    "bool": 1,
+    "uint8": 1,
+    "uint16": 2,
+    "int32": 4,
+    "float16": 2,
+    "float32": 4,
+}
+MAX_BUFFER_DIMS = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sizes the worker accepts; anything larger is refused before it is decoded.
+
+    `max_message_bytes` is also set as the socket's MAXMSGSIZE (ZeroMQ drops the peer
+    for a larger single part without reading it into memory).
+    """
+
+    max_message_bytes: int = 512 * 1024 * 1024
+    max_header_bytes: int = 4096
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_buffers: int = 16
+    max_str_len: int = 1024 * 1024
+    max_array_len: int = 1_000_000
+    max_map_len: int = 4096
+    # replay protection: a message older or newer than this (seconds) is refused
+    replay_window_s: float = 300.0
+    # at most this many nonces remembered; older ones are forgotten but their
+    # timestamps become the floor below which messages are refused (still no replays)
+    max_remembered_nonces: int = 100_000
+
+    @property
+    def max_parts(self) -> int:
+        return 3 + self.max_buffers
+
+
+DEFAULT_LIMITS = Limits()
+
+# Client defaults.
+DEFAULT_PORT = 5795
+DEFAULT_ADDRESS = "tcp://127.0.0.1:%d" % DEFAULT_PORT
+DEFAULT_CREDIT = 8          # frames a stream may run ahead of the client
+DEFAULT_PREVIEW_SIZE = 128  # longest side of the RLE mask previews in `frame` messages
