@@ -1,0 +1,276 @@
+"""Per-frame tracking state of a shot, on disk with a small in-memory window.
+
+Every (object, frame) that was prompted or tracked has a `FrameRecord`: its low-res mask logits,
+object score, predicted IoU, object pointer and (once encoded) its memory features in bfloat16, as
+the reference stores them. Records live in files under the session's state folder; an LRU window
+keeps the records the next frames need (the 6 previous memories, the pointers of the last 15
+frames and every keyframe), so RAM does not grow with the length of the shot.
+
+`InMemoryStore` keeps everything in RAM instead (the reference's behaviour), for tests comparing
+the two and for very short shots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+RECORD_FORMAT = 1
+
+
+@dataclass
+class FrameRecord:
+    """The stored state of one object on one frame (tensors on the CPU)."""
+
+    lowres: torch.Tensor  # 1*1*s*s float32 logits (after hole filling)
+    score: torch.Tensor  # 1*1 float32 object-score logit
+    obj_ptr: torch.Tensor  # 1*C float32 object pointer
+    iou: float  # predicted IoU of the chosen mask (nan when not predicted)
+    keyframe: bool  # a conditioning frame (received prompts)
+    tracked: bool  # propagation went over this frame (a new prompt here is a correction, not a first prompt)
+    reverse: bool  # tracked backward (decides which neighbours form its memory on a correction)
+    memory: torch.Tensor | None = None  # 1*D*h*w bfloat16, None until encoded
+
+    def nbytes(self) -> int:
+        total = self.lowres.nbytes + self.score.nbytes + self.obj_ptr.nbytes
+        return total + (self.memory.nbytes if self.memory is not None else 0)
+
+
+@dataclass
+class ObjectIndex:
+    """What exists for one object: small per-frame flags kept in RAM (a few bytes per frame)."""
+
+    committed: dict[int, bool] = field(default_factory=dict)  # frame -> keyframe
+    pending: set[int] = field(default_factory=set)  # prompted frames whose memory is not encoded yet
+    tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+
+    def keyframes(self) -> list[int]:
+        return sorted(f for f, key in self.committed.items() if key)
+
+
+class RecordStore:
+    """Where records live. Keys: (object id, frame index, pending)."""
+
+    def put(self, obj_id: int, frame: int, record: FrameRecord, *, pending: bool) -> None:
+        raise NotImplementedError
+
+    def get(self, obj_id: int, frame: int, *, pending: bool) -> FrameRecord:
+        raise NotImplementedError
+
+    def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
+        raise NotImplementedError
+
+    def delete_object(self, obj_id: int) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make every record durable (no-op in memory)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
+        """(object, frame, pending, record flags) for every stored record (used to rebuild indexes)."""
+        return iter(())
+
+
+class InMemoryStore(RecordStore):
+    def __init__(self) -> None:
+        self._records: dict[tuple[int, int, bool], FrameRecord] = {}
+
+    def put(self, obj_id: int, frame: int, record: FrameRecord, *, pending: bool) -> None:
+        self._records[(obj_id, frame, pending)] = record
+
+    def get(self, obj_id: int, frame: int, *, pending: bool) -> FrameRecord:
+        return self._records[(obj_id, frame, pending)]
+
+    def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
+        self._records.pop((obj_id, frame, pending), None)
+
+    def delete_object(self, obj_id: int) -> None:
+        for key in [k for k in self._records if k[0] == obj_id]:
+            del self._records[key]
+
+    def clear(self) -> None:
+        self._records.clear()
+
+    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
+        for (obj, frame, pending), rec in list(self._records.items()):
+            yield obj, frame, pending, {"keyframe": rec.keyframe, "tracked": rec.tracked, "reverse": rec.reverse}
+
+
+class DiskStore(RecordStore):
+    """One small binary file per record under `root/obj_<id>/`, with an LRU window in RAM.
+
+    Files are written atomically (temporary name, then rename), so a crash never leaves a partial
+    record under its final name. Keyframe records stay in the window (every later frame needs them).
+    """
+
+    def __init__(self, root: Path, *, window: int = 64) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.window = window
+        self._cache: OrderedDict[tuple[int, int, bool], FrameRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _path(self, obj_id: int, frame: int, pending: bool) -> Path:
+        return self.root / f"obj_{obj_id}" / f"{'p' if pending else 'f'}{frame:08d}.rec"
+
+    def put(self, obj_id: int, frame: int, record: FrameRecord, *, pending: bool) -> None:
+        key = (obj_id, frame, pending)
+        path = self._path(obj_id, frame, pending)
+        path.parent.mkdir(exist_ok=True)
+        _write_record(path, record)
+        with self._lock:
+            self._cache[key] = record
+            self._cache.move_to_end(key)
+            self._evict()
+
+    def get(self, obj_id: int, frame: int, *, pending: bool) -> FrameRecord:
+        key = (obj_id, frame, pending)
+        with self._lock:
+            record = self._cache.get(key)
+            if record is not None:
+                self._cache.move_to_end(key)
+                return record
+        record = _read_record(self._path(obj_id, frame, pending))
+        with self._lock:
+            self._cache[key] = record
+            self._evict()
+        return record
+
+    def _evict(self) -> None:
+        if len(self._cache) <= self.window:
+            return
+        for key in list(self._cache):
+            if len(self._cache) <= self.window:
+                break
+            if not self._cache[key].keyframe:
+                del self._cache[key]
+
+    def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
+        with self._lock:
+            self._cache.pop((obj_id, frame, pending), None)
+        self._path(obj_id, frame, pending).unlink(missing_ok=True)
+
+    def delete_object(self, obj_id: int) -> None:
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == obj_id]:
+                del self._cache[key]
+        shutil.rmtree(self.root / f"obj_{obj_id}", ignore_errors=True)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+        for child in self.root.glob("obj_*"):
+            shutil.rmtree(child, ignore_errors=True)
+
+    def flush(self) -> None:
+        # records are written synchronously; make the folder entries durable too
+        for folder in [self.root, *self.root.glob("obj_*")]:
+            _fsync_dir(folder)
+
+    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
+        for folder in sorted(self.root.glob("obj_*")):
+            obj_id = int(folder.name[4:])
+            for path in sorted(folder.glob("*.rec")):
+                try:
+                    header = _read_header(path)
+                except (OSError, ValueError):
+                    continue  # an unreadable record is as if the frame was never tracked
+                flags = {k: bool(header[k]) for k in ("keyframe", "tracked", "reverse")}
+                yield obj_id, int(path.stem[1:]), path.stem[0] == "p", flags
+
+    def cached_records(self) -> int:
+        return len(self._cache)
+
+
+# --- record files ----------------------------------------------------------------------------------
+# A record file: one JSON header line (fields, dtypes, shapes, flags), then the raw tensor bytes.
+
+_DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.uint16, torch.bfloat16)}
+
+
+def _write_record(path: Path, record: FrameRecord) -> None:
+    tensors = {"lowres": record.lowres, "score": record.score, "obj_ptr": record.obj_ptr}
+    if record.memory is not None:
+        tensors["memory"] = record.memory
+    fields, blobs = [], []
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        dtype = "bfloat16" if tensor.dtype == torch.bfloat16 else "float32"
+        array = tensor.view(torch.uint16).numpy() if dtype == "bfloat16" else tensor.float().numpy()
+        fields.append({"name": name, "dtype": dtype, "shape": list(tensor.shape)})
+        blobs.append(array.tobytes())
+    header = {
+        "format": RECORD_FORMAT,
+        "fields": fields,
+        "iou": None if np.isnan(record.iou) else record.iou,
+        "keyframe": record.keyframe,
+        "tracked": record.tracked,
+        "reverse": record.reverse,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(header).encode() + b"\n")
+        for blob in blobs:
+            f.write(blob)
+    os.replace(tmp, path)
+
+
+def _read_header(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return json.loads(f.readline())
+
+
+def _read_record(path: Path) -> FrameRecord:
+    data = path.read_bytes()
+    newline = data.index(b"\n")
+    header = json.loads(data[:newline])
+    if header.get("format") != RECORD_FORMAT:
+        raise ValueError(f"{path}: record format {header.get('format')} is not {RECORD_FORMAT}")
+    offset = newline + 1
+    tensors: dict[str, torch.Tensor] = {}
+    for spec in header["fields"]:
+        np_dtype, torch_dtype = _DTYPES[spec["dtype"]]
+        count = int(np.prod(spec["shape"])) if spec["shape"] else 1
+        array = np.frombuffer(data, dtype=np_dtype, count=count, offset=offset).reshape(spec["shape"])
+        offset += array.nbytes
+        tensor = torch.from_numpy(array.copy())
+        tensors[spec["name"]] = tensor.view(torch_dtype) if torch_dtype == torch.bfloat16 else tensor
+    iou = header["iou"]
+    return FrameRecord(
+        lowres=tensors["lowres"],
+        score=tensors["score"],
+        obj_ptr=tensors["obj_ptr"],
+        iou=float("nan") if iou is None else float(iou),
+        keyframe=bool(header["keyframe"]),
+        tracked=bool(header["tracked"]),
+        reverse=bool(header["reverse"]),
+        memory=tensors.get("memory"),
+    )
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

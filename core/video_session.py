@@ -1,0 +1,843 @@
+"""VideoSession: objects, prompts, keyframes and propagation through one shot.
+
+Semantics follow the official `SAM2VideoPredictor` (Dec 2024) call for call, with the build
+settings of `build_sam2_video_predictor` and `add_all_frames_to_correct_as_cond=True`: a prompt on a
+frame that was already tracked makes it a keyframe, so corrections stick through later
+propagations. The same sequence of calls gives the same outputs as the reference.
+
+What differs is where things live. Frames are decoded on demand (a `FrameSource`), image features
+are kept for a few recent frames only, and per-frame state lives in a `RecordStore` (files in the
+session folder with a small in-memory window), so memory does not grow with the shot. A session
+saved to its folder can be reopened by another process and continues with the same outputs.
+
+Frames are addressed by the plate's own frame numbers everywhere in this API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .frames import ArrayFrames, FrameSource, open_frames
+from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore
+from .model import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
+from .preprocess import to_model_input
+from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from .runtime import autocast_context
+
+SESSION_FORMAT = 1
+
+
+class SessionError(ValueError):
+    """A request the session cannot honour (unknown object or frame, bad prompt, ...)."""
+
+
+@dataclass
+class FrameResult:
+    """Outputs of every object on one frame, at the shot's resolution."""
+
+    frame: int  # plate frame number
+    obj_ids: list[int]
+    logits: np.ndarray  # N*H*W float32 mask logits (-1024 where an object has no output on this frame)
+    scores: np.ndarray  # N float32 object-score logits (> 0: the object is present)
+    ious: np.ndarray  # N float32 predicted IoU of the chosen masks (nan where unknown)
+
+
+@dataclass
+class StoredFrame:
+    """The stored state of one object on one tracked or prompted frame."""
+
+    lowres_logits: np.ndarray  # s*s float32 (s = image_size / 4)
+    score: float
+    keyframe: bool
+    iou: float
+
+
+@dataclass
+class Prompt:
+    """What the artist gave for one object on one frame, in plate pixels (kept for export and replay)."""
+
+    points: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box: list[float] | None = None
+    mask_file: str | None = None  # relative to the session folder
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, [])}
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    fill_hole_area: int = 8
+    non_overlap_masks: bool = False
+    # image features kept for recently used frames (each is ~16 MB at 1024)
+    feature_cache_frames: int = 4
+    # records kept in RAM besides keyframes when the state is on disk
+    record_window: int = 64
+    # "float32", or "bfloat16"/"float16" autocast on CUDA
+    precision: str = "float32"
+
+
+class VideoSession:
+    def __init__(
+        self,
+        model: SAM2Model,
+        frames: "FrameSource | str | os.PathLike[str] | np.ndarray",
+        *,
+        video_size: tuple[int, int] | None = None,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+        state_dir: "str | os.PathLike[str] | None" = None,
+        keep_in_memory: bool = False,
+        device: "str | torch.device | None" = None,
+        first: int | None = None,
+        last: int | None = None,
+        precision: str = "float32",
+        feature_cache_frames: int = 4,
+        record_window: int = 64,
+    ) -> None:
+        """
+        frames: a frame source, a video file, an image-sequence pattern (`plate.####.exr`) or an
+            N*H*W*3 array. With `video_size` (H, W), the frames are taken as the model's input
+            (already S*S) for a shot of that size, and outputs come at `video_size`.
+        state_dir: where per-frame state lives (created if needed). None: a private temporary folder,
+            removed on close. `keep_in_memory`: keep every record in RAM instead (like the reference).
+        """
+        if device is not None and torch.device(device) != model.device:
+            raise SessionError(f"the model is on {model.device}, not {device}: move the model first")
+        if fill_hole_area < 0:
+            raise SessionError("fill_hole_area must be >= 0")
+        self.model = model
+        self.options = SessionOptions(
+            fill_hole_area=fill_hole_area,
+            non_overlap_masks=non_overlap_masks,
+            feature_cache_frames=max(1, feature_cache_frames),
+            record_window=record_window,
+            precision=precision,
+        )
+        self.frames = frames if isinstance(frames, FrameSource) else open_frames(frames, first=first, last=last)
+        if len(self.frames) == 0:
+            raise SessionError("the shot has no frames")
+        self._frames_are_model_input = video_size is not None
+        if video_size is not None:
+            if self.frames.height != model.image_size or self.frames.width != model.image_size:
+                raise SessionError(
+                    f"with video_size, frames must be the model input ({model.image_size}x{model.image_size}), "
+                    f"got {self.frames.width}x{self.frames.height}"
+                )
+            self.height, self.width = int(video_size[0]), int(video_size[1])
+        else:
+            self.height, self.width = self.frames.height, self.frames.width
+
+        self._owns_state_dir = state_dir is None and not keep_in_memory
+        if keep_in_memory:
+            self.state_dir: Path | None = Path(state_dir) if state_dir is not None else None
+            self.store: RecordStore = InMemoryStore()
+        else:
+            self.state_dir = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="samroto-"))
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.store = DiskStore(self.state_dir / "records", window=record_window)
+
+        self._objects: OrderedDict[int, ObjectIndex] = OrderedDict()
+        self._prompts: dict[int, dict[int, Prompt]] = {}
+        # model-space clicks per object and frame index (coords 1*N*2, labels 1*N), for clear=False
+        self._points: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._features: OrderedDict[int, FrameFeatures] = OrderedDict()
+        self._closed = False
+        if self.state_dir is not None and not keep_in_memory:
+            self._write_manifest()
+
+    # --- basic properties ----------------------------------------------------------------------
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self._objects)
+
+    @property
+    def frame_numbers(self) -> Sequence[int]:
+        return self.frames.frame_numbers
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def _index(self, frame: int) -> int:
+        try:
+            return self.frames.index_of(int(frame))
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+
+    def _number(self, index: int) -> int:
+        return self.frames.frame_numbers[index]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionError("the session is closed")
+
+    # --- image features ------------------------------------------------------------------------
+
+    def _model_input(self, index: int) -> torch.Tensor:
+        image = self.frames.read(self._number(index))
+        return to_model_input(image, self.model.image_size, device=self.model.device)
+
+    def features(self, index: int) -> FrameFeatures:
+        """Backbone features of a frame (bounded LRU cache: repeated clicks on a frame are cheap)."""
+        cached = self._features.get(index)
+        if cached is not None:
+            self._features.move_to_end(index)
+            return cached
+        with torch.inference_mode(), self._autocast():
+            image = self._model_input(index).to(self.model.dtype)
+            features = self.model.encode_image(image[None] if image.dim() == 3 else image)
+        self._features[index] = features
+        while len(self._features) > self.options.feature_cache_frames:
+            self._features.popitem(last=False)
+        return features
+
+    def _autocast(self):  # noqa: ANN202 - context manager
+        return autocast_context(self.model.device, self.options.precision)
+
+    # --- objects and prompts -------------------------------------------------------------------
+
+    def _object(self, obj_id: int, *, create: bool = False) -> ObjectIndex:
+        obj_id = int(obj_id)
+        index = self._objects.get(obj_id)
+        if index is None:
+            if not create:
+                raise SessionError(f"no object {obj_id}; objects: {self.obj_ids}")
+            index = ObjectIndex()
+            self._objects[obj_id] = index
+            self._prompts[obj_id] = {}
+            self._points[obj_id] = {}
+        return index
+
+    def _to_model_coords(self, xy: np.ndarray) -> torch.Tensor:
+        scale = np.array([self.model.image_size / self.width, self.model.image_size / self.height], np.float32)
+        return torch.from_numpy((xy * scale).astype(np.float32))
+
+    def add_points(
+        self,
+        frame: int,
+        obj_id: int,
+        points: "Sequence[Sequence[float]] | np.ndarray",
+        labels: "Sequence[int] | np.ndarray",
+        *,
+        clear: bool = True,
+    ) -> FrameResult:
+        """Positive (1) and negative (0) clicks at (x, y) plate pixels. `clear=False` adds to the frame's
+        earlier clicks for this object instead of replacing them."""
+        pts = _as_points(points)
+        labs = _as_labels(labels, len(pts))
+        if len(pts) == 0:
+            raise SessionError("add_points needs at least one point")
+        return self._add_point_prompt(frame, obj_id, pts, labs, box=None, clear=clear)
+
+    def add_box(
+        self,
+        frame: int,
+        obj_id: int,
+        box: "Sequence[float] | np.ndarray",
+        *,
+        points: "Sequence[Sequence[float]] | np.ndarray | None" = None,
+        labels: "Sequence[int] | np.ndarray | None" = None,
+    ) -> FrameResult:
+        """A box (x0, y0, x1, y1) in plate pixels, optionally with clicks; replaces the frame's prompts."""
+        b = np.asarray(box, dtype=np.float32).reshape(-1)
+        if b.shape != (4,) or not np.all(np.isfinite(b)):
+            raise SessionError(f"a box is 4 finite numbers (x0, y0, x1, y1), got {box!r}")
+        if b[2] < b[0] or b[3] < b[1]:
+            raise SessionError(f"box corners must be (left, top, right, bottom), got {b.tolist()}")
+        if (points is None) != (labels is None):
+            raise SessionError("points and labels must be given together")
+        pts = _as_points(points) if points is not None else np.zeros((0, 2), np.float32)
+        labs = _as_labels(labels, len(pts)) if labels is not None else np.zeros((0,), np.int32)
+        return self._add_point_prompt(frame, obj_id, pts, labs, box=b, clear=True)
+
+    def _add_point_prompt(
+        self, frame: int, obj_id: int, pts: np.ndarray, labs: np.ndarray, *, box: np.ndarray | None, clear: bool
+    ) -> FrameResult:
+        self._check_open()
+        idx = self._index(frame)
+        obj = self._object(obj_id, create=True)
+        obj_id = int(obj_id)
+        coords, labels = self._to_model_coords(pts), torch.from_numpy(labs.astype(np.int32))
+        if box is not None:
+            coords = torch.cat([self._to_model_coords(box.reshape(2, 2)), coords], 0)
+            labels = torch.cat([torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], dtype=torch.int32), labels], 0)
+        coords, labels = coords[None], labels[None]
+        previous = self._points[obj_id].get(idx)
+        prompt = self._prompts[obj_id].get(idx) if not clear else None
+        if not clear and previous is not None:
+            coords = torch.cat([previous[0], coords], 1)
+            labels = torch.cat([previous[1], labels], 1)
+        if prompt is None or prompt.mask_file is not None:
+            prompt = Prompt()
+        prompt.points = prompt.points + pts.tolist()
+        prompt.labels = prompt.labels + labs.astype(int).tolist()
+        if box is not None:
+            prompt.box = box.tolist()
+        self._points[obj_id][idx] = (coords, labels)
+        self._prompts[obj_id][idx] = prompt
+
+        is_init = idx not in obj.tracked
+        reverse = False if is_init else obj.tracked[idx]
+        prev_logits = self._latest_lowres(obj_id, idx)
+        with torch.inference_mode(), self._autocast():
+            features = self.features(idx)
+            heads = self._run_heads(obj_id, idx, features, is_init, reverse, points=(coords, labels), prev=prev_logits)
+            record = self._record_from_heads(heads, keyframe=True, tracked=False, reverse=reverse)
+        self._put(obj_id, idx, record, pending=True)
+        obj.pending.add(idx)
+        self._save_prompts()
+        return self.frame_result(frame)
+
+    def add_mask(self, frame: int, obj_id: int, mask: np.ndarray) -> FrameResult:
+        """A mask prompt (H*W at the shot's resolution; non-zero = object). Replaces the frame's prompts."""
+        self._check_open()
+        m = np.asarray(mask)
+        if m.ndim != 2:
+            raise SessionError(f"a mask prompt is H*W, got shape {m.shape}")
+        if m.shape != (self.height, self.width):
+            raise SessionError(f"the mask is {m.shape[1]}x{m.shape[0]}, the shot is {self.width}x{self.height}")
+        idx = self._index(frame)
+        obj = self._object(obj_id, create=True)
+        obj_id = int(obj_id)
+        size = self.model.image_size
+        mask_t = torch.from_numpy(m.astype(bool)).float()[None, None]
+        if mask_t.shape[-2:] != (size, size):
+            mask_t = F.interpolate(mask_t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            mask_t = (mask_t >= 0.5).float()
+        self._points[obj_id].pop(idx, None)
+        self._prompts[obj_id][idx] = Prompt(mask_file=self._save_mask_prompt(obj_id, idx, m))
+
+        is_init = idx not in obj.tracked
+        reverse = False if is_init else obj.tracked[idx]
+        with torch.inference_mode(), self._autocast():
+            features = self.features(idx)
+            heads = self.model.mask_as_output(
+                features.vision, features.high_res, mask_t.to(self.model.device, self.model.dtype)
+            )
+            record = self._record_from_heads(heads, keyframe=True, tracked=False, reverse=reverse)
+        self._put(obj_id, idx, record, pending=True)
+        obj.pending.add(idx)
+        self._save_prompts()
+        return self.frame_result(frame)
+
+    def clear_prompts(self, frame: int, obj_id: int) -> FrameResult:
+        """Remove an object's prompts on a frame; a keyframe becomes an ordinary tracked frame again."""
+        self._check_open()
+        idx = self._index(frame)
+        obj = self._object(obj_id)
+        obj_id = int(obj_id)
+        self._points[obj_id].pop(idx, None)
+        prompt = self._prompts[obj_id].pop(idx, None)
+        if prompt is not None and prompt.mask_file and self.state_dir is not None:
+            (self.state_dir / prompt.mask_file).unlink(missing_ok=True)
+        if idx in obj.pending:
+            obj.pending.discard(idx)
+            self.store.delete(obj_id, idx, pending=True)
+        if obj.committed.get(idx):
+            record = self.store.get(obj_id, idx, pending=False)
+            # no longer a keyframe, and no longer counted as tracked (a new prompt here starts afresh)
+            self._put(obj_id, idx, replace(record, keyframe=False, tracked=False), pending=False)
+            obj.committed[idx] = False
+            obj.tracked.pop(idx, None)
+        self._save_prompts()
+        return self.frame_result(frame)
+
+    def remove_object(self, obj_id: int) -> None:
+        self._check_open()
+        self._object(obj_id)
+        obj_id = int(obj_id)
+        for prompt in self._prompts.get(obj_id, {}).values():
+            if prompt.mask_file and self.state_dir is not None:
+                (self.state_dir / prompt.mask_file).unlink(missing_ok=True)
+        del self._objects[obj_id]
+        self._prompts.pop(obj_id, None)
+        self._points.pop(obj_id, None)
+        self.store.delete_object(obj_id)
+        self._save_prompts()
+
+    def reset(self) -> None:
+        """Forget every object, prompt and tracked frame."""
+        self._check_open()
+        for obj_id in list(self._objects):
+            self.remove_object(obj_id)
+        self.store.clear()
+
+    # --- outputs -------------------------------------------------------------------------------
+
+    def _latest(self, obj_id: int, idx: int) -> FrameRecord | None:
+        """The newest output of an object on a frame: a pending prompt result first, then the tracked one."""
+        obj = self._objects[obj_id]
+        if idx in obj.pending:
+            return self.store.get(obj_id, idx, pending=True)
+        if idx in obj.committed:
+            return self.store.get(obj_id, idx, pending=False)
+        return None
+
+    def _latest_lowres(self, obj_id: int, idx: int) -> torch.Tensor | None:
+        record = self._latest(obj_id, idx)
+        if record is None:
+            return None
+        # clamped to avoid rare numerical issues, as the reference does
+        return torch.clamp(record.lowres.to(self.model.device), -32.0, 32.0)
+
+    def frame_output(self, obj_id: int, frame: int) -> StoredFrame | None:
+        """The stored state of an object on a frame, or None if it was never prompted or tracked there."""
+        record = self._latest(int(obj_id), self._index(frame)) if int(obj_id) in self._objects else None
+        if record is None:
+            return None
+        return StoredFrame(
+            lowres_logits=record.lowres[0, 0].float().cpu().numpy(),
+            score=float(record.score.reshape(-1)[0]),
+            keyframe=record.keyframe,
+            iou=record.iou,
+        )
+
+    def frame_result(self, frame: int) -> FrameResult:
+        """Every object's current output on a frame, at the shot's resolution."""
+        idx = self._index(frame)
+        records = [self._latest(obj_id, idx) for obj_id in self._objects]
+        return self._result(idx, records)
+
+    def _result(self, idx: int, records: list[FrameRecord | None]) -> FrameResult:
+        n = len(records)
+        s = self.model.config.lowres_mask_size
+        lowres = torch.full((max(n, 1), 1, s, s), NO_OBJECT_SCORE, dtype=torch.float32)
+        scores = np.full(n, NO_OBJECT_SCORE, np.float32)
+        ious = np.full(n, np.nan, np.float32)
+        for i, record in enumerate(records):
+            if record is not None:
+                lowres[i] = record.lowres[0].float()
+                scores[i] = float(record.score.reshape(-1)[0])
+                ious[i] = record.iou
+        logits = F.interpolate(lowres, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        if self.options.non_overlap_masks:
+            logits = non_overlapping(logits)
+        return FrameResult(
+            frame=self._number(idx),
+            obj_ids=self.obj_ids,
+            logits=logits[:n, 0].numpy(),
+            scores=scores,
+            ious=ious,
+        )
+
+    # --- model steps ---------------------------------------------------------------------------
+
+    def _record_from_heads(self, heads: HeadOutput, *, keyframe: bool, tracked: bool, reverse: bool) -> FrameRecord:
+        lowres = heads.lowres.float()
+        if self.options.fill_hole_area > 0:
+            lowres = fill_holes(lowres, self.options.fill_hole_area)
+        return FrameRecord(
+            lowres=lowres.cpu(),
+            score=heads.object_score.float().cpu(),
+            obj_ptr=heads.obj_ptr.float().cpu(),
+            iou=float(heads.best_iou.reshape(-1)[0]),
+            keyframe=keyframe,
+            tracked=tracked,
+            reverse=reverse,
+        )
+
+    def _put(self, obj_id: int, idx: int, record: FrameRecord, *, pending: bool) -> None:
+        self.store.put(obj_id, idx, record, pending=pending)
+
+    def _run_heads(
+        self,
+        obj_id: int,
+        idx: int,
+        features: FrameFeatures,
+        is_init: bool,
+        reverse: bool,
+        *,
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        prev: torch.Tensor | None,
+    ) -> HeadOutput:
+        model = self.model
+        device = model.device
+        if is_init:
+            pix = model.condition_on_memory(features, None, None, 0)
+        else:
+            memory, memory_pos, num_ptr = self._memory_for(obj_id, idx, reverse)
+            pix = model.condition_on_memory(features, memory, memory_pos, num_ptr)
+        num_points = 0 if points is None else points[1].shape[1]
+        point_inputs = None
+        if points is not None:
+            point_inputs = (points[0].to(device, model.dtype), points[1].to(device))
+        return model.predict_masks(
+            pix,
+            features.high_res,
+            points=point_inputs,
+            mask_input=None if prev is None else prev.to(model.dtype),
+            multimask=model.use_multimask(num_points=num_points),
+        )
+
+    def _memory_for(self, obj_id: int, idx: int, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The memory bank an object attends to on frame `idx` (the reference's
+        `_prepare_memory_conditioned_features`): keyframes, up to 6 previous frames in the direction of
+        travel, and the object pointers of keyframes in the past and of up to 15 previous frames."""
+        model = self.model
+        c = model.config
+        obj = self._objects[obj_id]
+        keyframes = obj.keyframes()
+        if not keyframes:
+            raise SessionError(f"object {obj_id} has no keyframe yet: prompt it on some frame first")
+        selected, unselected = _select_keyframes(idx, keyframes, c.max_cond_frames_in_attn)
+        spatial: list[tuple[torch.Tensor, int]] = []
+        for k in selected:
+            spatial.append((self._memory_of(obj_id, k), 0))
+        stride = c.memory_temporal_stride
+        for t_pos in range(1, c.num_maskmem):
+            t_rel = c.num_maskmem - t_pos  # frames before the current one
+            if t_rel == 1:
+                prev = idx + 1 if reverse else idx - 1
+            elif not reverse:
+                prev = ((idx - 2) // stride) * stride - (t_rel - 2) * stride
+            else:
+                prev = -(-(idx + 2) // stride) * stride + (t_rel - 2) * stride
+            if obj.committed.get(prev) is False or prev in unselected:
+                spatial.append((self._memory_of(obj_id, prev), t_pos))
+
+        max_ptrs = min(self.num_frames, c.max_obj_ptrs_in_encoder)
+        sign = -1 if reverse else 1
+        pointers: list[tuple[int, torch.Tensor]] = []
+        for k in selected:
+            if (k >= idx) if reverse else (k <= idx):
+                distance = (idx - k) * sign if c.use_signed_tpos_enc_to_obj_ptrs else abs(idx - k)
+                pointers.append((distance, self.store.get(obj_id, k, pending=False).obj_ptr))
+        for t_diff in range(1, max_ptrs):
+            t = idx + t_diff if reverse else idx - t_diff
+            if t < 0 or t >= self.num_frames:
+                break
+            if obj.committed.get(t) is False or t in unselected:
+                pointers.append((t_diff, self.store.get(obj_id, t, pending=False).obj_ptr))
+        return model.assemble_memory(spatial, pointers, self.num_frames)
+
+    def _memory_of(self, obj_id: int, idx: int) -> torch.Tensor:
+        record = self.store.get(obj_id, idx, pending=False)
+        if record.memory is None:
+            raise SessionError(f"internal: object {obj_id} frame {self._number(idx)} has no memory")
+        return record.memory
+
+    def _commit_pending(self) -> None:
+        """Encode the memory of every prompted frame and make it part of the memory bank (the
+        reference's propagation preflight)."""
+        model = self.model
+        size = model.image_size
+        for obj_id, obj in self._objects.items():
+            for idx in sorted(obj.pending):
+                record = self.store.get(obj_id, idx, pending=True)
+                with torch.inference_mode(), self._autocast():
+                    features = self.features(idx)
+                    highres = F.interpolate(
+                        record.lowres.to(model.device), size=(size, size), mode="bilinear", align_corners=False
+                    )
+                    memory = model.encode_memory(
+                        features.vision,
+                        highres.to(model.dtype),
+                        record.score.to(model.device),
+                        binarize=True,
+                    )
+                committed = replace(
+                    record,
+                    memory=memory.to(torch.bfloat16).cpu(),
+                    tracked=idx in obj.tracked,
+                    reverse=obj.tracked.get(idx, False),
+                )
+                self._put(obj_id, idx, committed, pending=False)
+                self.store.delete(obj_id, idx, pending=True)
+                obj.committed[idx] = True
+            obj.pending.clear()
+            if not any(obj.committed.values()):
+                raise SessionError(f"object {obj_id} has no prompt on any frame: add points, a box or a mask first")
+
+    def propagate(
+        self, start: int | None = None, max_frames: int | None = None, reverse: bool = False
+    ) -> Iterator[FrameResult]:
+        """Track every object from `start` (default: the earliest keyframe) forward, or backward with
+        `reverse`, over at most `max_frames` more frames; yields one result per frame.
+
+        Each frame's state is stored before it is yielded, so stopping the iteration (cancel) leaves
+        a consistent session.
+        """
+        self._check_open()
+        if not self._objects:
+            raise SessionError("no objects: add a prompt first")
+        self._commit_pending()
+        n = self.num_frames
+        if start is None:
+            start_idx = min(k for obj in self._objects.values() for k in obj.keyframes())
+        else:
+            start_idx = self._index(start)
+        if max_frames is None:
+            max_frames = n
+        if max_frames < 0:
+            raise SessionError("max_frames must be >= 0")
+        if reverse:
+            end = max(start_idx - max_frames, 0)
+            order = range(start_idx, end - 1, -1) if start_idx > 0 else range(0)
+        else:
+            end = min(start_idx + max_frames, n - 1)
+            order = range(start_idx, end + 1)
+        self._save_prompts()
+        for idx in order:
+            yield self._track_frame(idx, reverse)
+
+    def _track_frame(self, idx: int, reverse: bool) -> FrameResult:
+        model = self.model
+        records: list[FrameRecord | None] = []
+        for obj_id, obj in self._objects.items():
+            if obj.committed.get(idx):
+                # a keyframe keeps its prompted output; only its tracked flags change
+                record = self.store.get(obj_id, idx, pending=False)
+                if not record.tracked or record.reverse != reverse:
+                    record = replace(record, tracked=True, reverse=reverse)
+                    self._put(obj_id, idx, record, pending=False)
+            else:
+                with torch.inference_mode(), self._autocast():
+                    features = self.features(idx)
+                    heads = self._run_heads(obj_id, idx, features, False, reverse, points=None, prev=None)
+                    # memory from the chosen full-size logits before hole filling, through a sigmoid
+                    memory = model.encode_memory(features.vision, heads.highres, heads.object_score, binarize=False)
+                    record = self._record_from_heads(heads, keyframe=False, tracked=True, reverse=reverse)
+                record = replace(record, memory=memory.to(torch.bfloat16).cpu())
+                self._put(obj_id, idx, record, pending=False)
+                obj.committed[idx] = False
+            obj.tracked[idx] = reverse
+            records.append(record)
+        return self._result(idx, records)
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def _write_manifest(self) -> None:
+        assert self.state_dir is not None
+        manifest = {
+            "format": SESSION_FORMAT,
+            "frames": self.frames.describe(),
+            "video_size": [self.height, self.width] if self._frames_are_model_input else None,
+            "options": asdict(self.options),
+            "model": {"name": self.model.config.name, "image_size": self.model.image_size},
+        }
+        _write_json(self.state_dir / "session.json", manifest)
+
+    def _save_prompts(self) -> None:
+        if self.state_dir is None or isinstance(self.store, InMemoryStore):
+            return
+        data = {
+            "format": SESSION_FORMAT,
+            "objects": [
+                {
+                    "obj_id": obj_id,
+                    "prompts": {str(self._number(idx)): p.to_dict() for idx, p in sorted(self._prompts[obj_id].items())},
+                    "clicks": {
+                        str(idx): {"coords": c[0].tolist(), "labels": lab[0].tolist()}
+                        for idx, (c, lab) in sorted(self._points[obj_id].items())
+                    },
+                }
+                for obj_id in self._objects
+            ],
+        }
+        _write_json(self.state_dir / "prompts.json", data)
+
+    def _save_mask_prompt(self, obj_id: int, idx: int, mask: np.ndarray) -> str | None:
+        if self.state_dir is None or isinstance(self.store, InMemoryStore):
+            return None
+        rel = f"masks/obj_{obj_id}_f{self._number(idx)}.png"
+        path = self.state_dir / rel
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.png")
+        cv2.imwrite(str(tmp), (mask.astype(bool) * 255).astype(np.uint8))
+        os.replace(tmp, path)
+        return rel
+
+    def save(self) -> None:
+        """Make the session durable in its folder (records, prompts, tracked frames)."""
+        self._check_open()
+        if self.state_dir is None or isinstance(self.store, InMemoryStore):
+            raise SessionError("this session keeps its state in memory: nothing to save (give it a state_dir)")
+        self.store.flush()
+        self._write_manifest()
+        self._save_prompts()
+        self._owns_state_dir = False  # saved on purpose: keep it
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: "str | os.PathLike[str]",
+        model: SAM2Model,
+        *,
+        frames: "FrameSource | np.ndarray | None" = None,
+        device: "str | torch.device | None" = None,
+    ) -> "VideoSession":
+        """Reopen a session saved in `state_dir`. Frames pushed as an array must be given again."""
+        root = Path(state_dir)
+        manifest_path = root / "session.json"
+        if not manifest_path.is_file():
+            raise SessionError(f"{root} holds no saved session (no session.json)")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != SESSION_FORMAT:
+            raise SessionError(f"{root}: session format {manifest.get('format')} is not {SESSION_FORMAT}")
+        saved_model = manifest.get("model", {})
+        if saved_model.get("image_size") not in (None, model.image_size):
+            raise SessionError(
+                f"{root} was tracked at input size {saved_model.get('image_size')}, the model runs at {model.image_size}"
+            )
+        spec = manifest["frames"]
+        if frames is None:
+            if spec.get("kind") == "array":
+                raise SessionError(f"{root} was opened on frames pushed in memory: pass them again with frames=")
+            frames = open_frames(spec.get("path") or spec.get("pattern"), first=spec.get("first"), last=spec.get("last"))
+        options = manifest.get("options", {})
+        video_size = manifest.get("video_size")
+        session = cls(
+            model,
+            frames,
+            video_size=tuple(video_size) if video_size else None,
+            fill_hole_area=options.get("fill_hole_area", 8),
+            non_overlap_masks=options.get("non_overlap_masks", False),
+            state_dir=root,
+            device=device,
+            precision=options.get("precision", "float32"),
+            feature_cache_frames=options.get("feature_cache_frames", 4),
+            record_window=options.get("record_window", 64),
+        )
+        session._restore()
+        return session
+
+    def _restore(self) -> None:
+        assert self.state_dir is not None
+        prompts_path = self.state_dir / "prompts.json"
+        data = json.loads(prompts_path.read_text()) if prompts_path.is_file() else {"objects": []}
+        for entry in data["objects"]:
+            obj_id = int(entry["obj_id"])
+            obj = self._object(obj_id, create=True)
+            for frame, p in entry["prompts"].items():
+                self._prompts[obj_id][self._index(int(frame))] = Prompt(**p)
+            for idx, spec in entry.get("clicks", {}).items():
+                coords = torch.tensor(spec["coords"], dtype=torch.float32).reshape(1, -1, 2)
+                labels = torch.tensor(spec["labels"], dtype=torch.int32).reshape(1, -1)
+                self._points[obj_id][int(idx)] = (coords, labels)
+        # the records are the truth about what was tracked: they are written as frames are tracked,
+        # so a session killed mid-propagation resumes with every frame it finished
+        for obj_id, idx, pending, flags in self.store.scan():
+            if obj_id not in self._objects:
+                continue
+            obj = self._objects[obj_id]
+            if pending:
+                obj.pending.add(idx)
+            else:
+                obj.committed[idx] = flags["keyframe"]
+                if flags["tracked"]:
+                    obj.tracked[idx] = flags["reverse"]
+
+    def prompts(self) -> dict[int, dict[int, dict[str, Any]]]:
+        """Every object's prompts by plate frame number, in plate pixels (for export to a sidecar)."""
+        return {
+            obj_id: {self._number(idx): p.to_dict() for idx, p in sorted(self._prompts[obj_id].items())}
+            for obj_id in self._objects
+        }
+
+    def close(self) -> None:
+        """Release the session. A private temporary state folder is removed; a given one is kept."""
+        if self._closed:
+            return
+        self._closed = True
+        self._features.clear()
+        self.store.close()
+        if self._owns_state_dir and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        if not isinstance(self.frames, ArrayFrames):
+            self.frames.close()
+
+    def __enter__(self) -> "VideoSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _select_keyframes(idx: int, keyframes: list[int], limit: int) -> tuple[list[int], set[int]]:
+    """Keyframes attended to (all, or the `limit` closest: one before, one at-or-after, then nearest)."""
+    if limit == -1 or len(keyframes) <= limit:
+        return keyframes, set()
+    if limit < 2:
+        raise SessionError("max_cond_frames_in_attn must be -1 or >= 2")
+    selected: list[int] = []
+    before = max((t for t in keyframes if t < idx), default=None)
+    after = min((t for t in keyframes if t >= idx), default=None)
+    for t in (before, after):
+        if t is not None:
+            selected.append(t)
+    rest = sorted((t for t in keyframes if t not in selected), key=lambda t: abs(t - idx))
+    selected += rest[: limit - len(selected)]
+    return selected, set(keyframes) - set(selected)
+
+
+def fill_holes(lowres: torch.Tensor, max_area: int) -> torch.Tensor:
+    """Set background components (mask <= 0, 8-connected, including those touching the border) of at
+    most `max_area` pixels to 0.1, on B*1*s*s logits. Done with OpenCV on the CPU, so it works on any
+    device (the reference needs its CUDA extension and silently skips it otherwise)."""
+    out = lowres.clone()
+    cpu = lowres.detach().float().cpu().numpy()
+    for b in range(cpu.shape[0]):
+        background = (cpu[b, 0] <= 0).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
+        small = np.zeros(count, dtype=bool)
+        small[1:] = stats[1:, cv2.CC_STAT_AREA] <= max_area
+        holes = small[labels]
+        if holes.any():
+            out[b, 0][torch.from_numpy(holes).to(out.device)] = 0.1
+    return out
+
+
+def _as_points(points: Any) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.size == 0:
+        return np.zeros((0, 2), np.float32)
+    if pts.ndim == 1 and pts.shape == (2,):
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise SessionError(f"points are (x, y) pairs, got an array of shape {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise SessionError("points must be finite numbers")
+    return pts
+
+
+def _as_labels(labels: Any, count: int) -> np.ndarray:
+    labs = np.asarray(labels).reshape(-1)
+    if len(labs) != count:
+        raise SessionError(f"{count} points but {len(labs)} labels")
+    if not np.all(np.isin(labs, (0, 1))):
+        raise SessionError(f"labels are 1 (positive) or 0 (negative), got {labs.tolist()}")
+    return labs.astype(np.int32)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+__all__ = [
+    "FrameResult",
+    "Prompt",
+    "SessionError",
+    "SessionOptions",
+    "StoredFrame",
+    "VideoSession",
+    "fill_holes",
+]
