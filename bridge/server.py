@@ -169,12 +169,12 @@ class ModelEngine:
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
         from ..core.video_session import VideoSession
 
-        return VideoSession.open(state_dir, self.model, device=self.device)
+        return VideoSession.open(state_dir, self.model, frames=frames, device=self.device)
 
     def matte_writer(self, out_dir: Path, name: str, fmt: str) -> Any:
         from ..core.mattes import MatteSequenceWriter
 
-        return MatteSequenceWriter(out_dir=out_dir, name=name, format=fmt)
+        return MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
 
 
 def make_pushed_frames(folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any:
@@ -1100,14 +1100,15 @@ def _propagate(s: Scheduler, job: Job) -> None:
     # the anchor: the given start, else the earliest prompted frame in range, else the range's end
     keyframe = _first_keyframe(record.session, lo, hi)
     anchor = start if start is not None else keyframe
+    # passes: (start frame, frames after it, reverse); `max_frames` counts frames after the start
     plan: list[tuple[int, int, bool]] = []
     if direction in (protocol.FORWARD, protocol.BOTH):
         a = anchor if anchor is not None else lo
-        plan.append((a, hi - a + 1, False))
+        plan.append((a, hi - a, False))
     if direction in (protocol.BACKWARD, protocol.BOTH) and not (direction == protocol.BOTH and anchor is None):
         b = anchor if anchor is not None else hi
-        plan.append((b, b - lo + 1, True))
-    total = len({f for a, n, rev in plan for f in (range(a - n + 1, a + 1) if rev else range(a, a + n))})
+        plan.append((b, b - lo, True))
+    total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
     iterator = _propagation(record.session, plan, lo, hi)
     writer = s.writer_for(record, out_dir) if write_mattes else None
     s.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
@@ -1120,15 +1121,14 @@ def _propagate(s: Scheduler, job: Job) -> None:
 
 
 def _first_keyframe(session: Any, lo: int, hi: int) -> Optional[int]:
-    """Where propagation starts by default (the earliest prompted frame), when the session says."""
-    for attr in ("keyframes", "keyframe_numbers", "prompted_frames"):
-        value = getattr(session, attr, None)
-        if callable(value):
-            value = value()
-        if value is not None:
-            frames = sorted(int(f) for f in value if lo <= int(f) <= hi)
-            return frames[0] if frames else None
-    return None
+    """Where propagation starts by default: the earliest prompted frame in [lo, hi], if any."""
+    prompts = getattr(session, "prompts", None)
+    if callable(prompts):
+        frames = [int(f) for per_obj in prompts().values() for f in per_obj]
+    else:
+        frames = [int(f) for f in getattr(session, "keyframes", [])]
+    inside = sorted(f for f in frames if lo <= f <= hi)
+    return inside[0] if inside else None
 
 
 def _propagation(session: Any, plan: list, lo: int, hi: int) -> Iterator[Any]:

@@ -48,6 +48,7 @@ class FakeSession:
         self.computed: dict[int, dict[int, tuple[float, float]]] = {}  # frame -> obj -> centre
         self.closed = False
         self.saves = 0
+        self.calls: list[str] = []
 
     @property
     def keyframes(self) -> list[int]:
@@ -81,6 +82,7 @@ class FakeSession:
         return self.frame_result(frame)
 
     def add_points(self, frame: int, obj_id: int, points: Any, labels: Any, *, clear: bool = True) -> FakeResult:
+        self.calls.append("add_points")
         pts = np.asarray(points, np.float64)[np.asarray(labels) == 1]
         centre = tuple(pts.mean(axis=0)) if len(pts) else (0.0, 0.0)
         return self._prompt(frame, obj_id, centre)
@@ -90,6 +92,7 @@ class FakeSession:
         return self._prompt(frame, obj_id, ((x0 + x1) / 2, (y0 + y1) / 2))
 
     def add_mask(self, frame: int, obj_id: int, mask: Any) -> FakeResult:
+        self.calls.append("add_mask")
         ys, xs = np.nonzero(np.asarray(mask))
         return self._prompt(frame, obj_id, (float(xs.mean()), float(ys.mean())) if len(xs) else (0.0, 0.0))
 
@@ -111,7 +114,7 @@ class FakeSession:
         start = self.keyframes[0] if start is None else start
         step = -1 if reverse else 1
         frame, count = start, 0
-        while frame in numbers and (max_frames is None or count < max_frames):
+        while frame in numbers and (max_frames is None or count <= max_frames):  # the reference's semantics
             time.sleep(self.delay)
             for obj in self.obj_ids:
                 keys = self.centres.get(obj, {})

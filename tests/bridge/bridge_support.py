@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from pathlib import Path
 from samroto.bridge import auth
 from samroto.bridge.server import Worker, WorkerConfig
 
-from bridge_fakes import FakeEngine
+from .bridge_fakes import FakeEngine
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO_CHECKPOINT = REPO / "tests" / "fixtures" / "sam2_reference" / "micro_sam2.1.pt"
+MICRO_CONFIG = REPO / "tests" / "fixtures" / "sam2_reference" / "micro_config.json"
 
 
 @dataclass
@@ -34,15 +36,20 @@ class InProcessWorker:
         assert not self.thread.is_alive(), "the worker did not stop"
 
 
-def start_in_process(config_dir: Path, session_dir: Path, *, delay: float = 0.01, **overrides) -> InProcessWorker:
+def start_in_process(config_dir: Path, session_dir: Path, *, delay: float = 0.01, bind: str = "tcp://127.0.0.1:0",
+                     **overrides) -> InProcessWorker:
+    """A worker on a fake engine, serving from a thread of the test process."""
     engine = FakeEngine(delay=delay)
-    config = WorkerConfig(bind="tcp://127.0.0.1:0", session_dir=session_dir, config_dir=config_dir, **overrides)
+    config = WorkerConfig(bind=bind, session_dir=session_dir, config_dir=config_dir, **overrides)
     worker = Worker(config, engine)
     address = worker.bind()
     result: list = []
-    thread = threading.Thread(target=lambda: result.append(worker.serve(install_signal_handlers=False)),
+    ready = threading.Event()
+    thread = threading.Thread(target=lambda: result.append(worker.serve(install_signal_handlers=False,
+                                                                        ready=lambda _: ready.set())),
                               name="test-worker", daemon=True)
     thread.start()
+    assert ready.wait(30), "the in-process worker did not start"
     return InProcessWorker(worker, engine, address, thread, config, result)
 
 
@@ -71,9 +78,13 @@ def start_worker_process(config_dir: Path, session_dir: Path, log_path: Path, *e
     """`samroto worker` on a free loopback port with the micro checkpoint; waits until it listens."""
     if not MICRO_CHECKPOINT.is_file():
         raise AssertionError(f"the micro checkpoint {MICRO_CHECKPOINT} is missing (it ships with the repository)")
+    config_file = Path(log_path).with_name("micro_sam2.1_config.json")
+    if not config_file.exists():
+        models = json.loads(MICRO_CONFIG.read_text())["models"]
+        config_file.write_text(json.dumps(models["sam2.1"]))
     env = dict(os.environ, SAMROTO_CONFIG_DIR=str(config_dir), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(MICRO_CHECKPOINT),
+    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(MICRO_CHECKPOINT), "--config", str(config_file),
                "--device", "cpu", "--bind", "tcp://127.0.0.1:0", "--session-dir", str(session_dir), *extra]
     log = open(log_path, "ab")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO))

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from bridge_support import InProcessWorker, start_in_process
+from .bridge_support import InProcessWorker, start_in_process
 
 
 @pytest.fixture
