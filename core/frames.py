@@ -610,16 +610,27 @@ class VideoFileFrames(FrameSource):
         pts: list[int] = []
         keyframe_pts: list[int] = []
         try:
-            self._container.seek(0)
+            self._reopen()  # not every file that needs this can seek back to its start
             for frame in self._container.decode(self._stream):
                 if frame.pts is None:
-                    raise FrameError(f"{self.path!r}: video frames have no timestamps; convert it to an image sequence")
+                    raise FrameError(
+                        f"{self.path!r}: video frames have no timestamps (a raw stream?); "
+                        "convert it to MP4/MOV/MKV or an image sequence"
+                    )
                 pts.append(frame.pts)
                 if frame.key_frame:
                     keyframe_pts.append(frame.pts)
         except av.FFmpegError as error:
             raise FrameError(f"cannot decode video {self.path!r}: {error}") from None
         self._set_index(pts, keyframe_pts)
+
+    def _reopen(self) -> None:
+        import av
+
+        self._container.close()
+        self._container = av.open(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
 
     def _set_index(self, pts: list[int], keyframe_pts: list[int]) -> None:
         if not pts:
@@ -647,7 +658,7 @@ class VideoFileFrames(FrameSource):
                 # previous GOP, which the decoder never saw: drop them
                 floor = bisect.bisect_left(self._pts, packet.pts)
             for frame in packet.decode():
-                index = self._index_by_pts.get(frame.pts)
+                index = None if frame.pts is None else self._index_by_pts.get(frame.pts)
                 if index is None:
                     raise _IndexMismatch(frame.pts)
                 if floor is None:  # packets without timestamps: start at the first keyframe shown
@@ -738,7 +749,13 @@ class VideoFileFrames(FrameSource):
                     self._cache.clear()
                     self._decoded = None
                     self._build_index_by_decoding()
-                    decoded = self._frame(index)
+                    try:
+                        decoded = self._frame(index)
+                    except _IndexMismatch as mismatch:
+                        raise FrameError(
+                            f"{self.path!r}: the decoder outputs a frame at timestamp {mismatch} that a full "
+                            "decode did not; convert the file to an image sequence"
+                        ) from None
                 return decoded.to_ndarray(format=self._rgb_format)
             except av.FFmpegError as error:
                 self._decoded = None

@@ -240,11 +240,13 @@ def _check_layer_name(name: str) -> None:
         raise MatteError(f"layer name {name!r} must be letters, digits and underscores, not starting with a digit")
 
 
-def _open_exr(path: str) -> Any:
+def _exr_channels(path: str) -> dict[str, np.ndarray]:
     import OpenEXR
 
     try:
-        return OpenEXR.File(path, separate_channels=True)
+        exr = OpenEXR.File(path, separate_channels=True)
+        # a truncated file opens with no parts; asking for its channels is what fails
+        return {name: channel.pixels for name, channel in exr.channels().items()}
     except Exception as error:
         raise MatteError(f"cannot read EXR matte {path!r}: {error}") from None
 
@@ -252,7 +254,7 @@ def _open_exr(path: str) -> Any:
 def read_matte_layers(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Layer name -> H*W float32 for a layered EXR matte; a plain matte is the single layer ''."""
     path = _existing(path)
-    channels = {name: channel.pixels for name, channel in _open_exr(path).channels().items()}
+    channels = _exr_channels(path)
     layers = {name[: -len(".A")]: pixels for name, pixels in channels.items() if name.endswith(".A")}
     if "A" in channels:
         layers[""] = channels["A"]

@@ -7,8 +7,9 @@ aspect ratio is not kept. `to_model_input` does the same in torch, so it runs on
 Pillow: each pass is an antialiased bicubic `F.interpolate` followed by the same rounding and clamping.
 On real 8-bit frames it matches PIL to within 1 uint8 level (tests/core/test_preprocess.py).
 
-16-bit and float frames are resized in float, without the 8-bit rounding: a little more precise
-than the official path, which can only take 8-bit frames.
+16-bit and float frames go through the same two passes in float, clamped to [0, 1] but not rounded
+to 8 bits: a little more precise than the official path, which can only take 8-bit frames (the two
+differ by about one uint8 level at most).
 """
 
 from __future__ import annotations
@@ -40,9 +41,7 @@ def to_model_input(image: np.ndarray, image_size: int, *, device: torch.device |
     if image.dtype == np.uint8:
         pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device)
         x = pixels.permute(2, 0, 1)[None].float()  # 1*3*H*W, levels 0..255
-        if x.shape[-2:] != size:
-            x = _resize_like_pil(x, size)
-        x = x / 255.0
+        x = _resize_like_pil(x, size, white=255.0, round_to_levels=True) / 255.0
     elif image.dtype == np.uint16 or image.dtype.kind == "f":
         if image.dtype == np.uint16:
             # torch's uint16 support is thin: scale on the CPU, in float32
@@ -50,8 +49,7 @@ def to_model_input(image: np.ndarray, image_size: int, *, device: torch.device |
         else:
             array = np.nan_to_num(image.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
         x = torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(2, 0, 1)[None].clamp(0.0, 1.0)
-        if x.shape[-2:] != size:
-            x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
+        x = _resize_like_pil(x, size, white=1.0, round_to_levels=False)
     else:
         raise ValueError(f"expected a uint8, uint16 or float image, got {image.dtype}")
 
@@ -60,15 +58,18 @@ def to_model_input(image: np.ndarray, image_size: int, *, device: torch.device |
     return ((x - mean) / std)[0]
 
 
-def _resize_like_pil(levels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """levels: 1*3*H*W float in 0..255 -> 1*3*S*S, PIL's two-pass uint8 bicubic resize."""
-    height, width = levels.shape[-2:]
-    x = levels
-    # PIL resamples rows first, stores uint8, then columns: round (half up) and clamp after each pass
+def _resize_like_pil(x: torch.Tensor, size: tuple[int, int], *, white: float, round_to_levels: bool) -> torch.Tensor:
+    """x: 1*3*H*W float in [0, white] -> 1*3*S*S, PIL's two-pass bicubic resize.
+
+    PIL resamples rows first and stores the result in the image's type, then columns: so clamp
+    (and, for uint8, round half up) after each pass. Bicubic overshoots at edges; clamping between
+    the passes is part of the result.
+    """
+    height, width = x.shape[-2:]
     if width != size[1]:
         x = F.interpolate(x, size=(height, size[1]), mode="bicubic", align_corners=False, antialias=True)
-        x = torch.floor(x + 0.5).clamp_(0.0, 255.0)
+        x = (torch.floor(x + 0.5) if round_to_levels else x).clamp_(0.0, white)
     if height != size[0]:
         x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-        x = torch.floor(x + 0.5).clamp_(0.0, 255.0)
+        x = (torch.floor(x + 0.5) if round_to_levels else x).clamp_(0.0, white)
     return x
