@@ -164,12 +164,13 @@ class ModelEngine:
     def create_session(self, frames: Any, state_dir: Path) -> SessionLike:
         from ..core.video_session import VideoSession
 
-        return VideoSession(self.model, frames, state_dir=state_dir, device=self.device)
+        # the model already sits on the device; the session follows it
+        return VideoSession(self.model, frames, state_dir=state_dir)
 
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
         from ..core.video_session import VideoSession
 
-        return VideoSession.open(state_dir, self.model, frames=frames, device=self.device)
+        return VideoSession.open(state_dir, self.model, frames=frames)
 
     def matte_writer(self, out_dir: Path, name: str, fmt: str) -> Any:
         from ..core.mattes import MatteSequenceWriter
