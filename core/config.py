@@ -360,12 +360,15 @@ def resolve_config(config: "str | SAM2Config | Mapping[str, Any]") -> SAM2Config
 
 def load_config_file(source: str, *, variant: str | None = None) -> SAM2Config:
     """A configuration from JSON text or a JSON file: our `to_dict()` form, a reference-style dict, or a
-    file holding several (`{"models": {"sam2.1": {...}, ...}}`, as `micro_config.json`), picked by `variant`."""
+    file holding several (`{"models": {"sam2.1": {...}, ...}}`, as `micro_config.json`), picked by
+    `variant` or by a `#variant` suffix on the path."""
     import json
     from pathlib import Path
 
     text = source
     if not source.lstrip().startswith("{"):
+        if "#" in source and variant is None:  # `micro_config.json#sam2.1` picks one model of a file
+            source, variant = source.rsplit("#", 1)
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"{source}: no such configuration file")

@@ -1,0 +1,79 @@
+"""Command-line pieces shared by several commands: choosing and loading the model, parsing prompts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from samroto.core.model import SAM2Model
+
+DEFAULT_MODEL = "sam2.1_hiera_base_plus"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAULT_MODEL) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=default,
+        help=f"checkpoint file or official name (cached by `samroto download`); default {default}",
+    )
+    group.add_argument(
+        "--config",
+        help="model configuration as JSON text or file, when the checkpoint is not one of the eight official ones",
+    )
+    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    group.add_argument(
+        "--precision",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="autocast precision on CUDA (default bfloat16 on CUDA, float32 on CPU)",
+    )
+
+
+def resolve_device(name: str | None) -> str:
+    import torch
+
+    if name:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit("error: --device cuda was asked for but torch sees no CUDA device")
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(args: argparse.Namespace, device: str) -> str:
+    if args.precision:
+        return str(args.precision)
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
+    """The model named on the command line, with errors as one line on stderr (exit status 2)."""
+    from samroto.core.checkpoint import CheckpointError, load_model
+    from samroto.core.config import ConfigError, load_config_file
+    from samroto.core.download import DownloadError
+
+    device = resolve_device(args.device)
+    try:
+        config = load_config_file(args.config) if args.config else None
+        return load_model(args.model, config=config, device=device)
+    except (CheckpointError, ConfigError, DownloadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def parse_xy(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers), got {text!r}") from None
+    return x, y
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 (four numbers), got {text!r}") from None
+    return x0, y0, x1, y1
