@@ -485,7 +485,9 @@ class ImageSequenceFrames(FrameSource):
             raise FrameError(f"{pattern.pattern!r}: first frame {first} is after last frame {last}")
         present = [frame for frame in found if first <= frame <= last]
         if not present:
-            raise FrameError(f"no files of {pattern.pattern!r} in the range {first}-{last} (found {found[0]}-{found[-1]})")
+            raise FrameError(
+                f"no files of {pattern.pattern!r} in the range {first}-{last} (found {found[0]}-{found[-1]})"
+            )
         return range(first, last + 1), pattern.path(present[0])
 
     @property

@@ -50,7 +50,9 @@ def write_opencv(path: Path, rgb: np.ndarray) -> None:
 
 
 def write_exr(path: Path, rgb: np.ndarray, pixel_type: type) -> None:
-    channels: dict[str, np.ndarray] = {name: np.ascontiguousarray(rgb[..., i].astype(pixel_type)) for i, name in enumerate("RGB")}
+    channels: dict[str, np.ndarray] = {
+        name: np.ascontiguousarray(rgb[..., i].astype(pixel_type)) for i, name in enumerate("RGB")
+    }
     OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, channels).write(str(path))
 
 
@@ -109,7 +111,8 @@ def encode_video(
             "qp": "8",
         }
         for index in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(video_picture(index, height, width), format="rgb24")):
+            picture = av.VideoFrame.from_ndarray(video_picture(index, height, width), format="rgb24")
+            for packet in stream.encode(picture):
                 output.mux(packet)
         for packet in stream.encode():
             output.mux(packet)
@@ -390,7 +393,9 @@ def test_array_frames() -> None:
         source.index_of(15)
     with pytest.raises(FrameError, match="integer"):
         source.read(11.5)  # type: ignore[arg-type]
-    assert source.describe() == {"kind": "array", "first": 10, "last": 14, "height": HEIGHT, "width": WIDTH, "dtype": "uint8"}
+    assert source.describe() == {
+        "kind": "array", "first": 10, "last": 14, "height": HEIGHT, "width": WIDTH, "dtype": "uint8"
+    }
 
     floats = np.stack([np.full((2, 3, 3), value, np.float32) for value in (-0.5, 0.25, 2.0, np.nan)])
     clipped = ArrayFrames(floats)
@@ -490,7 +495,8 @@ def test_video_subrange_and_errors(short_video: Path) -> None:
 
 def test_video_backward_reading_is_chunked(tmp_path: Path) -> None:
     """Reading backward seeks about once per cache-full, not once per frame."""
-    path = encode_video(tmp_path / "long_gop.mp4", 60, options={"x264-params": "keyint=60:min-keyint=60:scenecut=0:bframes=2:log-level=none"})
+    one_gop = {"x264-params": "keyint=60:min-keyint=60:scenecut=0:bframes=2:log-level=none"}
+    path = encode_video(tmp_path / "long_gop.mp4", 60, options=one_gop)
     with VideoFileFrames(path, cache_bytes=10 * 64 * 48 * 3 // 2) as source:
         assert source.cache_capacity == 10
         frames = [read_index(source.read(frame)) for frame in range(59, -1, -1)]
@@ -508,7 +514,9 @@ def test_video_backward_reading_is_chunked(tmp_path: Path) -> None:
         ("intra.avi", "mjpeg", "yuvj420p", {}),
     ],
 )
-def test_video_containers_and_codecs(tmp_path: Path, name: str, codec: str, pix_fmt: str, options: dict[str, str]) -> None:
+def test_video_containers_and_codecs(
+    tmp_path: Path, name: str, codec: str, pix_fmt: str, options: dict[str, str]
+) -> None:
     path = encode_video(tmp_path / name, 20, codec=codec, pix_fmt=pix_fmt, options=options)
     reference = sequential_decode(path)
     with VideoFileFrames(path, cache_bytes=1) as source:

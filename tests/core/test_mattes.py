@@ -205,7 +205,9 @@ def test_sequence_writer_per_object_exr(tmp_path: Path) -> None:
 
 
 def test_sequence_writer_binary_png_in_subfolders(tmp_path: Path) -> None:
-    writer = MatteSequenceWriter(tmp_path, name_template="{obj}/{shot}_{obj_id}.%04d.png", shot="sh020", format="png", soft=False)
+    writer = MatteSequenceWriter(
+        tmp_path, name_template="{obj}/{shot}_{obj_id}.%04d.png", shot="sh020", format="png", soft=False
+    )
     logits = random_logits(9, (1, 10, 12))
     written = writer.write(5, [3], logits)
     assert written == {3: str(tmp_path / "obj3" / "sh020_3.0005.png")}

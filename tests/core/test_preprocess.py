@@ -90,7 +90,8 @@ def test_float_input_is_clamped_and_cleaned() -> None:
     image = np.array([[[-1.0, 0.5, 7.0], [np.nan, np.inf, -np.inf]]], np.float32)
     levels = as_levels(to_model_input(image, 2)) / 255.0
     assert levels.min() >= -1e-5 and levels.max() <= 1 + 1e-5
-    np.testing.assert_allclose(to_model_input(image[:, :1], 1).numpy(), ((np.array([0, 0.5, 1]) - MEAN) / STD)[:, None, None], atol=1e-5)
+    expected = ((np.array([0.0, 0.5, 1.0]) - MEAN) / STD)[:, None, None]
+    np.testing.assert_allclose(to_model_input(image[:, :1], 1).numpy(), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(
