@@ -7,10 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from .model import FrameFeatures, SAM2Model
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def image_to_input(rgb: np.ndarray, image_size: int, device: torch.device) -> torch.Tensor:

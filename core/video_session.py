@@ -697,7 +697,7 @@ class VideoSession:
         if frames is None:
             if spec.get("kind") == "array":
                 raise SessionError(f"{root} was opened on frames pushed in memory: pass them again with frames=")
-            frames = open_frames(spec.get("path") or spec.get("pattern"), first=spec.get("first"), last=spec.get("last"))
+            frames = open_frames(spec)
         options = manifest.get("options", {})
         video_size = manifest.get("video_size")
         session = cls(

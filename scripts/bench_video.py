@@ -1,0 +1,210 @@
+"""`samroto bench video`: interactive latency, propagation speed and memory on a real clip.
+
+Prints, for the tiny configuration at 1024 with random weights by default:
+- click latency: a click on a frame whose image features are already computed (median of repeats);
+- first-mask latency: opening a session on a long plate (1000 frames made from the clip) and getting the
+  first mask;
+- propagation time per frame for 1 and 3 objects, and peak RSS after 50 frames and at the end;
+- the preview speed-up (tracking at 512 instead of 1024).
+Each measurement that reports memory runs in its own process, so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_CLIP = Path(__file__).resolve().parents[2] / "shared" / "media" / "02_cups.mp4"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="a real clip (default ../shared/media/02_cups.mp4)")
+    parser.add_argument("--config", default="sam2.1_hiera_tiny", help="preset (random weights)")
+    parser.add_argument("--model", help="checkpoint instead of random weights")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--frames", type=int, default=50, help="frames to propagate")
+    parser.add_argument("--objects", default="1,3", help="object counts to measure, comma-separated")
+    parser.add_argument("--preview-size", type=int, default=512, help="internal size of the preview mode")
+    parser.add_argument("--long-plate", type=int, default=1000, help="length of the plate for first-mask latency")
+    parser.add_argument("--compile", action="store_true", help="torch.compile image encoder and memory attention")
+    parser.add_argument(
+        "--only",
+        choices=["latency", "propagate", "preview"],
+        help="run one measurement in this process (used internally; prints one JSON line)",
+    )
+    parser.add_argument("--image-size", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    import torch
+
+    from samroto.core.checkpoint import build_model, load_model
+    from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+
+    device = torch.device(args.device)
+    model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
+    if args.image_size:
+        model.set_image_size(args.image_size)
+    if args.compile:
+        compile_image_encoder(model)
+        compile_memory_attention(model)
+    return model
+
+
+def _prompts(width: int, height: int, count: int) -> list[tuple[float, float]]:
+    spots = [(0.5, 0.5), (0.25, 0.4), (0.75, 0.6), (0.4, 0.75), (0.6, 0.25)]
+    return [(width * x, height * y) for x, y in spots[:count]]
+
+
+def _measure_latency(args: argparse.Namespace) -> dict:
+    from samroto.core.frames import open_frames
+    from samroto.core.video_session import VideoSession
+
+    model = _load(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        plate = _long_plate(args.clip, Path(tmp), args.long_plate)
+        t0 = time.perf_counter()
+        source = open_frames(plate)
+        middle = source.frame_numbers[len(source) // 2]
+        session = VideoSession(model, source, precision=args.precision)
+        x, y = _prompts(source.width, source.height, 1)[0]
+        session.add_points(middle, 1, [[x, y]], [1])
+        first_mask = time.perf_counter() - t0
+        clicks = []
+        for i in range(10):
+            t0 = time.perf_counter()
+            session.add_points(middle, 1, [[x + 3 * i, y]], [1], clear=True)
+            clicks.append(time.perf_counter() - t0)
+        # a correction click on a tracked frame: memory attention once, then decoder only
+        list(session.propagate(middle, max_frames=2))
+        correction = []
+        for i in range(6):
+            t0 = time.perf_counter()
+            session.add_points(middle + 2, 1, [[x, y + 2 * i]], [1])
+            correction.append(time.perf_counter() - t0)
+        session.close()
+    return {
+        "plate_frames": len(source),
+        "first_mask_s": first_mask,
+        "click_median_s": statistics.median(clicks),
+        "click_max_s": max(clicks),
+        "correction_first_s": correction[0],
+        "correction_repeat_median_s": statistics.median(correction[1:]),
+    }
+
+
+def _long_plate(clip: Path, folder: Path, length: int) -> str:
+    """An image sequence of `length` frames cycling through the clip's frames (JPEG, as the reference reads)."""
+    import av
+    import cv2
+
+    frames = []
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="bgr24"))
+            if len(frames) >= 24:
+                break
+    for i in range(length):
+        cv2.imwrite(str(folder / f"long.{i:04d}.jpg"), frames[i % len(frames)], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return str(folder / "long.####.jpg")
+
+
+def _measure_propagation(args: argparse.Namespace, objects: int) -> dict:
+    from samroto.core.frames import open_frames
+    from samroto.core.video_session import VideoSession
+
+    model = _load(args)
+    source = open_frames(str(args.clip), first=0, last=min(args.frames, 10**9) - 1)
+    with tempfile.TemporaryDirectory() as tmp, VideoSession(
+        model, source, precision=args.precision, state_dir=Path(tmp) / "state"
+    ) as session:
+        for obj_id, (x, y) in enumerate(_prompts(source.width, source.height, objects), start=1):
+            session.add_points(source.frame_numbers[0], obj_id, [[x, y]], [1])
+        times, rss_at_50 = [], None
+        t_prev = time.perf_counter()
+        for n, _ in enumerate(session.propagate(), start=1):
+            now = time.perf_counter()
+            times.append(now - t_prev)
+            t_prev = now
+            if n == 50:
+                rss_at_50 = _peak_rss_mb()
+    steady = times[1:] if len(times) > 1 else times  # the first frame is the prompted keyframe
+    return {
+        "objects": objects,
+        "frames": len(times),
+        "image_size": model.image_size,
+        "s_per_frame": statistics.mean(steady),
+        "s_per_frame_median": statistics.median(steady),
+        "peak_rss_mb_after_50": rss_at_50,
+        "peak_rss_mb_end": _peak_rss_mb(),
+    }
+
+
+def _child(args: argparse.Namespace, only: str, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "samroto.scripts.cli", "bench", "video", "--only", only,
+           "--clip", str(args.clip), "--config", args.config, "--device", args.device,
+           "--precision", args.precision, "--frames", str(args.frames),
+           "--long-plate", str(args.long_plate), *extra]
+    if args.model:
+        cmd += ["--model", args.model]
+    if args.compile:
+        cmd.append("--compile")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark step {only} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.only == "latency":
+        print(json.dumps(_measure_latency(args)))
+        return 0
+    if args.only in ("propagate", "preview"):
+        print(json.dumps(_measure_propagation(args, int(args.objects))))
+        return 0
+    if not args.clip.is_file():
+        raise SystemExit(f"no clip at {args.clip}: pass --clip")
+
+    print(f"# samroto bench video: {args.model or args.config + ' (random weights)'}, device {args.device}, "
+          f"precision {args.precision}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"clip {args.clip.name}, compile {args.compile}")
+    lat = _child(args, "latency", [])
+    print(f"first mask on a {lat['plate_frames']}-frame plate (open + decode + encode + decode mask): "
+          f"{lat['first_mask_s']:.2f} s")
+    print(f"click on a frame with cached features: median {lat['click_median_s'] * 1000:.0f} ms "
+          f"(max {lat['click_max_s'] * 1000:.0f} ms)")
+    print(f"correction click on a tracked frame: first {lat['correction_first_s'] * 1000:.0f} ms, "
+          f"then median {lat['correction_repeat_median_s'] * 1000:.0f} ms")
+    full: dict[int, dict] = {}
+    for count in [int(c) for c in args.objects.split(",")]:
+        r = _child(args, "propagate", ["--objects", str(count)])
+        full[count] = r
+        rss50 = f"{r['peak_rss_mb_after_50']:.0f} MB" if r["peak_rss_mb_after_50"] else "n/a"
+        print(f"propagation, {count} object(s), {r['frames']} frames at {r['image_size']}: "
+              f"{r['s_per_frame']:.2f} s/frame (median {r['s_per_frame_median']:.2f}); "
+              f"peak RSS after 50 frames {rss50}, at the end {r['peak_rss_mb_end']:.0f} MB")
+    first = min(full)
+    preview = _child(args, "preview", ["--objects", str(first), "--image-size", str(args.preview_size)])
+    print(f"PREVIEW at {preview['image_size']}, {first} object(s): {preview['s_per_frame']:.2f} s/frame, "
+          f"{full[first]['s_per_frame'] / preview['s_per_frame']:.1f}x faster than full resolution")
+    return 0
