@@ -14,7 +14,8 @@ import zmq
 
 from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession, NotImplementedByWorker,
                             ProtocolMismatch, RemoteError, WorkerBusy, codec, protocol, pushed_plate)
-from samroto.bridge.server import Job, RequestError, Scheduler
+from samroto.bridge.handlers import RequestError
+from samroto.bridge.scheduler import Job, Scheduler
 
 from .bridge_support import InProcessWorker, start_in_process, token_of, wait_until
 
@@ -423,3 +424,42 @@ def _token(config_dir: Path) -> str:
     from samroto.bridge import auth
 
     return auth.load_or_create_token(auth.token_path(config_dir))
+
+
+def test_the_reply_cache_is_bounded_in_entries_and_bytes() -> None:
+    from samroto.bridge.server import ReplyCache
+
+    cache = ReplyCache(max_entries=10, max_bytes=1000, max_reply_bytes=300)
+    for i in range(50):
+        cache.store((b"c", str(i)), [b"x" * 100])
+    assert len(cache) == 10 and cache.bytes == 1000 and (b"c", "49") in cache and (b"c", "0") not in cache
+    cache.store((b"c", "big"), [b"x" * 301])
+    assert (b"c", "big") not in cache
+    cache.mark_in_progress((b"c", "pending"))
+    assert (b"c", "pending") in cache and cache.get((b"c", "pending")) is None
+    for i in range(3):
+        cache.store((b"c", "fat%d" % i), [b"y" * 300])
+    assert cache.bytes <= 1000
+
+
+def test_a_non_loopback_bind_requires_curve(config_dir: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from samroto.bridge import ConnectionTimeout, auth
+
+    worker = start_in_process(config_dir, tmp_path / "sessions", bind="tcp://0.0.0.0:0")
+    try:
+        assert worker.worker.curve and worker.address.startswith("tcp://0.0.0.0:")
+        port = worker.address.rsplit(":", 1)[1]
+        public = auth.read_server_public_key(config_dir)
+        assert public is not None  # created on first start, for clients to copy
+        with Client("tcp://127.0.0.1:" + port, curve_server_key=public, timeout=5.0) as client:
+            assert client.hello().model == "fake"
+        with Client("tcp://127.0.0.1:" + port, timeout=0.5, retries=0) as plain:
+            with pytest.raises(ConnectionTimeout):
+                plain.hello()  # no CURVE handshake, no conversation
+        elsewhere = tmp_path / "other-config"
+        monkeypatch.setenv("SAMROTO_CONFIG_DIR", str(elsewhere))
+        with pytest.raises(AuthenticationError, match="curve/server.key"):
+            Client("tcp://10.0.0.1:" + port, token="t" * 64)
+    finally:
+        worker.stop()

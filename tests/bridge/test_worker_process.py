@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -245,3 +246,17 @@ def test_sigkill_mid_propagation_then_restart_resumes_the_session(plate: str, tm
         second.kill()
     saved = json.loads((sessions / shot.id / "session.json").read_text())
     assert saved["first"] == FIRST and saved["last"] == LAST
+
+
+def test_the_worker_command_explains_a_model_it_cannot_load(tmp_path: Path) -> None:
+    env = dict(os.environ, SAMROTO_CONFIG_DIR=str(tmp_path / "config"))
+    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(tmp_path / "missing.pt"),
+               "--session-dir", str(tmp_path / "sessions"), "--bind", "tcp://127.0.0.1:0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=str(REPO))
+    assert done.returncode == 2
+    assert "cannot load the model" in done.stderr and "missing.pt" in done.stderr
+    assert "Traceback" not in done.stderr
+    help_text = subprocess.run([sys.executable, "-m", "samroto.scripts.cli", "worker", "--help"],
+                               capture_output=True, text=True, timeout=60, cwd=str(REPO)).stdout
+    for option in ("--model", "--config", "--device", "--bind", "--session-dir"):
+        assert option in help_text

@@ -1,0 +1,109 @@
+"""What the worker needs from the model side, and the real implementation.
+
+`Engine` is the seam between the worker's protocol handling and the model: `ModelEngine` loads
+a SAM 2 checkpoint once and makes `VideoSession`s, frame sources and matte writers; tests put a
+small fake in its place to exercise scheduling without a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+
+class SessionLike(Protocol):
+    frames: Any
+    obj_ids: list
+
+    def add_points(self, frame: int, obj_id: int, points: Any, labels: Any, *, clear: bool = True) -> Any: ...
+    def add_box(self, frame: int, obj_id: int, box: Any, *, points: Any = None, labels: Any = None) -> Any: ...
+    def add_mask(self, frame: int, obj_id: int, mask: Any) -> Any: ...
+    def clear_prompts(self, frame: int, obj_id: int) -> Any: ...
+    def remove_object(self, obj_id: int) -> None: ...
+    def reset(self) -> None: ...
+    def propagate(self, start: Optional[int] = None, max_frames: Optional[int] = None,
+                  reverse: bool = False) -> Iterator[Any]: ...
+    def frame_result(self, frame: int) -> Any: ...
+    def save(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    model_name: str
+    device: str
+
+    def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any: ...
+    def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any: ...
+    def create_session(self, frames: Any, state_dir: Path) -> SessionLike: ...
+    def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike: ...
+    def matte_writer(self, out_dir: Path, name: str, fmt: str) -> Any: ...
+
+
+class ModelEngine:
+    """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
+
+    def __init__(self, model: str, *, config: Optional[str] = None, device: Optional[str] = None) -> None:
+        import torch
+
+        from ..core.checkpoint import load_model
+        from ..core.config import load_config_file
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model_config = load_config_file(config) if config else None
+        self.model = load_model(model, config=model_config, device=self.device)
+        self.model_name = str(model)
+
+    def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
+        from ..core.frames import open_frames
+
+        return open_frames(plate, first=first, last=last, view=view)
+
+    def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any:
+        return make_pushed_frames(folder, frame_numbers, height, width)
+
+    def create_session(self, frames: Any, state_dir: Path) -> SessionLike:
+        from ..core.video_session import VideoSession
+
+        # the model already sits on the device; the session follows it
+        return VideoSession(self.model, frames, state_dir=state_dir)
+
+    def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
+        from ..core.video_session import VideoSession
+
+        return VideoSession.open(state_dir, self.model, frames=frames)
+
+    def matte_writer(self, out_dir: Path, name: str, fmt: str) -> Any:
+        from ..core.mattes import MatteSequenceWriter
+
+        return MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
+
+
+def make_pushed_frames(folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any:
+    """A frame source over frames a client pushed (stored as .npy in the session folder)."""
+    from ..core.frames import FrameError, FrameSource
+
+    class PushedFrames(FrameSource):
+        def __init__(self) -> None:
+            self.frame_numbers = range(int(frame_numbers[0]), int(frame_numbers[-1]) + 1)
+            self.height, self.width = int(height), int(width)
+            self._folder = Path(folder)
+
+        def path_of(self, frame: int) -> Path:
+            return self._folder / f"{frame}.npy"
+
+        def read(self, frame: int) -> np.ndarray:
+            self.index_of(frame)
+            path = self.path_of(frame)
+            if not path.is_file():
+                raise FrameError(f"frame {frame} has not been pushed yet")
+            return np.load(path, allow_pickle=False)
+
+        def describe(self) -> dict:
+            return {"kind": "pushed", "first": self.frame_numbers[0], "last": self.frame_numbers[-1],
+                    "height": self.height, "width": self.width}
+
+        def close(self) -> None:
+            pass
+
+    return PushedFrames()
