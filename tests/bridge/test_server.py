@@ -204,6 +204,7 @@ def test_a_silent_client_is_timed_out(config_dir: Path, tmp_path: Path) -> None:
             shot = _open(client, tmp_path, 1, 100)
             shot.add_points(1, 1, [(5, 5)], [1])
             run = shot.propagate(credit=2)
+            wait_until(lambda: watcher.status()["streams"], what="the stream to start")
             wait_until(lambda: watcher.status()["streams"] == [], what="the silent stream to be cancelled")
             frames = list(run)
             assert run.state == "cancelled" and "silent" in (run.reason or "") and len(frames) == 2
