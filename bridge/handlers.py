@@ -90,6 +90,7 @@ def _handles(*types: str) -> Callable[[_Handler], _Handler]:
 
 
 _MISSING = object()
+MAX_PROMPT_POINTS = 1000  # clicks per request; strokes may carry more (they are resampled)
 _FILE_KINDS = ("video", "image", "image_sequence")
 
 
@@ -130,6 +131,8 @@ def _number_array(body: dict, arrays: dict, name: str, *, columns: Optional[int]
             value = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError):
             raise bad("field %r must be numbers" % name) from None
+    if value.dtype.kind not in "biuf":
+        raise bad("field %r must be numbers" % name)
     if columns is not None and (value.ndim != 2 or value.shape[1] != columns):
         raise bad("field %r must be shaped N*%d, got %s" % (name, columns, list(value.shape)))
     if columns is None and value.ndim != 1:
@@ -259,6 +262,8 @@ def _add_points(s: Scheduler, job: Job) -> tuple:
     body = job.msg.body
     points = _number_array(body, job.msg.arrays, "points", columns=2)
     labels = _number_array(body, job.msg.arrays, "labels", columns=None, dtype=np.int32)
+    if len(points) > MAX_PROMPT_POINTS:
+        raise bad("%d clicks is more than the model can use (at most %d)" % (len(points), MAX_PROMPT_POINTS))
     if len(points) != len(labels) or len(points) == 0:
         raise bad("points and labels must have the same, non-zero length (%d vs %d)" % (len(points), len(labels)))
     if not np.isin(labels, (0, 1)).all():
@@ -279,6 +284,8 @@ def _add_box(s: Scheduler, job: Job) -> tuple:
         raise bad("box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
     points = _number_array(body, job.msg.arrays, "points", columns=2, default=None)
     labels = _number_array(body, job.msg.arrays, "labels", columns=None, dtype=np.int32, default=None)
+    if points is not None and len(points) > MAX_PROMPT_POINTS:
+        raise bad("%d clicks is more than the model can use (at most %d)" % (len(points), MAX_PROMPT_POINTS))
     if (points is None) != (labels is None) or (points is not None and len(points) != len(labels)):
         raise bad("points and labels go together and must have the same length")
     result = record.session.add_box(_frame_of(record, body), _obj_id(body), box, points=points, labels=labels)

@@ -25,6 +25,11 @@ LASSO = "lasso"
 KINDS = (BRUSH, LASSO)
 MODES = ("points", "mask", "box")
 
+# bounds that keep the drawing code's fixed-point coordinates and run time sane
+MAX_POINTS = 100_000
+MAX_COORDINATE = 1e6
+MAX_RADIUS = 4096.0
+
 # cv2 drawing works on integer coordinates; 4 fractional bits keep sub-pixel accuracy
 _SHIFT = 4
 _SCALE = 1 << _SHIFT
@@ -69,6 +74,10 @@ def _as_polyline(points: object, *, what: str) -> np.ndarray:
         raise StrokeError(f"{what} points must be shaped N*2 (x, y) with N >= 1, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise StrokeError(f"{what} points must be finite numbers")
+    if len(arr) > MAX_POINTS:
+        raise StrokeError(f"{what} has {len(arr)} points; at most {MAX_POINTS} are accepted")
+    if np.abs(arr).max() > MAX_COORDINATE:
+        raise StrokeError(f"{what} points lie far outside any image (|coordinate| > {MAX_COORDINATE:g})")
     return arr
 
 
@@ -121,8 +130,8 @@ def brush_mask(points: object, radius: float, height: int, width: int) -> np.nda
     """The area a round brush of `radius` pixels covers along a stroke: H*W bool."""
     _check_size(height, width)
     line = _as_polyline(points, what="brush stroke")
-    if not radius > 0:
-        raise StrokeError(f"brush radius must be positive, got {radius!r}")
+    if not 0 < radius <= MAX_RADIUS:
+        raise StrokeError(f"brush radius must be positive and at most {MAX_RADIUS:g} pixels, got {radius!r}")
     canvas = np.zeros((height, width), dtype=np.uint8)
     fixed = _fixed_point(line)
     thickness = max(1, int(round(2 * radius)))

@@ -260,6 +260,13 @@ def test_errors_become_clear_exceptions(fake_worker: InProcessWorker, tmp_path: 
             shot.add_points(1001, 1, [(1, 1), (2, 2)], [1])
         with pytest.raises(BadRequest, match="labels must be 1"):
             shot.add_points(1001, 1, [(1, 1)], [7])
+        with pytest.raises(BadRequest, match="1001 clicks is more than the model can use"):
+            shot.add_points(1001, 1, [(1, 1)] * 1001, [1] * 1001)
+        with pytest.raises(BadRequest, match="'box' must be a flat list"):
+            client.request(protocol.ADD_BOX, {"frame": 1001, "obj_id": 1, "box": 5}, session=shot.id)
+        with pytest.raises(BadRequest, match="'points' must be numbers"):
+            client.request(protocol.ADD_POINTS, {"frame": 1001, "obj_id": 1, "points": [["a", "b"]], "labels": [1]},
+                           session=shot.id)
         with pytest.raises(BadRequest, match="x1 > x0"):
             shot.add_box(1001, 1, (5, 5, 1, 1))
         with pytest.raises(BadRequest, match="mask must be 24x32"):

@@ -78,6 +78,9 @@ def test_default_modes_per_kind() -> None:
     (dict(points=[], kind="brush"), "N >= 1"),
     (dict(points=[[1, 1], [2, 2], [3, 1]], kind="lasso", mode="box", label=0), "exclude lasso"),
     (dict(points=[[1, 1]], mode="mask", radius=0), "radius"),
+    (dict(points=[[1, 1]], mode="mask", radius=1e9), "at most 4096"),
+    (dict(points=[[1e12, 1]]), "far outside"),
+    (dict(points=np.zeros((100_001, 2))), "at most 100000"),
     (dict(points=[[1, 1]], mode="mask", current_mask=np.zeros((3, 3), bool)), "current mask"),
 ])
 def test_bad_strokes_are_clear_value_errors(kwargs: dict, message: str) -> None:
