@@ -19,10 +19,11 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -154,6 +155,11 @@ class VideoSession:
         # model-space clicks per object and frame index (coords 1*N*2, labels 1*N), for clear=False
         self._points: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._features: OrderedDict[int, FrameFeatures] = OrderedDict()
+        # memory-conditioned features of (object, frame, direction) for repeated correction clicks,
+        # valid while the object's memory bank is unchanged (`_bank_version`)
+        self._conditioned: OrderedDict[tuple[int, int, bool, int], torch.Tensor] = OrderedDict()
+        self._bank_version: dict[int, int] = {}
+        self._prefetcher: FramePrefetcher | None = None
         self._closed = False
         if self.state_dir is not None and not keep_in_memory:
             self._write_manifest()
@@ -197,8 +203,11 @@ class VideoSession:
         if cached is not None:
             self._features.move_to_end(index)
             return cached
+        image = self._prefetcher.take(index) if self._prefetcher is not None else None
+        if image is None:
+            image = self._model_input(index)
         with torch.inference_mode(), self._autocast():
-            image = self._model_input(index).to(self.model.dtype)
+            image = image.to(self.model.device, self.model.dtype)
             features = self.model.encode_image(image[None] if image.dim() == 3 else image)
         self._features[index] = features
         while len(self._features) > self.options.feature_cache_frames:
@@ -452,6 +461,8 @@ class VideoSession:
 
     def _put(self, obj_id: int, idx: int, record: FrameRecord, *, pending: bool) -> None:
         self.store.put(obj_id, idx, record, pending=pending)
+        if not pending:
+            self._bank_version[obj_id] = self._bank_version.get(obj_id, 0) + 1
 
     def _run_heads(
         self,
@@ -469,8 +480,14 @@ class VideoSession:
         if is_init:
             pix = model.condition_on_memory(features, None, None, 0)
         else:
-            memory, memory_pos, num_ptr = self._memory_for(obj_id, idx, reverse)
-            pix = model.condition_on_memory(features, memory, memory_pos, num_ptr)
+            key = (obj_id, idx, reverse, self._bank_version.get(obj_id, 0))
+            pix = self._conditioned.get(key)
+            if pix is None:
+                memory, memory_pos, num_ptr = self._memory_for(obj_id, idx, reverse)
+                pix = model.condition_on_memory(features, memory, memory_pos, num_ptr)
+                self._conditioned[key] = pix
+                while len(self._conditioned) > self.options.feature_cache_frames:
+                    self._conditioned.popitem(last=False)
         num_points = 0 if points is None else points[1].shape[1]
         point_inputs = None
         if points is not None:
@@ -591,12 +608,21 @@ class VideoSession:
             end = min(start_idx + max_frames, n - 1)
             order = range(start_idx, end + 1)
         self._save_prompts()
-        for idx in order:
-            yield self._track_frame(idx, reverse)
+        # decode and resize the next frames in the background while the model works
+        self._prefetcher = FramePrefetcher(self._model_input, [i for i in order if i not in self._features])
+        try:
+            for idx in order:
+                result = self._track_frame(idx, reverse)
+                self._prefetcher.advance(idx)
+                yield result
+        finally:
+            self._prefetcher.stop()
+            self._prefetcher = None
 
     def _track_frame(self, idx: int, reverse: bool) -> FrameResult:
-        model = self.model
-        records: list[FrameRecord | None] = []
+        """Track every object on one frame; objects whose memory banks have the same shape run as one batch."""
+        records: dict[int, FrameRecord] = {}
+        groups: dict[tuple[int, ...], list[tuple[int, tuple[torch.Tensor, torch.Tensor, int]]]] = {}
         for obj_id, obj in self._objects.items():
             if obj.committed.get(idx):
                 # a keyframe keeps its prompted output; only its tracked flags change
@@ -604,19 +630,46 @@ class VideoSession:
                 if not record.tracked or record.reverse != reverse:
                     record = replace(record, tracked=True, reverse=reverse)
                     self._put(obj_id, idx, record, pending=False)
+                records[obj_id] = record
             else:
-                with torch.inference_mode(), self._autocast():
-                    features = self.features(idx)
-                    heads = self._run_heads(obj_id, idx, features, False, reverse, points=None, prev=None)
-                    # memory from the chosen full-size logits before hole filling, through a sigmoid
-                    memory = model.encode_memory(features.vision, heads.highres, heads.object_score, binarize=False)
-                    record = self._record_from_heads(heads, keyframe=False, tracked=True, reverse=reverse)
-                record = replace(record, memory=memory.to(torch.bfloat16).cpu())
-                self._put(obj_id, idx, record, pending=False)
-                obj.committed[idx] = False
+                memory = self._memory_for(obj_id, idx, reverse)
+                groups.setdefault((memory[0].shape[1], memory[2]), []).append((obj_id, memory))
+        for members in groups.values():
+            records.update(self._track_batch(idx, reverse, members))
+        for obj_id, obj in self._objects.items():
             obj.tracked[idx] = reverse
-            records.append(record)
-        return self._result(idx, records)
+        return self._result(idx, [records[obj_id] for obj_id in self._objects])
+
+    def _track_batch(
+        self, idx: int, reverse: bool, members: list[tuple[int, tuple[torch.Tensor, torch.Tensor, int]]]
+    ) -> dict[int, FrameRecord]:
+        model = self.model
+        n = len(members)
+        with torch.inference_mode(), self._autocast():
+            features = self.features(idx).expand(n)
+            memory = torch.cat([m[1][0] for m in members])
+            memory_pos = torch.cat([m[1][1] for m in members])
+            pix = model.condition_on_memory(features, memory, memory_pos, members[0][1][2])
+            heads = model.predict_masks(pix, features.high_res, points=None, multimask=model.use_multimask(num_points=0))
+            # memory from the chosen full-size logits before hole filling, through a sigmoid
+            encoded = model.encode_memory(features.vision, heads.highres, heads.object_score, binarize=False)
+        out: dict[int, FrameRecord] = {}
+        for i, (obj_id, _) in enumerate(members):
+            one = HeadOutput(
+                multimasks=heads.multimasks[i : i + 1],
+                ious=heads.ious[i : i + 1],
+                lowres=heads.lowres[i : i + 1],
+                highres=heads.highres[i : i + 1],
+                obj_ptr=heads.obj_ptr[i : i + 1],
+                object_score=heads.object_score[i : i + 1],
+                best_iou=heads.best_iou[i : i + 1],
+            )
+            record = self._record_from_heads(one, keyframe=False, tracked=True, reverse=reverse)
+            record = replace(record, memory=encoded[i : i + 1].to(torch.bfloat16).cpu())
+            self._put(obj_id, idx, record, pending=False)
+            self._objects[obj_id].committed[idx] = False
+            out[obj_id] = record
+        return out
 
     # --- persistence ---------------------------------------------------------------------------
 
@@ -841,3 +894,73 @@ __all__ = [
     "VideoSession",
     "fill_holes",
 ]
+
+
+class FramePrefetcher:
+    """Reads and preprocesses upcoming frames on a background thread, a couple ahead of the model.
+
+    Decoding (PyAV/OpenCV) releases the GIL, so it overlaps with the model's work; at most `ahead`
+    frames wait in memory. The consumer calls `advance(idx)` after each frame, used or not.
+    """
+
+    def __init__(self, load: "Callable[[int], torch.Tensor]", order: Sequence[int], *, ahead: int = 2) -> None:
+        self._load = load
+        self._order = list(order)
+        self._position = {idx: pos for pos, idx in enumerate(self._order)}
+        self._ready: dict[int, torch.Tensor] = {}
+        self._failed: set[int] = set()
+        self._condition = threading.Condition()
+        self._ahead = ahead
+        self._consumed = 0
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="samroto-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for position, idx in enumerate(self._order):
+            with self._condition:
+                while not self._stopped and position >= self._consumed + self._ahead:
+                    self._condition.wait()
+                if self._stopped:
+                    return
+                if position < self._consumed:
+                    continue  # the consumer went past it already
+            try:
+                tensor = self._load(idx)
+            except Exception:  # the consumer reads the frame itself and reports the error there
+                with self._condition:
+                    self._failed.add(idx)
+                    self._condition.notify_all()
+                continue
+            with self._condition:
+                if self._position[idx] >= self._consumed:
+                    self._ready[idx] = tensor
+                self._condition.notify_all()
+
+    def take(self, idx: int) -> torch.Tensor | None:
+        """The preprocessed frame when it is planned next; None otherwise (the caller reads it itself)."""
+        with self._condition:
+            position = self._position.get(idx)
+            if position is None or not (self._consumed <= position < self._consumed + self._ahead):
+                return None
+            while idx not in self._ready and idx not in self._failed and not self._stopped:
+                self._condition.wait(timeout=60)
+            self._failed.discard(idx)
+            return self._ready.pop(idx, None)
+
+    def advance(self, idx: int) -> None:
+        """The consumer is done with frame `idx` (and everything planned before it)."""
+        with self._condition:
+            position = self._position.get(idx)
+            if position is None:
+                return
+            self._consumed = max(self._consumed, position + 1)
+            for stale in [i for i in self._ready if self._position[i] < self._consumed]:
+                del self._ready[stale]
+            self._condition.notify_all()
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+        self._thread.join(timeout=60)

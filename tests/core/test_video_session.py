@@ -219,3 +219,68 @@ def test_objects_added_after_tracking_and_reverse_propagation() -> None:
         session.add_points(1, 1, [[60, 50]], [1])
         list(session.propagate())
         assert session.frame_output(1, 1).keyframe
+
+
+def test_prefetcher_reads_ahead_in_order_and_stays_bounded() -> None:
+    import threading
+    import time
+
+    from samroto.core.video_session import FramePrefetcher
+
+    loaded: list[int] = []
+    gate = threading.Event()
+
+    def load(idx: int) -> torch.Tensor:
+        if idx == 13:
+            raise OSError("unreadable frame")
+        loaded.append(idx)
+        gate.set()
+        return torch.full((1,), float(idx))
+
+    prefetcher = FramePrefetcher(load, [10, 11, 12, 13, 14], ahead=2)
+    gate.wait(5)
+    time.sleep(0.2)
+    assert loaded == [10, 11], "reads at most `ahead` frames before the consumer moves"
+    assert prefetcher.take(10).item() == 10
+    assert prefetcher.take(14) is None, "a frame too far ahead is not waited for"
+    prefetcher.advance(10)
+    prefetcher.advance(11)  # consumed without taking (e.g. a frame where every object is a keyframe)
+    assert prefetcher.take(12).item() == 12
+    prefetcher.advance(12)
+    assert prefetcher.take(13) is None, "a failed read is left to the caller, who reports it"
+    prefetcher.advance(13)
+    assert prefetcher.take(14).item() == 14
+    prefetcher.stop()
+    assert 11 in loaded and prefetcher.take(99) is None
+
+
+def test_repeated_correction_clicks_reuse_the_memory_conditioned_feature(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = micro_model("sam2.1")
+    frames = np.load(FIXTURES / "video_frames.npy")[:5]
+    calls = []
+    original = model.condition_on_memory
+
+    def counting(features, memory, *args):  # noqa: ANN001, ANN002, ANN202
+        if memory is not None:
+            calls.append(1)
+        return original(features, memory, *args)
+
+    monkeypatch.setattr(model, "condition_on_memory", counting)
+    with VideoSession(model, frames, video_size=(120, 160)) as session:
+        session.add_points(0, 1, [[80, 60]], [1])
+        list(session.propagate())
+        calls.clear()
+        first = session.add_points(3, 1, [[70, 50]], [1])
+        second = session.add_points(3, 1, [[72, 50]], [1])
+        assert len(calls) == 1, "the second click on the same frame runs the decoder only"
+        list(session.propagate())
+        calls.clear()
+        session.add_points(3, 1, [[74, 50]], [1])
+        assert len(calls) == 1, "after a propagation the memory changed: conditioning runs again"
+    with VideoSession(micro_model("sam2.1"), frames, video_size=(120, 160)) as fresh:
+        fresh.add_points(0, 1, [[80, 60]], [1])
+        list(fresh.propagate())
+        fresh.add_points(3, 1, [[70, 50]], [1])
+        expected = fresh.add_points(3, 1, [[72, 50]], [1])
+    np.testing.assert_allclose(second.logits, expected.logits, atol=1e-4)
+    assert not np.allclose(first.logits, second.logits)
