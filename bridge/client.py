@@ -300,7 +300,7 @@ class Client:
                                          max_nonces=self._limits.max_remembered_nonces)
         # a stable identity: after a reconnect the worker's answers still reach us
         self._identity = b"samroto-" + uuid.uuid4().hex[:16].encode()
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context = zmq.Context.instance()
         self._socket: Optional[zmq.Socket] = None
         self._inbox: Dict[str, Deque[Message]] = {}
         self._connect()

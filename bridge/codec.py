@@ -112,7 +112,7 @@ def array_parts(value: ArrayLike) -> Tuple[str, Tuple[int, ...], memoryview]:
         arr = _np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
         if arr.ndim > protocol.MAX_BUFFER_DIMS:
             raise ValueError("cannot send a %d-dimensional array (at most %d)" % (arr.ndim, protocol.MAX_BUFFER_DIMS))
-        view = memoryview(arr.reshape(-1) if arr.ndim else arr.reshape(1)).cast("B")
+        view = (arr.reshape(-1) if arr.ndim else arr.reshape(1)).data.cast("B")
         return name, tuple(int(s) for s in arr.shape), view
     raise TypeError("expected a numpy array or RawArray, got %s" % type(value).__name__)
 

@@ -71,10 +71,10 @@ def preview_body(logits: np.ndarray, max_side: int) -> dict:
 
     height, width = logits.shape
     h, w = preview_rle.preview_size(height, width, max_side)
-    mask = (logits > 0).astype(np.float32)
+    coverage: np.ndarray = (logits > 0).astype(np.float32)
     if (h, w) != (height, width):
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
-    return preview_rle.encode(mask >= 0.5)
+        coverage = cv2.resize(coverage, (w, h), interpolation=cv2.INTER_AREA)
+    return preview_rle.encode(coverage >= 0.5)
 
 
 _Handler = Callable[["Scheduler", "Job"], Optional[tuple]]
@@ -162,7 +162,7 @@ def _prompt_reply(record: SessionRecord, result: Any, body: dict) -> tuple:
     arrays = None
     if body.get("return_masks"):
         arrays = {"masks": (np.asarray(result.logits) > 0).astype(np.uint8)}
-    return dict(out, session=record.id, obj_ids_all=[int(o) for o in record.session.obj_ids]), arrays
+    return dict(out, session=record.id, obj_ids_all=[int(o) for o in record.live.obj_ids]), arrays
 
 
 @_handles(protocol.OPEN_SESSION)
@@ -215,7 +215,7 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
     s.evict_if_needed(record)
     try:
         record.session = s.engine.create_session(record.frames, record.folder / STATE_DIR)
-        record.session.save()
+        record.live.save()
     except Exception:
         shutil.rmtree(record.folder, ignore_errors=True)
         raise
@@ -268,7 +268,7 @@ def _add_points(s: Scheduler, job: Job) -> tuple:
         raise bad("points and labels must have the same, non-zero length (%d vs %d)" % (len(points), len(labels)))
     if not np.isin(labels, (0, 1)).all():
         raise bad("labels must be 1 (include) or 0 (exclude)")
-    result = record.session.add_points(_frame_of(record, body), _obj_id(body), points, labels,
+    result = record.live.add_points(_frame_of(record, body), _obj_id(body), points, labels,
                                        clear=bool(body.get("clear", True)))
     s.save(record)
     return _prompt_reply(record, result, body)
@@ -288,7 +288,7 @@ def _add_box(s: Scheduler, job: Job) -> tuple:
         raise bad("%d clicks is more than the model can use (at most %d)" % (len(points), MAX_PROMPT_POINTS))
     if (points is None) != (labels is None) or (points is not None and len(points) != len(labels)):
         raise bad("points and labels go together and must have the same length")
-    result = record.session.add_box(_frame_of(record, body), _obj_id(body), box, points=points, labels=labels)
+    result = record.live.add_box(_frame_of(record, body), _obj_id(body), box, points=points, labels=labels)
     s.save(record)
     return _prompt_reply(record, result, body)
 
@@ -308,13 +308,13 @@ def _add_mask(s: Scheduler, job: Job) -> tuple:
     record = s.record(job.msg.session)
     s.check_not_streaming(record, job.msg.type)
     body = job.msg.body
-    result = record.session.add_mask(_frame_of(record, body), _obj_id(body), _mask_from(job, record))
+    result = record.live.add_mask(_frame_of(record, body), _obj_id(body), _mask_from(job, record))
     s.save(record)
     return _prompt_reply(record, result, body)
 
 
 def _current_mask(record: SessionRecord, frame: int, obj_id: int) -> Optional[np.ndarray]:
-    result = record.session.frame_result(frame)
+    result = record.live.frame_result(frame)
     ids = [int(o) for o in result.obj_ids]
     if obj_id not in ids:
         return None
@@ -335,15 +335,15 @@ def _add_stroke(s: Scheduler, job: Job) -> tuple:
     label = get_int(body, "label", 1)
     radius = float(get_field(body, "radius", (int, float), 8.0))
     needs_mask = (mode or ("points" if kind == "brush" else "mask")) == "mask"
-    current = _current_mask(record, frame, obj_id) if needs_mask and obj_id in record.session.obj_ids else None
+    current = _current_mask(record, frame, obj_id) if needs_mask and obj_id in record.live.obj_ids else None
     prompt = stroke_to_prompt(points, kind=kind, label=label, mode=mode, radius=radius, height=record.height,
                               width=record.width, current_mask=current)
     if prompt.kind == "points":
-        result = record.session.add_points(frame, obj_id, prompt.points, prompt.labels, clear=False)
+        result = record.live.add_points(frame, obj_id, prompt.points, prompt.labels, clear=False)
     elif prompt.kind == "box":
-        result = record.session.add_box(frame, obj_id, prompt.box)
+        result = record.live.add_box(frame, obj_id, prompt.box)
     else:
-        result = record.session.add_mask(frame, obj_id, prompt.mask)
+        result = record.live.add_mask(frame, obj_id, prompt.mask)
     s.save(record)
     reply, arrays = _prompt_reply(record, result, body)
     return dict(reply, converted_to=prompt.kind), arrays
@@ -354,7 +354,7 @@ def _clear_prompts(s: Scheduler, job: Job) -> tuple:
     record = s.record(job.msg.session)
     s.check_not_streaming(record, job.msg.type)
     body = job.msg.body
-    result = record.session.clear_prompts(_frame_of(record, body), _obj_id(body))
+    result = record.live.clear_prompts(_frame_of(record, body), _obj_id(body))
     s.save(record)
     return _prompt_reply(record, result, body)
 
@@ -364,18 +364,18 @@ def _remove_object(s: Scheduler, job: Job) -> tuple:
     record = s.record(job.msg.session)
     s.check_not_streaming(record, job.msg.type)
     obj_id = _obj_id(job.msg.body)
-    if obj_id not in [int(o) for o in record.session.obj_ids]:
-        raise bad("session %s has no object %d (objects: %s)" % (record.id, obj_id, list(record.session.obj_ids)))
-    record.session.remove_object(obj_id)
+    if obj_id not in [int(o) for o in record.live.obj_ids]:
+        raise bad("session %s has no object %d (objects: %s)" % (record.id, obj_id, list(record.live.obj_ids)))
+    record.live.remove_object(obj_id)
     s.save(record)
-    return {"obj_ids": [int(o) for o in record.session.obj_ids]}, None
+    return {"obj_ids": [int(o) for o in record.live.obj_ids]}, None
 
 
 @_handles(protocol.RESET)
 def _reset(s: Scheduler, job: Job) -> tuple:
     record = s.record(job.msg.session)
     s.check_not_streaming(record, job.msg.type)
-    record.session.reset()
+    record.live.reset()
     s.save(record)
     return {"obj_ids": []}, None
 
@@ -406,7 +406,7 @@ def _propagate(s: Scheduler, job: Job) -> None:
     out_dir = get_field(body, "matte_dir", str, None)
     if out_dir is not None and not os.path.isabs(out_dir):
         raise bad("matte_dir must be an absolute path, got %r" % out_dir)
-    if not record.session.obj_ids:
+    if not record.live.obj_ids:
         raise bad("session %s has no objects yet: add a prompt before propagating" % record.id)
 
     # the anchor: the given start, else the earliest prompted frame in range, else the range's end
@@ -468,8 +468,9 @@ def _get_frame(s: Scheduler, job: Job) -> tuple:
     body = job.msg.body
     frame = _frame_of(record, body)
     what = get_field(body, "what", str, "mask")
-    result = record.session.frame_result(frame)
+    result = record.live.frame_result(frame)
     logits = np.asarray(result.logits, dtype=np.float32)
+    data: np.ndarray
     if what == "mask":
         data = (logits > 0).astype(np.uint8)
     elif what == "alpha":
@@ -503,7 +504,7 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
     writer = s.writer_for(record, out_dir, fmt)
     written = []
     for f in frames:
-        result = record.session.frame_result(f)
+        result = record.live.frame_result(f)
         if not len(result.obj_ids):
             continue
         paths = s.write_mattes(writer, result)

@@ -41,10 +41,10 @@ def encode(mask: Any, height: int = 0, width: int = 0) -> Preview:
             return {"height": height, "width": width, "counts": []}
         change = _np.flatnonzero(flat[1:] != flat[:-1]) + 1
         edges = _np.concatenate(([0], change, [flat.size]))
-        counts = _np.diff(edges).tolist()
+        runs = [int(c) for c in _np.diff(edges)]
         if flat[0]:
-            counts.insert(0, 0)
-        return {"height": height, "width": width, "counts": [int(c) for c in counts]}
+            runs.insert(0, 0)
+        return {"height": height, "width": width, "counts": runs}
     values = bytes(bytearray(1 if v else 0 for v in mask)) if not isinstance(mask, (bytes, bytearray)) else mask
     if len(values) != height * width:
         raise ValueError("mask has %d values but height*width is %d" % (len(values), height * width))

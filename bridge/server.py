@@ -128,7 +128,7 @@ class Worker:
             bind = bind[:-2] + ":*"  # an ephemeral port, reported by LAST_ENDPOINT
         router.bind(bind)
         self._router = router
-        self.address = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.address = router.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.address
 
     def _announce(self) -> None:

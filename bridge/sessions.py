@@ -66,6 +66,13 @@ class SessionRecord:
     stream: Optional["Stream"] = field(repr=False, default=None)
     last_used: float = 0.0
 
+    @property
+    def live(self) -> SessionLike:
+        """The loaded session (`Scheduler.record` loads it before handlers run)."""
+        if self.session is None:
+            raise RuntimeError("session %s is not loaded" % self.id)
+        return self.session
+
     def info(self) -> dict:
         return {
             "session": self.id, "name": self.name, "plate": self.plate, "first": self.first, "last": self.last,
