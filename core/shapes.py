@@ -438,7 +438,7 @@ def _link_tracks(per_frame: list[tuple[int, list[_Contour]]], options: ShapeOpti
             used_contours.add(ci)
             active[ti].frames.append(frame)
             active[ti].contours.append(contours[ci])
-        still_active = []
+        still_active: list[_RawTrack] = []
         for ti, track in enumerate(active):
             (still_active if ti in used_tracks else finished).append(track)
         active = still_active
