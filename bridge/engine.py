@@ -43,16 +43,27 @@ class Engine(Protocol):
 class ModelEngine:
     """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
 
-    def __init__(self, model: str, *, config: Optional[str] = None, device: Optional[str] = None) -> None:
+    def __init__(self, model: Any, *, name: str, precision: str = "float32") -> None:
+        """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it;
+        precision: "float32", or "bfloat16"/"float16" autocast on CUDA."""
+        self.model = model
+        self.model_name = name
+        self.device = str(model.device)
+        self.precision = precision
+
+    @classmethod
+    def load(cls, model: str, *, config: Optional[str] = None, device: Optional[str] = None,
+             precision: Optional[str] = None) -> "ModelEngine":
+        """Load a checkpoint file or cached official model (config: JSON text or file, when needed)."""
         import torch
 
         from ..core.checkpoint import load_model
         from ..core.config import load_config_file
 
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model_config = load_config_file(config) if config else None
-        self.model = load_model(model, config=model_config, device=self.device)
-        self.model_name = str(model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = load_model(model, config=load_config_file(config) if config else None, device=device)
+        precision = precision or ("bfloat16" if device.startswith("cuda") else "float32")
+        return cls(loaded, name=str(model), precision=precision)
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
         from ..core.frames import open_frames
@@ -66,7 +77,7 @@ class ModelEngine:
         from ..core.video_session import VideoSession
 
         # the model already sits on the device; the session follows it
-        return VideoSession(self.model, frames, state_dir=state_dir)
+        return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision)
 
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
         from ..core.video_session import VideoSession
