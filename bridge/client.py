@@ -464,10 +464,17 @@ def pushed_plate(first: int, last: int, *, width: int, height: int) -> Dict[str,
     return {"kind": "pushed", "first": int(first), "last": int(last), "width": int(width), "height": int(height)}
 
 
+_CHANGES_SESSION = (protocol.PUSH_FRAMES, protocol.ADD_POINTS, protocol.ADD_BOX, protocol.ADD_MASK,
+                    protocol.ADD_STROKE, protocol.CLEAR_PROMPTS, protocol.REMOVE_OBJECT, protocol.RESET,
+                    protocol.CLOSE)
+
+
 class RemoteSession:
     """One shot on the worker; mirrors `samroto.core.video_session.VideoSession`.
 
     Frames are the plate's own numbers (a sequence starting at 1001 has frames 1001, ...).
+    A prompt sent while this object's own propagation runs cancels that propagation first;
+    one started by another client makes the worker answer `WorkerBusy`.
     """
 
     def __init__(self, client: Client, info: Dict[str, Any]) -> None:
@@ -492,6 +499,9 @@ class RemoteSession:
 
     def _request(self, mtype: str, body: Optional[Dict[str, Any]] = None, arrays: Optional[Dict[str, Any]] = None,
                  timeout: Optional[float] = None) -> Message:
+        if mtype in _CHANGES_SESSION and self._current is not None and self._current.running:
+            # a new prompt makes our own running propagation stale: stop it rather than be refused
+            self._current.cancel()
         return self.client.request(mtype, body, arrays=arrays, session=self.id, timeout=timeout)
 
     def _prompt(self, mtype: str, body: Dict[str, Any], arrays: Optional[Dict[str, Any]] = None) -> FrameUpdate:
@@ -612,8 +622,6 @@ class RemoteSession:
 
     def close(self) -> None:
         """Save and unload the session on the worker (it stays on disk; `resume_session` reopens it)."""
-        if self._current is not None and self._current.running:
-            self._current.cancel()
         self._request(protocol.CLOSE)
 
 

@@ -98,6 +98,7 @@ class Scheduler:
         self._records: dict[str, SessionRecord] = {}
         self._stopping = False
         self._busy_with: Optional[str] = None
+        self._last_parked_check = 0.0
         self._thread = threading.Thread(target=self._run, name="samroto-compute", daemon=True)
         self._outbox: Optional[Outbox] = None
 
@@ -206,16 +207,18 @@ class Scheduler:
             while True:
                 if self._stopping:
                     return None, None
+                # parked streams are checked even while others keep the thread busy
+                now = time.monotonic()
+                if now - self._last_parked_check >= min(0.1, self.config.keepalive_interval_s):
+                    self._last_parked_check = now
+                    self._check_parked_streams()
                 if self._jobs:
                     return self._jobs.popleft(), None
                 for key, stream in self._streams.items():
                     if stream.cancel_reason is not None or stream.credit > 0:
                         self._streams.move_to_end(key)  # round-robin between streams
                         return None, stream
-                self._check_parked_streams()
-                if any(s.cancel_reason is not None for s in self._streams.values()):
-                    continue
-                self._cond.wait(timeout=min(0.25, self.config.keepalive_interval_s))
+                self._cond.wait(timeout=min(0.1, self.config.keepalive_interval_s))
 
     def _check_parked_streams(self) -> None:
         """Streams without credit: probe their clients, cancel the silent ones (lock held)."""
@@ -254,8 +257,9 @@ class Scheduler:
             self._error(job.identity, job.msg.request_id, exc.code, exc.message)
         except ProtocolError as exc:
             self._error(job.identity, job.msg.request_id, exc.code, exc.message)
-        except (ValueError, KeyError, IndexError, TypeError, FileNotFoundError) as exc:
-            # user errors from core (FrameError, StrokeError, ...) are ValueErrors with clear messages
+        except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+            # user errors from core (FrameError, StrokeError, MatteError, ...) are ValueErrors with clear
+            # messages; OSError: an unreadable plate or unwritable matte folder
             self._error(job.identity, job.msg.request_id, protocol.E_BAD_REQUEST, describe_error(exc))
         except Exception as exc:
             log.error("request %s failed:\n%s", job.msg.type, traceback.format_exc())
@@ -276,29 +280,33 @@ class Scheduler:
             self._busy_with = protocol.PROPAGATE
         try:
             result = next(stream.iterator)
+            paths: dict[int, str] = {}
+            if stream.write_mattes and len(result.obj_ids):
+                paths = self.write_mattes(stream.writer, result)
+            body = frame_body(result, stream.preview_size, paths)
         except StopIteration:
             self._end_stream(stream, protocol.DONE, {})
             return
         except Exception as exc:
-            if not isinstance(exc, ValueError):
+            user_error = isinstance(exc, (ValueError, OSError))
+            if not user_error:
                 log.error("propagation %s failed:\n%s", stream.request_id, traceback.format_exc())
-            self._end_stream(stream, protocol.ERROR, {"code": protocol.E_BAD_REQUEST if isinstance(exc, ValueError)
+            self._end_stream(stream, protocol.ERROR, {"code": protocol.E_BAD_REQUEST if user_error
                                                       else protocol.E_INTERNAL, "message": describe_error(exc)})
             return
         finally:
             with self._cond:
                 self._busy_with = None
-        paths: dict[int, str] = {}
-        if stream.write_mattes and len(result.obj_ids):
-            paths = self.write_mattes(stream.writer, result)
-        body = frame_body(result, stream.preview_size, paths)
         with self._cond:
             stream.sent += 1
             stream.credit -= 1
             body["progress"] = {"done": stream.sent, "total": stream.total}
         self._outbox.send(stream.identity, protocol.FRAME, stream.request_id, body, session=stream.record.id)
         if self.config.save_every_frames > 0 and stream.sent % self.config.save_every_frames == 0:
-            self.save(stream.record)
+            try:
+                self.save(stream.record)
+            except Exception:
+                log.error("saving session %s failed:\n%s", stream.record.id, traceback.format_exc())
 
     def _end_stream(self, stream: Stream, kind: str, body: dict) -> None:
         assert self._outbox is not None

@@ -230,19 +230,22 @@ def test_two_clients_propagate_different_sessions_at_the_same_time(fake_worker: 
     assert results == {"a": list(range(1, 31)), "b": list(range(1, 31))}
 
 
-def test_prompts_are_refused_while_the_session_propagates(config_dir: Path, tmp_path: Path) -> None:
+def test_prompts_from_others_are_refused_while_the_session_propagates(config_dir: Path, tmp_path: Path) -> None:
     worker = start_in_process(config_dir, tmp_path / "sessions", delay=0.05)
     try:
-        with _client(worker) as client:
+        with _client(worker) as client, _client(worker) as other:
             shot = _open(client, tmp_path, 1, 100)
             shot.add_points(1, 1, [(5, 5)], [1])
             run = shot.propagate(credit=1)
             next(run)
+            elsewhere = other.resume_session(shot.id)
             with pytest.raises(WorkerBusy, match="is propagating"):
-                shot.add_points(50, 1, [(5, 5)], [1])
-            assert shot.get_frame(1).obj_ids == [1]  # reading is fine
-            run.cancel()
-            shot.add_points(50, 1, [(5, 5)], [1])
+                elsewhere.add_points(50, 1, [(5, 5)], [1])
+            assert elsewhere.get_frame(1).obj_ids == [1]  # reading is fine
+            # the owner's own prompt stops its stale propagation first
+            update = shot.add_points(50, 1, [(5, 5)], [1])
+            assert update.frame == 50 and run.state == "cancelled"
+            elsewhere.add_points(60, 1, [(5, 5)], [1])
     finally:
         worker.stop()
 
@@ -471,3 +474,18 @@ def test_a_non_loopback_bind_requires_curve(config_dir: Path, tmp_path: Path,
             Client("tcp://10.0.0.1:" + port, token="t" * 64)
     finally:
         worker.stop()
+
+
+def test_an_unwritable_matte_folder_ends_the_stream_with_a_clear_error(fake_worker: InProcessWorker,
+                                                                       tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with _client(fake_worker) as client:
+        shot = _open(client, tmp_path)
+        shot.add_points(1001, 1, [(5, 5)], [1])
+        run = shot.propagate(matte_dir=str(blocker / "mattes"))
+        with pytest.raises(BadRequest, match="a_file"):
+            list(run)
+        assert run.state == "error"
+        updates = list(shot.propagate(write_mattes=False))
+        assert len(updates) == 12 and all(not u.matte_paths for u in updates)
