@@ -1,0 +1,330 @@
+"""Worker jobs of a SamRoto node, run in a background thread.
+
+A button press becomes a `WorkerJob`: plain data read from the node on Nuke's main thread (the
+plate, the prompts, the settings, the node's session id). `JobRunner` runs it in its own thread
+with its own client (clients are not thread-safe): open or resume the worker session, send the
+prompts, track, fetch the Roto shapes. It never touches Nuke: everything the UI must show is
+handed to the injected `run_on_main` function (Nuke's `executeInMainThread` in host.py, a queue
+in the tests) as calls to the `JobObserver`. Progress goes to a `Progress` object (host.py wraps
+`nuke.ProgressTask`, which Nuke designs to be driven from a worker thread) and its cancel button
+stops the propagation within a frame, as does `JobRunner.cancel()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import connection
+from .plate import PlateSource, pattern_from_frame_path
+from .prompts import KnobPrompts, NoPrompts, RotoShapeData, click_prompt, roto_mask_prompts
+from .roto_plan import RotoPlan, plan_roto
+from .settings import TRACK_ACTIONS, WORKER_ACTIONS, PluginSettings
+
+if TYPE_CHECKING:
+    from samroto.bridge.client import Client, FrameUpdate, RemoteSession
+
+    from .settings import RotoSettings
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """One button press. action: "prompts" (send only), "forward", "backward", "both", "frame"
+    (the current frame only), "roto" (build shapes of the tracked objects), "reset" (start a new
+    session); nuke_frame: the current frame; session_id: the node's session (None: open one)."""
+
+    action: str
+    node_name: str
+    plate: PlateSource
+    nuke_frame: int
+    session_id: Optional[str] = None
+    knob_prompts: Optional[KnobPrompts] = None
+    roto_shapes: Tuple[RotoShapeData, ...] = ()
+    roto_grouping: str = "layer"
+    settings: PluginSettings = field(default_factory=PluginSettings)
+
+    def __post_init__(self) -> None:
+        if self.action not in WORKER_ACTIONS:
+            raise ValueError("unknown SamRoto action %r (one of %s)" % (self.action, ", ".join(WORKER_ACTIONS)))
+
+
+@dataclass
+class JobResult:
+    """What a job did. state: "done", "cancelled" or "failed" (then `message` says why, in words
+    for the artist). Frames are plate frames; `matte_patterns` maps obj_id to the `####`
+    pattern of its matte files."""
+
+    action: str
+    state: str = "done"
+    message: str = ""
+    session_id: Optional[str] = None
+    width: int = 0
+    height: int = 0
+    obj_ids: List[int] = field(default_factory=list)
+    prompted: List[Tuple[int, int]] = field(default_factory=list)  # (obj_id, plate frame)
+    tracked_frames: List[int] = field(default_factory=list)
+    matte_patterns: Dict[int, str] = field(default_factory=dict)
+    roto_plan: Optional[RotoPlan] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "done"
+
+
+class JobObserver:
+    """What the UI is told; every method is called on the main thread (through `run_on_main`)."""
+
+    def session_opened(self, job: WorkerJob, session_id: str) -> None:
+        """A new worker session now belongs to the node (store its id)."""
+
+    def status(self, job: WorkerJob, text: str) -> None:
+        """A one-line status for the node."""
+
+    def job_finished(self, job: WorkerJob, result: JobResult) -> None:
+        """The job ended (done, cancelled or failed)."""
+
+
+class Progress:
+    """A progress display; the default shows nothing and is never cancelled."""
+
+    def set_message(self, text: str) -> None:
+        pass
+
+    def set_progress(self, percent: int) -> None:
+        pass
+
+    def is_cancelled(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+RunOnMain = Callable[..., None]
+"""run_on_main(function, *args): call `function(*args)` on the UI's main thread, soon."""
+ShapeFetcher = Callable[["RemoteSession", int, "RotoSettings"], Mapping[str, Any]]
+"""fetch(session, obj_id, roto settings) -> the worker's `get_shapes` answer in Nuke space."""
+
+
+def fetch_shapes_from_worker(session: "RemoteSession", obj_id: int, settings: "RotoSettings") -> Mapping[str, Any]:
+    answer: Mapping[str, Any] = session.get_shapes(obj_id, space="nuke", tolerance=float(settings.tolerance))
+    return answer
+
+
+class JobRunner:
+    """Runs one `WorkerJob` in a daemon thread (`start`), or in the calling thread (`run`)."""
+
+    def __init__(self, job: WorkerJob, *, run_on_main: RunOnMain, observer: Optional[JobObserver] = None,
+                 progress: Optional[Callable[[str], Progress]] = None,
+                 connect: Callable[..., "Client"] = connection.connect,
+                 fetch_shapes: ShapeFetcher = fetch_shapes_from_worker) -> None:
+        self.job = job
+        self._run_on_main = run_on_main
+        self._observer = observer or JobObserver()
+        self._progress_factory = progress or (lambda title: Progress())
+        self._connect = connect
+        self._fetch_shapes = fetch_shapes
+        self._cancel = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._done = threading.Event()
+        self.result: Optional[JobResult] = None
+
+    # --- control (any thread) ------------------------------------------------------------------
+
+    def start(self) -> "JobRunner":
+        self._thread = threading.Thread(target=self.run, name="samroto-%s-%s" % (self.job.node_name, self.job.action),
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop at the next frame (the frames tracked so far stay, with their mattes)."""
+        self._cancel.set()
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[JobResult]:
+        self._done.wait(timeout)
+        return self.result
+
+    # --- the job (background thread) -----------------------------------------------------------
+
+    def _post(self, method: Callable[..., None], *args: Any) -> None:
+        self._run_on_main(method, self.job, *args)
+
+    def run(self) -> JobResult:
+        """The thread body. Never raises: failures become a "failed" result with a clear message."""
+        job = self.job
+        result = JobResult(action=job.action, session_id=job.session_id)
+        progress = self._progress_factory("SamRoto %s: %s" % (job.node_name, job.action))
+        client: Optional[Client] = None
+        try:
+            client = self._connect(job.settings.connection)
+            self._work(client, progress, result)
+            if self._cancelled(progress) and result.state == "done":
+                result.state = "cancelled"
+        except Exception as exc:  # every failure reaches the artist as a message, never a stack trace
+            result.state = "failed"
+            address = client.address if client is not None else job.settings.connection.address
+            result.message = connection.describe_error(exc, address=address)
+        finally:
+            if client is not None:
+                client.close()
+            progress.close()
+        if not result.message:
+            result.message = summarize(result)
+        self.result = result
+        self._done.set()
+        self._post(self._observer.job_finished, result)
+        return result
+
+    def _cancelled(self, progress: Progress) -> bool:
+        if not self._cancel.is_set() and progress.is_cancelled():
+            self._cancel.set()
+        return self._cancel.is_set()
+
+    def _work(self, client: "Client", progress: Progress, result: JobResult) -> None:
+        job = self.job
+        progress.set_message("connecting to the worker")
+        client.hello()  # refuses a worker speaking another protocol major
+        session = self._session(client, result)
+        result.width, result.height = session.width, session.height
+        if job.action == "reset":
+            result.obj_ids = list(session.obj_ids)
+            return
+        if job.action == "roto":
+            result.obj_ids = list(session.obj_ids)
+            result.roto_plan = self._roto_plan(session, progress)
+            return
+        self._send_prompts(session, result, required=job.action == "prompts" or not session.obj_ids)
+        result.obj_ids = list(session.obj_ids)
+        if job.action in TRACK_ACTIONS:
+            self._track(session, progress, result)
+
+    def _session(self, client: "Client", result: JobResult) -> "RemoteSession":
+        job = self.job
+        session: Optional[RemoteSession] = None
+        if job.session_id and job.action == "reset":
+            try:
+                client.delete_session(job.session_id)
+            except Exception as exc:
+                if not connection.is_bridge_error(exc):
+                    raise
+        elif job.session_id:
+            try:
+                session = client.resume_session(job.session_id)
+            except Exception as exc:  # the worker lost it (deleted, other session folder): open a new one
+                if type(exc).__name__ != "NoSuchSession":
+                    raise
+        if session is None:
+            track = job.settings.track
+            session = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=job.node_name,
+                                          matte_dir=track.matte_dir, matte_format=track.matte_format)
+            self._post(self._observer.session_opened, session.id)
+        result.session_id = session.id
+        return session
+
+    def _send_prompts(self, session: "RemoteSession", result: JobResult, *, required: bool) -> None:
+        job = self.job
+        sent = 0
+        if job.knob_prompts is not None and not job.knob_prompts.empty:
+            prompt = click_prompt(job.knob_prompts, job.plate, width=session.width, height=session.height)
+            if prompt.box is not None:
+                session.add_box(prompt.frame, prompt.obj_id, prompt.box, points=list(prompt.points) or None,
+                                labels=list(prompt.labels) or None, preview_size=0)
+            else:
+                session.add_points(prompt.frame, prompt.obj_id, list(prompt.points), list(prompt.labels),
+                                   preview_size=0)
+            result.prompted.append((prompt.obj_id, prompt.frame))
+            sent += 1
+        if job.roto_shapes:
+            raw_array = importlib.import_module(type(session.client).__module__).RawArray
+            for mask in roto_mask_prompts(job.roto_shapes, job.plate, width=session.width, height=session.height,
+                                          grouping=job.roto_grouping):
+                session.add_mask(mask.frame, mask.obj_id, raw_array(bytes(mask.data), "uint8", (mask.height, mask.width)),
+                                 preview_size=0)
+                result.prompted.append((mask.obj_id, mask.frame))
+                sent += 1
+        if not sent and required:
+            source = "Roto node" if job.knob_prompts is None else "SamRoto node"
+            raise NoPrompts("nothing to track yet: place prompts in the %s (a positive click or a box on the object) "
+                            "and press the button again" % source)
+        if sent:
+            self._post(self._observer.status, "sent %d prompt%s" % (sent, "" if sent == 1 else "s"))
+
+    def _track(self, session: "RemoteSession", progress: Progress, result: JobResult) -> None:
+        job = self.job
+        frame = job.plate.plate_frame_at(job.nuke_frame)
+        track = job.settings.track
+        if job.action == "frame":
+            run = session.propagate(frame, first=frame, last=frame, direction="forward", preview_size=0,
+                                    credit=track.credit)
+        else:
+            run = session.propagate(frame, direction=job.action, preview_size=0, credit=track.credit)
+        progress.set_message("tracking %s from frame %d" % (job.action, job.nuke_frame))
+        last_status = 0.0
+        with run:
+            for update in run:
+                self._take_frame(update, result)
+                total = run.total or len(result.tracked_frames)
+                done = len(result.tracked_frames)
+                progress.set_progress(int(100 * done / max(1, total)))
+                progress.set_message("frame %d (%d of %d)" % (job.plate.to_nuke_frame(update.frame), done, total))
+                now = time.monotonic()
+                if now - last_status > 0.25 or done == total:  # keep the main thread's queue short
+                    last_status = now
+                    self._post(self._observer.status, "tracked %d of %d frames" % (done, total))
+                if self._cancelled(progress):
+                    run.cancel()
+                    result.state = "cancelled"
+                    break
+        if run.state == "cancelled":
+            result.state = "cancelled"
+
+    def _take_frame(self, update: "FrameUpdate", result: JobResult) -> None:
+        result.tracked_frames.append(update.frame)
+        for obj_id, path in update.matte_paths.items():
+            if obj_id not in result.matte_patterns:
+                result.matte_patterns[obj_id] = pattern_from_frame_path(path, update.frame)
+
+    def _roto_plan(self, session: "RemoteSession", progress: Progress) -> RotoPlan:
+        job = self.job
+        if not session.obj_ids:
+            raise NoPrompts("the session has no tracked object yet: prompt and track before creating Roto shapes")
+        answers: List[Mapping[str, Any]] = []
+        for i, obj_id in enumerate(session.obj_ids):
+            if self._cancelled(progress):
+                break
+            progress.set_message("shapes of object %d" % obj_id)
+            progress.set_progress(int(100 * i / len(session.obj_ids)))
+            answers.append(self._fetch_shapes(session, obj_id, job.settings.roto))
+        return plan_roto(job.node_name + "_roto", answers, offset=job.plate.offset,
+                         shot_range=(job.plate.nuke_first, job.plate.nuke_last), settings=job.settings.roto)
+
+
+def summarize(result: JobResult) -> str:
+    """A one-line status for the node."""
+    if result.action == "reset":
+        return "new session %s" % result.session_id
+    if result.action == "roto" and result.roto_plan is not None:
+        plan = result.roto_plan
+        return "Roto: %d shape%s, %d keys" % (plan.shape_count, "" if plan.shape_count == 1 else "s", plan.key_count)
+    parts: List[str] = []
+    if result.prompted:
+        parts.append("%d prompt%s sent" % (len(result.prompted), "" if len(result.prompted) == 1 else "s"))
+    if result.action in TRACK_ACTIONS:
+        parts.append("%s %d frame%s" % ("tracked" if result.state == "done" else result.state,
+                                        len(result.tracked_frames), "" if len(result.tracked_frames) == 1 else "s"))
+    if result.obj_ids:
+        parts.append("objects %s" % ", ".join(str(o) for o in result.obj_ids))
+    return "; ".join(parts) or result.state
+
+
+def run_sequentially(runners: Sequence[JobRunner]) -> List[JobResult]:
+    """Run jobs one after the other in the calling thread (scripts and tests)."""
+    return [runner.run() for runner in runners]

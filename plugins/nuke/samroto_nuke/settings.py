@@ -1,0 +1,143 @@
+"""Settings of the Nuke plug-in, as dataclasses: how to reach the worker, how to track, how to
+build Roto shapes, and the names of the knobs on the SamRoto node.
+
+The node's knobs are the persistent form (they are saved with the Nuke script); `host.py` reads
+them into these dataclasses on the main thread and the rest of the plug-in only sees the
+dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+NODE_CLASS_LABEL = "SamRoto"
+"""Name prefix of the SamRoto node (a NoOp with the knobs below); Nuke appends 1, 2, ..."""
+
+# Knobs on the SamRoto node -------------------------------------------------------------------
+
+MARKER_KNOB = "samroto_node"         # hidden; tells a SamRoto NoOp from any other NoOp
+SESSION_KNOB = "samroto_session"     # hidden; the worker session id of this node
+PLATE_KEY_KNOB = "samroto_plate"     # hidden; the plate the session was opened on
+STATUS_KNOB = "samroto_status"       # read-only text line
+OBJECT_KNOB = "samroto_object"       # which object the knob prompts describe (1, 2, ...)
+PROMPT_SOURCE_KNOB = "samroto_prompt_source"
+ROTO_INPUT_KNOB = "samroto_roto_node"  # name of a Roto node whose shapes are prompts
+ROTO_GROUPING_KNOB = "samroto_roto_grouping"
+TOLERANCE_KNOB = "samroto_shape_tolerance"
+HOLES_KNOB = "samroto_roto_holes"
+MATTE_DIR_KNOB = "samroto_matte_dir"
+BOX_ENABLE_KNOB = "samroto_box_on"
+BOX_KNOB = "samroto_box"
+
+PROMPT_SOURCES: Tuple[str, ...] = ("knobs", "roto")
+ROTO_GROUPINGS: Tuple[str, ...] = ("layer", "colour")
+HOLE_MODES: Tuple[str, ...] = ("skip", "layer")
+
+
+def positive_point_knob(index: int) -> str:
+    """XY knob of the index-th positive click (1-based)."""
+    return "samroto_pos%d" % index
+
+
+def positive_enable_knob(index: int) -> str:
+    return "samroto_pos%d_on" % index
+
+
+def negative_point_knob(index: int) -> str:
+    return "samroto_neg%d" % index
+
+
+def negative_enable_knob(index: int) -> str:
+    return "samroto_neg%d_on" % index
+
+
+# Buttons: knob name -> action understood by host.on_button
+ACTIONS: Tuple[Tuple[str, str, str], ...] = (
+    # (knob name, label, action)
+    ("samroto_send", "Send prompts", "prompts"),
+    ("samroto_track_backward", "<< Track backward", "backward"),
+    ("samroto_track_frame", "Current frame", "frame"),
+    ("samroto_track_forward", "Track forward >>", "forward"),
+    ("samroto_track_both", "<< Track both >>", "both"),
+    ("samroto_cancel", "Cancel", "cancel"),
+    ("samroto_make_roto", "Create Roto shapes", "roto"),
+    ("samroto_reset", "Reset session", "reset"),
+)
+TRACK_ACTIONS: Tuple[str, ...] = ("forward", "backward", "both", "frame")
+WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "roto", "reset")
+
+
+@dataclass(frozen=True)
+class PromptLayout:
+    """How many viewer-draggable prompt knobs the node carries."""
+
+    positive_points: int = 4
+    negative_points: int = 3
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.positive_points <= 32 and 0 <= self.negative_points <= 32):
+            raise ValueError("a SamRoto node has 1 to 32 positive and 0 to 32 negative point knobs, got %d and %d"
+                             % (self.positive_points, self.negative_points))
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How to reach the worker. None fields follow the bridge client's own discovery:
+    `$SAMROTO_WORKER`, the address the worker announced in the config folder, the token file in
+    `$SAMROTO_CONFIG_DIR` (or the user's config folder)."""
+
+    address: Optional[str] = None
+    config_dir: Optional[str] = None
+    timeout_s: float = 10.0
+    retries: int = 1
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0 or self.retries < 0:
+            raise ValueError("timeout_s must be positive and retries at least 0")
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How propagations run. `matte_dir`: where the worker writes the mattes (None: next to the
+    plate when that folder is writable, else in the worker's session folder)."""
+
+    matte_dir: Optional[str] = None
+    credit: int = 8
+    matte_format: str = "exr"
+
+    def __post_init__(self) -> None:
+        if self.credit < 1:
+            raise ValueError("credit must be at least 1, got %d" % self.credit)
+        if self.matte_format not in ("exr", "png"):
+            raise ValueError("matte_format must be 'exr' or 'png', got %r" % (self.matte_format,))
+
+
+@dataclass(frozen=True)
+class RotoSettings:
+    """How tracked mattes become Roto shapes.
+
+    tolerance: largest distance in pixels between a shape and the matte edge, on any frame
+    (smaller: more points); holes: "skip" leaves holes out (the shapes cover the object's
+    outline and its separate islands), "layer" puts hole shapes in their own `<object>_holes`
+    layer for the artist to subtract (Nuke's blending enum is not part of the Python API we
+    can rely on, so the plug-in does not set a blending mode)."""
+
+    tolerance: float = 1.0
+    holes: str = "skip"
+
+    def __post_init__(self) -> None:
+        if not self.tolerance > 0:
+            raise ValueError("the shape tolerance must be positive (pixels), got %r" % (self.tolerance,))
+        if self.holes not in HOLE_MODES:
+            raise ValueError("holes must be one of %s, got %r" % (", ".join(HOLE_MODES), self.holes))
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """Everything a worker job needs besides the plate and the prompts."""
+
+    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+    track: TrackSettings = field(default_factory=TrackSettings)
+    roto: RotoSettings = field(default_factory=RotoSettings)
+    layout: PromptLayout = field(default_factory=PromptLayout)
