@@ -601,6 +601,10 @@ class RemoteSession:
         return FrameMattes(frame=int(reply.body.get("frame", frame)), obj_ids=[int(o) for o in reply.body["obj_ids"]],
                            scores=[float(s) for s in reply.body.get("scores", [])], mattes=reply.arrays.get("mattes"))
 
+    def frame_result(self, frame: int) -> FrameMattes:
+        """Like `VideoSession.frame_result`: every object's mask logits on a frame (N*H*W float32)."""
+        return self.get_frame(frame, what="logits")
+
     def write_mattes(self, frames: Optional[Sequence[int]] = None, *, matte_dir: Optional[str] = None,
                      matte_format: Optional[str] = None) -> Dict[int, Dict[int, str]]:
         """Write the stored mattes of `frames` (default: all); returns frame -> {obj_id: path}."""

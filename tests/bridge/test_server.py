@@ -356,6 +356,8 @@ def test_sessions_persist_across_a_worker_restart(config_dir: Path, tmp_path: Pa
         shot.add_points(1003, 4, [(7, 9)], [1])
         before = {u.frame: u.areas for u in shot.propagate()}
         frame_before = shot.get_frame(1008).mattes.copy()
+        logits = shot.frame_result(1008)
+        assert logits.mattes.dtype == np.float32 and np.array_equal(logits.mattes > 0, frame_before == 1)
     worker.stop()
     assert worker.result == [0]
 
