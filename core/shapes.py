@@ -47,8 +47,11 @@ Pipeline (all in pixels, on the plate's resolution)
    (`ShapeTrack.corners`) with independent handles. Handle lengths are least-squares fits of each
    span to the contour.
 
-`tolerance` (pixels, default `DEFAULT_TOLERANCE`) is the one knob that trades point count against
-accuracy: the largest distance allowed between a span and the mask contour, on any frame.
+`tolerance` (pixels) is the one knob that trades point count against accuracy: the largest
+distance allowed between a span and the mask contour, on any frame. By default it is one pixel
+of the model's 1024x1024 input, `default_tolerance(H, W)` = max(1, max(H, W) / 1024): 1 px up to
+1024 wide, 1.9 px at 1920x1080, 3.75 px at 4K. Finer than that, the spline follows the wobble of
+the upsampled low-res mask rather than the object (at 1080p, 1 px gives about 4x the points).
 
 Coordinates
 
@@ -69,14 +72,21 @@ Coordinates
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import cv2
 import numpy as np
 
-DEFAULT_TOLERANCE = 1.0
-"""Largest distance in pixels between a spline span and the mask contour, on any frame."""
+DEFAULT_TOLERANCE_MODEL_PIXELS = 1.0
+"""Default tolerance, in pixels of the model's 1024x1024 input (see `default_tolerance`)."""
+MODEL_INPUT_SIZE = 1024
+
+
+def default_tolerance(height: int, width: int) -> float:
+    """Default spline tolerance in plate pixels: one model-input pixel, and at least 1."""
+    return max(1.0, DEFAULT_TOLERANCE_MODEL_PIXELS * max(height, width) / MODEL_INPUT_SIZE)
+
 
 ShapeKind = Literal["outer", "hole", "island"]
 Space = Literal["pixel", "nuke", "blender"]
@@ -90,8 +100,9 @@ class ShapeError(ValueError):
 class ShapeOptions:
     """How masks become splines. `tolerance` is the main knob; the rest rarely needs changing."""
 
-    tolerance: float = DEFAULT_TOLERANCE
-    """Largest spline-to-contour distance in pixels on any frame (smaller: more points)."""
+    tolerance: float | None = None
+    """Largest spline-to-contour distance in pixels on any frame (smaller: more points).
+    None: `default_tolerance` for the masks' size."""
     level: float = 0.5
     """Contour level for floating-point masks (0.5 for alpha or probabilities, 0.0 for logits).
     Boolean and integer masks are contoured between their zero and non-zero pixels."""
@@ -119,6 +130,8 @@ class ShapeOptions:
         positive = ("tolerance", "sample_spacing", "tangent_window", "match_distance")
         for name in positive:
             value = getattr(self, name)
+            if name == "tolerance" and value is None:
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ShapeError(f"ShapeOptions.{name} must be a positive number, got {value!r}")
         if self.min_area < 0:
@@ -255,66 +268,63 @@ def _trace_loops(field_values: np.ndarray) -> list[np.ndarray]:
     f[:, -1] = -np.abs(f[:, -1]) - 1e-6
     hp, wp = f.shape
     pos = f > 0
-    # Padded index (i, j) is pixel (r0 + i - 1, c0 + j - 1), whose centre is at (x, y) below.
-    x_off, y_off = c0 - 0.5, r0 - 0.5
-
-    n_horizontal = hp * (wp - 1)
-    # Crossing positions on horizontal edges ((i, j) -> (i, j + 1)) and vertical edges.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th = f[:, :-1] / (f[:, :-1] - f[:, 1:])
-        tv = f[:-1, :] / (f[:-1, :] - f[1:, :])
-    ii, jj = np.mgrid[0:hp, 0:wp - 1]
-    hx = (jj + np.nan_to_num(th) + x_off).ravel()
-    hy = (ii + y_off).ravel().astype(np.float64)
-    ii, jj = np.mgrid[0:hp - 1, 0:wp]
-    vx = (jj + x_off).ravel().astype(np.float64)
-    vy = (ii + np.nan_to_num(tv) + y_off).ravel()
-    edge_xy = np.stack([np.concatenate([hx, vx]), np.concatenate([hy, vy])], axis=1)
-
     case = (pos[:-1, :-1] * 1 + pos[:-1, 1:] * 2 + pos[1:, 1:] * 4 + pos[1:, :-1] * 8).astype(np.int8)
-    centre_inside = (f[:-1, :-1] + f[:-1, 1:] + f[1:, 1:] + f[1:, :-1]) > 0
-    ci, cj = np.mgrid[0:hp - 1, 0:wp - 1]
-    # Global edge ids of each cell's top, right, bottom, left edges.
-    cell_edges = np.stack([
-        ci * (wp - 1) + cj,
-        n_horizontal + ci * wp + cj + 1,
-        (ci + 1) * (wp - 1) + cj,
-        n_horizontal + ci * wp + cj,
-    ])
+    # Only cells the contour passes through matter (a few per pixel of perimeter).
+    ci, cj = np.nonzero((case != 0) & (case != 15))
+    cell_case = case[ci, cj]
+    centre_inside = (f[ci, cj] + f[ci, cj + 1] + f[ci + 1, cj + 1] + f[ci + 1, cj]) > 0
+    # Global edge ids of each cell's top, right, bottom, left edges: horizontal edges
+    # (i, j)-(i, j+1) first, then vertical edges (i, j)-(i+1, j).
+    n_horizontal = hp * (wp - 1)
+    cell_edges = np.stack([ci * (wp - 1) + cj, n_horizontal + ci * wp + cj + 1,
+                           (ci + 1) * (wp - 1) + cj, n_horizontal + ci * wp + cj])
     sources: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     for (case_id, centre), segments in _CASE_TABLE.items():
         if not segments:
             continue
-        select = case == case_id
+        select = cell_case == case_id
         if case_id in (5, 10):
             select &= centre_inside == centre
         elif centre:
             continue  # non-saddle cases do not depend on the centre; emit them once
-        if not select.any():
-            continue
         for e_from, e_to in segments:
             sources.append(cell_edges[e_from][select])
             targets.append(cell_edges[e_to][select])
     src = np.concatenate(sources)
     dst = np.concatenate(targets)
-    following = np.full(edge_xy.shape[0], -1, dtype=np.int64)
-    following[src] = dst
+    # Each crossing edge is left by exactly one segment and entered by one: renumber the edges
+    # compactly, then follow the segments.
+    order = np.argsort(src)
+    edge_ids = src[order]
+    following = np.searchsorted(edge_ids, dst[order])
+
+    # Crossing positions, interpolated where the field changes sign; padded index (i, j) is
+    # pixel (r0 + i - 1, c0 + j - 1), whose centre is at (j + c0 - 0.5, i + r0 - 0.5).
+    horizontal = edge_ids < n_horizontal
+    i_h, j_h = np.divmod(edge_ids[horizontal], wp - 1)
+    i_v, j_v = np.divmod(edge_ids[~horizontal] - n_horizontal, wp)
+    xy = np.empty((len(edge_ids), 2))
+    a_h, b_h = f[i_h, j_h].astype(np.float64), f[i_h, j_h + 1].astype(np.float64)
+    xy[horizontal] = np.stack([j_h + a_h / (a_h - b_h), i_h.astype(np.float64)], axis=1)
+    a_v, b_v = f[i_v, j_v].astype(np.float64), f[i_v + 1, j_v].astype(np.float64)
+    xy[~horizontal] = np.stack([j_v.astype(np.float64), i_v + a_v / (a_v - b_v)], axis=1)
+    xy += (c0 - 0.5, r0 - 0.5)
 
     loops: list[np.ndarray] = []
-    visited = np.zeros(edge_xy.shape[0], dtype=bool)
     following_list = following.tolist()
-    for start in src.tolist():
-        if visited[start]:
+    visited_list = [False] * len(edge_ids)
+    for start in range(len(edge_ids)):
+        if visited_list[start]:
             continue
         chain = []
         node = start
-        while not visited[node]:
-            visited[node] = True
+        while not visited_list[node]:
+            visited_list[node] = True
             chain.append(node)
             node = following_list[node]
         if len(chain) >= 3:
-            loops.append(edge_xy[np.asarray(chain)])
+            loops.append(xy[np.asarray(chain)])
     return loops
 
 
@@ -382,10 +392,11 @@ def _resample(loop: np.ndarray, count: int, start: float = 0.0) -> np.ndarray:
 def _nearest(queries: np.ndarray, targets: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Index of the nearest target for each query (brute force in chunks; N*2 and M*2)."""
     out = np.empty(len(queries), dtype=np.int64)
-    t = targets.astype(np.float32)
+    origin = targets.mean(axis=0)  # small coordinates keep float32 distances precise
+    t = (targets - origin).astype(np.float32)
     t_sq = np.einsum("ij,ij->i", t, t)
     for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk].astype(np.float32)
+        q = (queries[start:start + chunk] - origin).astype(np.float32)
         d = t_sq[None, :] - 2.0 * (q @ t.T)  # |q|^2 is constant per row
         out[start:start + chunk] = np.argmin(d, axis=1)
     return out
@@ -473,14 +484,19 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
+# Ridge on each affine step, relative to the point-to-plane terms (points x mean squared radius).
+_AFFINE_DAMPING = 0.5
+
+
 def _register(src: np.ndarray, src_area: float, src_centroid: np.ndarray,
               dst: np.ndarray, dst_area: float, dst_centroid: np.ndarray) -> np.ndarray:
     """2x3 affine map taking contour samples `src` onto the dense contour `dst`.
 
     Point-to-plane ICP, first restricted to a similarity (rotation, uniform scale, translation),
-    then a full affine whose departure from that similarity is lightly penalised. The penalty
-    matters: some shapes (an ellipse) map onto each other by a whole family of affine maps, and
-    the one closest to the rigid motion is the one that does not make points slide.
+    then a full affine solved in damped steps (a ridge on each step's change of the 2x2 part).
+    The damping matters: some shapes (an ellipse) map onto each other by a whole family of
+    affine maps; directions the contour does not determine then stay where the similarity put
+    them, closest to the rigid motion, which is the choice that does not make points slide.
     """
     normals = _normals(dst)
     scale = math.sqrt(dst_area / max(src_area, 1e-9))
@@ -510,7 +526,7 @@ def _register(src: np.ndarray, src_area: float, src_centroid: np.ndarray,
                 # Unknowns: the 2x2 change dA (row-major) and translation; ridge on dA.
                 a = np.stack([d[:, 0] * nk[:, 0], d[:, 1] * nk[:, 0], d[:, 0] * nk[:, 1], d[:, 1] * nk[:, 1],
                               nk[:, 0], nk[:, 1]], axis=1)
-                ridge = 0.5 * len(rk) * size2
+                ridge = _AFFINE_DAMPING * len(rk) * size2
                 lhs = a.T @ a + np.diag([ridge] * 4 + [0.0, 0.0])
                 sol = np.linalg.solve(lhs, -a.T @ rk)
                 step = np.eye(2) + sol[:4].reshape(2, 2)
@@ -785,18 +801,22 @@ class _Tangents:
 
 
 def _tangents(dense: np.ndarray, keys: np.ndarray, window: int, corner_cos: float) -> _Tangents:
-    """One-sided tangent directions at the key samples; aligned where the point is smooth."""
-    count = dense.shape[1]
+    """One-sided tangent directions at the key samples; aligned where the point is smooth.
+
+    The direction leaving a key forwards is towards the mean of the next few samples (up to
+    `window`, and at most half the span to the next key); backwards likewise.
+    """
+    frames, count, _ = dense.shape
     gaps = np.diff(keys, append=keys[:1] + count)
     ahead = np.maximum(1, np.minimum(window, gaps // 2))
     behind = np.maximum(1, np.minimum(window, np.roll(gaps, 1) // 2))
-    out = np.empty((dense.shape[0], len(keys), 2))
-    back = np.empty_like(out)
-    for k, (key, n_ahead, n_behind) in enumerate(zip(keys, ahead, behind)):
-        here = dense[:, key]
-        out[:, k] = dense[:, (key + np.arange(1, n_ahead + 1)) % count].mean(axis=1) - here
-        back[:, k] = dense[:, (key - np.arange(1, n_behind + 1)) % count].mean(axis=1) - here
-    out, back = _unit(out), _unit(back)
+    # Prefix sums over two turns of the loop make every windowed mean two lookups.
+    sums = np.concatenate([np.zeros((frames, 1, 2)), np.cumsum(np.concatenate([dense, dense], axis=1), axis=1)],
+                          axis=1)
+    here = dense[:, keys]
+    mean_ahead = (sums[:, keys + 1 + ahead] - sums[:, keys + 1]) / ahead[None, :, None]
+    mean_behind = (sums[:, keys + count] - sums[:, keys + count - behind]) / behind[None, :, None]
+    out, back = _unit(mean_ahead - here), _unit(mean_behind - here)
     cos = np.einsum("fkc,fkc->fk", out, -back)
     corners = np.median(cos, axis=0) < corner_cos
     smooth = _unit(out - back)
@@ -828,7 +848,7 @@ def _choose_keys(dense: np.ndarray, options: ShapeOptions, spacing: float) -> np
     count = dense.shape[1]
     window = max(1, int(round(options.tangent_window / max(spacing, 1e-6))))
     corner_cos = math.cos(math.radians(options.corner_angle_deg))
-    tol = options.tolerance
+    tol = float(options.tolerance or DEFAULT_TOLERANCE_MODEL_PIXELS)
     keys = np.unique(np.round(np.arange(options.min_points) * count / options.min_points).astype(np.int64))
 
     def failing(candidate: np.ndarray) -> dict[int, int]:
@@ -901,13 +921,13 @@ def masks_to_shapes(masks: Sequence[np.ndarray], frames: Sequence[int], *,
     masks: one H*W array per frame, all the same size: bool or integer (non-zero is inside),
         or float (alpha / probability, contoured at `options.level`; pass level 0 for logits).
     frames: the plate frame number of each mask, strictly increasing (gaps allowed).
-    tolerance: pixels; overrides `options.tolerance` (default `DEFAULT_TOLERANCE`).
+    tolerance: pixels; overrides `options.tolerance` (default: `default_tolerance(H, W)`).
     Returns the tracks ordered by first frame, then outer, islands, holes. Empty masks give no
     keys (see the module docstring for how tracks start and end).
     """
     opts = options or ShapeOptions()
     if tolerance is not None:
-        opts = ShapeOptions(**{**opts.__dict__, "tolerance": tolerance})
+        opts = replace(opts, tolerance=tolerance)
     frame_list = [int(f) for f in frames]
     if len(frame_list) != len(masks):
         raise ShapeError(f"got {len(masks)} masks but {len(frame_list)} frame numbers")
@@ -926,6 +946,10 @@ def masks_to_shapes(masks: Sequence[np.ndarray], frames: Sequence[int], *,
         if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.number)):
             raise ShapeError(f"mask for frame {frame} has unsupported dtype {mask.dtype}")
         per_frame.append((frame, _frame_contours(mask, opts)))
+    if shape is None:
+        return []
+    if opts.tolerance is None:
+        opts = replace(opts, tolerance=default_tolerance(shape[0], shape[1]))
     return [_fit_track(raw, opts) for raw in _link_tracks(per_frame, opts)]
 
 

@@ -55,10 +55,12 @@ def star_params(t: int) -> tuple[np.ndarray, float, float, float]:
             0.3 * (1 + 0.15 * math.sin(2 * math.pi * t / 20)))
 
 
-def star_mask(t: int) -> np.ndarray:
+def star_mask(t: int, scale: int = 1) -> np.ndarray:
+    """H*W mask, or the same star drawn `scale` times larger on a scale*H x scale*W canvas."""
     c, phi, radius, amp = star_params(t)
-    angle = np.arctan2(YY - c[1], XX - c[0]) - phi
-    return np.hypot(XX - c[0], YY - c[1]) <= radius * (1 + amp * np.cos(5 * angle))
+    yy, xx = (np.mgrid[0:H * scale, 0:W * scale] + 0.5) / scale
+    angle = np.arctan2(yy - c[1], xx - c[0]) - phi
+    return np.hypot(xx - c[0], yy - c[1]) <= radius * (1 + amp * np.cos(5 * angle))
 
 
 def star_curve(theta: np.ndarray, t: int) -> np.ndarray:
@@ -196,11 +198,21 @@ def test_handles_are_tangent_and_aligned_on_smooth_shapes(ellipse_shot):
     assert (np.linalg.norm(outgoing, axis=2) > 1.0).all()
 
 
+def test_default_tolerance_is_one_model_input_pixel():
+    assert S.default_tolerance(240, 360) == 1.0  # never below a pixel
+    assert S.default_tolerance(1080, 1920) == pytest.approx(1.875)
+    assert S.default_tolerance(2160, 3840) == pytest.approx(3.75)
+    masks = [star_mask(t, scale=4) for t in (0, 1)]  # 1440x960: 1.41 px
+    coarse = S.masks_to_shapes(masks, [0, 1])[0]
+    fine = S.masks_to_shapes(masks, [0, 1], tolerance=1.0)[0]
+    assert coarse.point_count < fine.point_count
+
+
 def test_tolerance_trades_points_for_accuracy():
-    masks = [star_mask(t) for t in range(0, 12, 3)]
+    masks = [star_mask(t) for t in range(0, 12, 4)]
     counts, errors = [], []
-    for tolerance in (0.5, 1.0, 3.0):
-        track = S.masks_to_shapes(masks, range(4), tolerance=tolerance)[0]
+    for tolerance in (0.7, 1.5, 3.0):
+        track = S.masks_to_shapes(masks, range(3), tolerance=tolerance)[0]
         counts.append(track.point_count)
         worst = 0.0
         for index, mask in enumerate(masks):
