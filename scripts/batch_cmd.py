@@ -1,0 +1,223 @@
+"""`samroto batch`: mattes for many shots from prompt sidecars, here or on a Ray cluster.
+
+    samroto batch shots/ --out /show/mattes [--model sam2.1_hiera_large] [--ray auto]
+
+JOBS are sidecar files (see `samroto.core.sidecar`) or folders of them (every `*.json` directly in
+the folder). Each shot gets one session; its mattes go to `<out>/<shot>/`. A run that is
+interrupted resumes where it stopped when started again with the same arguments; a shot that
+fails is reported and the others go on. The exit status is 0 when every shot is done, 1 when any
+failed, 2 when the batch could not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .common import DEFAULT_MODEL, add_model_arguments
+
+if TYPE_CHECKING:
+    from samroto.core.sidecar import ModelSpec
+
+    from .batch_runner import ModelChoice, ShotJob, ShotResult
+
+EPILOG = (
+    "The model: --model when given, else the one the sidecars name (they must agree), else "
+    f"{DEFAULT_MODEL}. With --ray, mattes are written by the cluster's workers: --out must be "
+    "storage every node sees, and samroto must be installed on the nodes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("jobs", nargs="+", type=Path, metavar="JOBS",
+                        help="sidecar files, or folders holding them (*.json)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder: one sub-folder of mattes per shot")
+    parser.add_argument("--format", choices=["exr", "png"], default="exr", help="EXR half alpha or 16-bit PNG")
+    parser.add_argument("--binary", action="store_true", help="hard 0/1 mattes instead of soft")
+    parser.add_argument("--restart", action="store_true",
+                        help="redo shots whose prompts, plate, model or options changed since their mattes were "
+                             "made (their old mattes are deleted); without it such shots fail")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep each finished shot's session state under <out>/.samroto/")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for the model (default: torch's choice here, --cpus-per-worker on "
+                             "Ray CPU workers); results can differ in the last bit between thread counts")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    ray = parser.add_argument_group("Ray (pip install samroto[ray])")
+    ray.add_argument("--ray", metavar="ADDRESS",
+                     help="run the shots on a Ray cluster: 'auto' (the cluster this machine belongs to), an "
+                          "address (host:6379, ray://host:10001), or 'local' (a private cluster on this machine)")
+    ray.add_argument("--cpus-per-worker", type=int, default=2, metavar="N",
+                     help="CPUs each model-holding actor reserves when the cluster has no GPU (default 2)")
+    ray.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="at most N actors (default: one per GPU, or one per N CPUs)")
+    add_model_arguments(parser)
+    parser.set_defaults(model=None)  # None: the sidecars' model (see the epilog)
+
+
+def collect_sidecar_files(paths: list[Path]) -> list[Path]:
+    """Sidecar files named on the command line, folders expanded (sorted, not recursive)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: no such sidecar file or folder")
+    return files
+
+
+def shot_name_for(file: Path) -> str:
+    name = file.name
+    for suffix in (".json", ".sidecar", ".samroto"):
+        name = name.removesuffix(suffix)
+    return name or "shot"
+
+
+def run(args: argparse.Namespace) -> int:
+    from samroto.core.config import ConfigError
+    from samroto.core.download import DownloadError
+    from samroto.core.sidecar import SidecarError, load_sidecar
+
+    from .batch_runner import STATE_FOLDER, BatchError, BatchOptions, RayOptions, ShotJob, run_local, run_on_ray
+
+    if args.cpus_per_worker < 1:
+        print("error: --cpus-per-worker must be at least 1", file=sys.stderr)
+        return 2
+    if args.threads is not None and args.threads < 1:
+        print("error: --threads must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        files = collect_sidecar_files(args.jobs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"error: no sidecar files (*.json) in {', '.join(map(str, args.jobs))}", file=sys.stderr)
+        return 2
+
+    jobs: list[ShotJob] = []
+    used: dict[str, str] = {}
+    for file in files:
+        try:
+            sidecar = load_sidecar(file)
+        except SidecarError as exc:
+            jobs.append(ShotJob(name=shot_name_for(file), sidecar_file=str(file), load_error=str(exc)))
+            continue
+        name = sidecar.shot.name or shot_name_for(file)
+        if name == STATE_FOLDER:
+            jobs.append(ShotJob(name=name, sidecar_file=str(file), load_error=f"shot name {name!r} is reserved"))
+        elif name in used:
+            jobs.append(ShotJob(name=f"{name} ({file.name})", sidecar_file=str(file),
+                                load_error=f"shot name {name!r} is also used by {used[name]}: rename one "
+                                           "(shot.name in the sidecar)"))
+        else:
+            used[name] = str(file)
+            jobs.append(ShotJob(name=name, sidecar_file=str(file), sidecar=sidecar))
+
+    try:
+        choice = _model_choice(args, jobs)
+    except (ValueError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create --out {args.out}: {exc}", file=sys.stderr)
+        return 2
+    options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
+                           restart=args.restart, keep_state=args.keep_state, threads=args.threads)
+
+    def on_result(result: "ShotResult") -> None:
+        line = _result_line(result)
+        if args.quiet:
+            print(line, file=sys.stderr)
+        else:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+
+    started = time.perf_counter()
+    try:
+        if args.ray:
+            results = run_on_ray(jobs, choice=choice, options=options, on_result=on_result,
+                                 ray_options=RayOptions(address=args.ray, cpus_per_worker=args.cpus_per_worker,
+                                                        max_workers=args.workers))
+        else:
+            results = run_local(jobs, choice=choice, options=options, on_result=on_result,
+                                show_progress=not args.quiet)
+    except BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, DownloadError) as exc:  # the model could not be loaded (CheckpointError, ...)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(results, time.perf_counter() - started)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _model_choice(args: argparse.Namespace, jobs: list[ShotJob]) -> ModelChoice:
+    """--model/--config, else the sidecars' model (all the same), else the default; the config is
+    resolved here so Ray workers need no config file."""
+    from samroto.core.config import load_config_file, resolve_config
+
+    from .batch_runner import ModelChoice
+
+    if args.model:
+        checkpoint, config = args.model, args.config
+    else:
+        named: dict[str, tuple[ModelSpec, str]] = {}
+        for job in jobs:
+            spec = job.sidecar.resolved_model() if job.sidecar is not None else None
+            if spec is not None:
+                key = json.dumps([spec.checkpoint, spec.config], sort_keys=True)
+                named.setdefault(key, (spec, job.sidecar_file))
+        if len(named) > 1:
+            listing = "; ".join(f"{file}: {spec.checkpoint}" for spec, file in named.values())
+            raise ValueError(f"the sidecars name different models ({listing}): choose one with --model")
+        if named:
+            spec = next(iter(named.values()))[0]
+            checkpoint, config = spec.checkpoint, spec.config
+        else:
+            checkpoint, config = DEFAULT_MODEL, args.config
+    resolved = None
+    if isinstance(config, str):
+        resolved = load_config_file(config).to_dict()
+    elif isinstance(config, dict):
+        resolved = resolve_config(config).to_dict()
+    return ModelChoice(checkpoint=checkpoint, config=resolved, device=args.device, precision=args.precision)
+
+
+def _result_line(r: ShotResult) -> str:
+    if r.ok:
+        detail = f"{r.frames} frames: {r.written} written, {r.already_there} already there"
+        if r.resumed:
+            detail += ", resumed"
+        return f"  done    {r.name}  {detail} ({r.seconds:.1f} s)"
+    return f"  FAILED  {r.name}  {r.error}"
+
+
+def _print_summary(results: list[ShotResult], elapsed: float) -> None:
+    done = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    written = sum(r.written for r in results)
+    already = sum(r.already_there for r in results)
+    print(f"batch: {len(results)} shots, {len(done)} done, {len(failed)} failed; "
+          f"{written} frames written, {already} already there; {elapsed:.1f} s")
+    for r in done:
+        print(_result_line(r))
+        for pattern in r.mattes:
+            print(f"          {pattern}")
+    for r in failed:
+        print(_result_line(r))
+        print(f"          sidecar: {r.sidecar_file}")
