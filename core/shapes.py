@@ -113,7 +113,7 @@ class ShapeOptions:
     max_points: int = 400
     """Hard cap on points per shape, whatever the tolerance."""
     sample_spacing: float = 1.5
-    """Spacing in pixels of the dense material samples on a track's first frame."""
+    """Spacing in pixels of the dense material samples along the track's longest contour."""
     max_samples: int = 2048
     """Cap on material samples per shape (long contours get a wider spacing)."""
     corner_angle_deg: float = 35.0
@@ -706,11 +706,12 @@ def _carry(previous: np.ndarray, prev_contour: _Contour, contour: _Contour) -> n
 def _material_samples(track: _RawTrack, options: ShapeOptions) -> np.ndarray:
     """F*M*2 samples that correspond frame to frame along the track."""
     first = track.contours[0]
-    _, total = _arc_lengths(first.points)
-    count = int(np.clip(round(total / options.sample_spacing), 4 * options.min_points, options.max_samples))
+    cumulative, total = _arc_lengths(first.points)
+    # Enough samples for the longest contour of the track (a shape may grow a lot).
+    longest = max(_arc_lengths(c.points)[1] for c in track.contours)
+    count = int(np.clip(round(longest / options.sample_spacing), 4 * options.min_points, options.max_samples))
     # Start at the top-most (then left-most) point so the first point is predictable.
     top = int(np.lexsort((first.points[:, 0], first.points[:, 1]))[0])
-    cumulative, _ = _arc_lengths(first.points)
     samples = [_sample_at(first.points, cumulative, total, cumulative[top] + np.arange(count) * (total / count))]
     for prev, contour in zip(track.contours[:-1], track.contours[1:]):
         samples.append(_carry(samples[-1], prev, contour))
@@ -891,8 +892,7 @@ def _choose_keys(dense: np.ndarray, options: ShapeOptions, spacing: float) -> np
 
 def _fit_track(raw: _RawTrack, options: ShapeOptions) -> ShapeTrack:
     dense = _material_samples(raw, options)
-    _, total = _arc_lengths(raw.contours[0].points)
-    spacing = total / dense.shape[1]
+    spacing = float(np.mean([_arc_lengths(c.points)[1] for c in raw.contours])) / dense.shape[1]
     keys = _choose_keys(dense, options, spacing)
     window = max(1, int(round(options.tangent_window / max(spacing, 1e-6))))
     tangents = _tangents(dense, keys, window, math.cos(math.radians(options.corner_angle_deg)))

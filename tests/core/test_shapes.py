@@ -258,6 +258,16 @@ def test_holes_islands_and_absent_frames_give_contiguous_tracks():
     assert not any(f in t.frames for t in tracks for f in (116, 117))
 
 
+def test_a_shape_that_grows_stays_accurate():
+    # Radius 20 -> 103 px, 7.4% a frame (an object approaching the camera): the material samples
+    # must be dense enough for the last frame, not just the first.
+    masks = [(XX - 180) ** 2 + (YY - 120) ** 2 <= (20 * 1.074 ** t) ** 2 for t in range(24)]
+    tracks = S.masks_to_shapes(masks, range(24))
+    assert len(tracks) == 1 and len(tracks[0].frames) == 24
+    for index, mask in enumerate(masks):
+        assert iou(S.rasterize(tracks[0], index, H, W), mask) >= 0.98, f"frame index {index}"
+
+
 def test_empty_masks_give_no_tracks_and_specks_are_ignored():
     empty = np.zeros((20, 30), bool)
     assert S.masks_to_shapes([empty, empty], [1, 2]) == []
