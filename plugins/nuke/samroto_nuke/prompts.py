@@ -135,8 +135,8 @@ class RotoShapeData:
 
 @dataclass
 class MaskPrompt:
-    """One object's mask on one plate frame, rasterised from Roto shapes: `rows` is height rows of
-    `width` bytes, 1 inside."""
+    """One object's mask on one plate frame, rasterised from Roto shapes. data: height*width bytes,
+    row-major from the top row, 1 inside; sources: the shapes drawn into it."""
 
     obj_id: int
     frame: int

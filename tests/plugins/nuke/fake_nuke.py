@@ -1,0 +1,864 @@
+"""A small fake of the `nuke` module for the plug-in tests: nodes, knobs, Roto curves and keys,
+ProgressTask and executeInMainThread, recording what the plug-in does.
+
+Only names in `__all__` are Nuke API; `test_fake_nuke.py` checks each of them (and every method
+of the fake classes, with its parameter names) against the `types-nuke` stubs, so the fake
+cannot grow calls that real Nuke does not have. `control` is the tests' handle (not Nuke API):
+main-thread queue, renders, messages.
+
+Like Nuke, the fake allows node and knob access only on the main thread (the thread that
+imported it, i.e. pytest's): anything else raises `WrongThread`, which is how the tests check
+that the plug-in's worker thread goes through `executeInMainThread`.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import types
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+__all__ = [
+    # constants
+    "GUI", "INVISIBLE", "STARTLINE", "NUKE_VERSION_MAJOR", "NUKE_VERSION_STRING",
+    # classes
+    "Node", "Knob", "Array_Knob", "Int_Knob", "Double_Knob", "Boolean_Knob", "XY_Knob", "BBox_Knob", "String_Knob",
+    "EvalString_Knob", "File_Knob", "Unsigned_Knob", "Enumeration_Knob", "Text_Knob", "Tab_Knob", "Script_Knob",
+    "PyScript_Knob", "Channel_Knob", "ChannelMask_Knob", "Format", "ProgressTask", "Root", "Menu", "ToolBar",
+    "Nodes", "NodeConstructor",
+    # functions
+    "createNode", "toNode", "delete", "allNodes", "frame", "root", "message", "filename", "execute",
+    "executeInMainThread", "views", "toolbar", "thisNode",
+    # module attribute
+    "nodes",
+]
+
+GUI = True
+INVISIBLE = 0x400
+STARTLINE = 0x1000
+NUKE_VERSION_MAJOR = 15
+NUKE_VERSION_STRING = "15.1v5 (fake)"
+
+
+class WrongThread(AssertionError):
+    """Nuke was touched outside the main thread."""
+
+
+_MAIN = threading.main_thread()
+
+
+def _main_only(what: str) -> None:
+    if threading.current_thread() is not _MAIN:
+        raise WrongThread("%s called from thread %r: Nuke objects may only be used on the main thread "
+                          "(use nuke.executeInMainThread)" % (what, threading.current_thread().name))
+
+
+# --- knobs ------------------------------------------------------------------------------------
+
+
+class Knob:
+    def __init__(self, name: str, label: Optional[str] = None, *args: Any) -> None:
+        self._name = name
+        self._label = label if label is not None else name
+        self._value: Any = args[0] if args else self._default()
+        self._flags = 0
+        self._tooltip = ""
+        self._node: Optional[Node] = None
+
+    def _default(self) -> Any:
+        return None
+
+    def name(self) -> str:
+        _main_only("Knob.name")
+        return self._name
+
+    def label(self) -> str:
+        return self._label
+
+    def node(self) -> "Node":
+        assert self._node is not None
+        return self._node
+
+    def value(self) -> Any:
+        _main_only("%s.value" % self._name)
+        return self._value
+
+    def getValue(self) -> Any:
+        return self.value()
+
+    def setValue(self, val: Any) -> bool:
+        _main_only("%s.setValue" % self._name)
+        self._value = val
+        if self._node is not None:
+            control.knob_log.append((self._node._name, self._name, val))
+        return True
+
+    def setFlag(self, flag: int) -> None:
+        self._flags |= flag
+
+    def clearFlag(self, flag: int) -> None:
+        self._flags &= ~flag
+
+    def getFlag(self, flag: int) -> bool:
+        return bool(self._flags & flag)
+
+    def setTooltip(self, tooltip: str) -> None:
+        self._tooltip = tooltip
+
+    def tooltip(self) -> str:
+        return self._tooltip
+
+
+class Array_Knob(Knob):
+    _size = 1
+
+    def _default(self) -> Any:
+        return [0.0] * self._size if self._size > 1 else 0
+
+    def setValue(self, *args: Any, **kwargs: Any) -> Any:
+        value = args[0]
+        if self._size > 1:
+            if not isinstance(value, (list, tuple)) or len(value) != self._size:
+                raise TypeError("%s takes %d values" % (type(self).__name__, self._size))
+            value = [float(v) for v in value]
+        return Knob.setValue(self, value)
+
+    def value(self, *args: Any, **kwargs: Any) -> Any:
+        return Knob.value(self)
+
+
+class Unsigned_Knob(Array_Knob):
+    pass
+
+
+class Int_Knob(Array_Knob):
+    def setValue(self, val: Any) -> bool:
+        return bool(Array_Knob.setValue(self, int(val)))
+
+    def value(self) -> int:
+        return int(Knob.value(self))
+
+
+class Double_Knob(Array_Knob):
+    def _default(self) -> Any:
+        return 0.0
+
+
+class Boolean_Knob(Array_Knob):
+    def _default(self) -> Any:
+        return False
+
+    def setValue(self, b: Any) -> bool:
+        return bool(Knob.setValue(self, bool(b)))
+
+    def value(self) -> bool:
+        return bool(Knob.value(self))
+
+
+class XY_Knob(Array_Knob):
+    _size = 2
+
+    def x(self) -> float:
+        return float(Knob.value(self)[0])
+
+    def y(self) -> float:
+        return float(Knob.value(self)[1])
+
+
+class BBox_Knob(Array_Knob):
+    _size = 4
+
+    def x(self) -> float:
+        return float(Knob.value(self)[0])
+
+    def y(self) -> float:
+        return float(Knob.value(self)[1])
+
+    def r(self) -> float:
+        return float(Knob.value(self)[2])
+
+    def t(self) -> float:
+        return float(Knob.value(self)[3])
+
+
+class String_Knob(Knob):
+    def _default(self) -> Any:
+        return ""
+
+    def setValue(self, val: Any) -> None:
+        if not isinstance(val, str):
+            raise TypeError("String_Knob.setValue takes a str, got %r" % (val,))
+        Knob.setValue(self, val)
+
+    def value(self) -> str:
+        return str(Knob.value(self))
+
+
+class EvalString_Knob(String_Knob):
+    pass
+
+
+class File_Knob(EvalString_Knob):
+    pass
+
+
+class Enumeration_Knob(Unsigned_Knob):
+    def __init__(self, name: str, label: Optional[str] = None, values: Sequence[str] = ()) -> None:
+        super().__init__(name, label)
+        self._values = list(values)
+        self._value = self._values[0] if self._values else ""
+
+    def setValue(self, *args: Any, **kwargs: Any) -> Any:
+        value = args[0]
+        if isinstance(value, int):
+            value = self._values[value]
+        if self._values and value not in self._values:
+            raise ValueError("%r is not one of %s's values %s" % (value, self._name, self._values))
+        return Knob.setValue(self, value)
+
+    def value(self) -> Any:
+        return Knob.value(self)
+
+    def values(self) -> Any:
+        return list(self._values)
+
+
+class Text_Knob(Knob):
+    def setValue(self, *args: Any, **kwargs: Any) -> Any:
+        return Knob.setValue(self, str(args[0]))
+
+    def value(self, *args: Any, **kwargs: Any) -> Any:
+        return Knob.value(self)
+
+
+class Tab_Knob(Knob):
+    pass
+
+
+class Script_Knob(String_Knob):
+    def setValue(self, cmd: Any) -> None:
+        String_Knob.setValue(self, cmd)
+
+    def command(self) -> str:
+        return str(self._value)
+
+    def execute(self) -> None:
+        """Runs the command as Nuke does: with `nuke` imported and thisNode() the knob's node."""
+        _main_only("Script_Knob.execute")
+        control.this_node.append(self.node())
+        try:
+            exec(compile(self.command(), "<%s>" % self._name, "exec"), {"nuke": sys.modules[__name__]})
+        finally:
+            control.this_node.pop()
+
+
+class PyScript_Knob(Script_Knob):
+    pass
+
+
+class Channel_Knob(Knob):
+    def _default(self) -> Any:
+        return "none"
+
+    def setValue(self, name: Any) -> bool:
+        if not isinstance(name, str) or (name != "none" and "." not in name and name not in ("rgb", "rgba", "alpha")):
+            raise ValueError("not a channel: %r" % (name,))
+        return Knob.setValue(self, name)
+
+
+class ChannelMask_Knob(Channel_Knob):
+    pass
+
+
+# --- nodes ------------------------------------------------------------------------------------
+
+
+class Format:
+    def __init__(self, width: int = 1920, height: int = 1080) -> None:
+        self._width, self._height = int(width), int(height)
+
+    def width(self) -> int:
+        return self._width
+
+    def height(self) -> int:
+        return self._height
+
+
+class Node:
+    def __init__(self, node_class: str = "NoOp", **knob_values: Any) -> None:
+        _main_only("creating a %s node" % node_class)
+        self._class = node_class
+        self._name = _unique_name(node_class)
+        self._knobs: Dict[str, Knob] = {}
+        self._inputs: Dict[int, Optional[Node]] = {}
+        self._xy = (0, 0)
+        self._format: Optional[Format] = None
+        self._first_last: Optional[Tuple[int, int]] = None
+        for knob in _class_knobs(node_class):
+            self._attach(knob)
+        control.nodes[self._name] = self
+        for name, value in knob_values.items():
+            if name == "inputs":
+                for i, node in enumerate(value):
+                    self.setInput(i, node)
+            else:
+                self[name].setValue(value)
+
+    def _attach(self, knob: Knob) -> None:
+        knob._node = self
+        self._knobs[knob._name] = knob
+
+    def Class(self) -> str:
+        _main_only("Node.Class")
+        return self._class
+
+    def name(self) -> str:
+        _main_only("Node.name")
+        return self._name
+
+    def fullName(self) -> str:
+        return self.name()
+
+    def setName(self, name: str, uncollide: bool = True, updateExpressions: bool = False) -> None:
+        _main_only("Node.setName")
+        if name != self._name and name in control.nodes:
+            if not uncollide:
+                raise ValueError("a node is already called %r" % name)
+            n = 1
+            while "%s%d" % (name, n) in control.nodes:
+                n += 1
+            name = "%s%d" % (name, n)
+        del control.nodes[self._name]
+        self._name = name
+        control.nodes[name] = self
+
+    def knob(self, p: Any, follow_link: bool = True) -> Optional[Knob]:
+        _main_only("Node.knob")
+        return self._knobs.get(p)
+
+    def knobs(self) -> Dict[str, Knob]:
+        _main_only("Node.knobs")
+        return dict(self._knobs)
+
+    def __getitem__(self, name: str) -> Knob:
+        _main_only("Node[%r]" % name)
+        if name not in self._knobs:
+            raise NameError("%s has no knob %r" % (self._name, name))  # what Nuke raises
+        return self._knobs[name]
+
+    def addKnob(self, knob: Knob) -> None:
+        _main_only("Node.addKnob")
+        if knob._name in self._knobs:
+            raise ValueError("%s already has a knob %r" % (self._name, knob._name))
+        self._attach(knob)
+
+    def input(self, index: int) -> Optional["Node"]:
+        _main_only("Node.input")
+        return self._inputs.get(index)
+
+    def inputs(self) -> int:
+        return max(self._inputs) + 1 if self._inputs else 0
+
+    def setInput(self, i: int, node: Optional["Node"]) -> bool:
+        _main_only("Node.setInput")
+        self._inputs[i] = node
+        return True
+
+    def format(self) -> Format:
+        _main_only("Node.format")
+        if self._format is not None:
+            return self._format
+        upstream = self._inputs.get(0)
+        return upstream.format() if upstream is not None else control.root_format
+
+    def firstFrame(self) -> int:
+        return self._range()[0]
+
+    def lastFrame(self) -> int:
+        return self._range()[1]
+
+    def _range(self) -> Tuple[int, int]:
+        _main_only("Node frame range")
+        if self._class == "Read":
+            offset = _read_offset(self)
+            return int(self["first"].value()) + offset, int(self["last"].value()) + offset
+        if self._first_last is not None:
+            return self._first_last
+        upstream = self._inputs.get(0)
+        return upstream._range() if upstream is not None else (control.root.firstFrame(), control.root.lastFrame())
+
+    def xpos(self) -> int:
+        return self._xy[0]
+
+    def ypos(self) -> int:
+        return self._xy[1]
+
+    def setXYpos(self, x: int, y: int) -> None:
+        _main_only("Node.setXYpos")
+        self._xy = (int(x), int(y))
+
+    def __repr__(self) -> str:
+        return "<fake %s %s>" % (self._class, self._name)
+
+
+class Root(Node):
+    def __init__(self) -> None:  # not in the node registry, as in Nuke
+        self._class, self._name = "Root", "root"
+        self._knobs, self._inputs, self._xy = {}, {}, (0, 0)
+        self._format: Optional[Format] = None
+        self._first_last: Optional[Tuple[int, int]] = None
+        self._frames = (1, 100)
+
+    def firstFrame(self) -> int:
+        return self._frames[0]
+
+    def lastFrame(self) -> int:
+        return self._frames[1]
+
+
+def _read_offset(node: Node) -> int:
+    mode, text = node["frame_mode"].value(), node["frame"].value().strip()
+    if not text:
+        return 0
+    return int(text) - int(node["first"].value()) if mode == "start at" else int(text) if mode == "offset" else 0
+
+
+def _class_knobs(node_class: str) -> List[Knob]:
+    """The built-in knobs a node class has (only those the plug-in uses)."""
+    if node_class == "Read":
+        return [File_Knob("file"), Int_Knob("first", None, 1), Int_Knob("last", None, 1),
+                Int_Knob("origfirst", None, 1), Int_Knob("origlast", None, 1),
+                Enumeration_Knob("frame_mode", None, ["expression", "start at", "offset"]), String_Knob("frame"),
+                Enumeration_Knob("before", None, ["hold", "loop", "bounce", "black"]),
+                Enumeration_Knob("after", None, ["hold", "loop", "bounce", "black"]),
+                Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"])]
+    if node_class == "Write":
+        return [File_Knob("file"), Enumeration_Knob("file_type", None, [" ", "exr", "png", "jpeg", "tiff", "dpx"]),
+                ChannelMask_Knob("channels", None, "rgb")]
+    if node_class == "Copy":
+        return [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
+    if node_class in ("Roto", "RotoPaint"):
+        return [rotopaint.CurveKnob("curves")]
+    return []
+
+
+def _unique_name(node_class: str) -> str:
+    n = 1
+    while "%s%d" % (node_class, n) in control.nodes:
+        n += 1
+    return "%s%d" % (node_class, n)
+
+
+class NodeConstructor:
+    def __init__(self, node_class: str) -> None:
+        self._class = node_class
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Node:
+        return Node(self._class, **kwargs)
+
+
+class Nodes:
+    def __getattr__(self, item: str) -> NodeConstructor:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        return NodeConstructor(item)
+
+
+nodes = Nodes()
+
+
+def createNode(typ: str, knobs: str = "", inpanel: bool = True) -> Node:
+    """Like Nuke: the new node is connected below the selected node."""
+    node = Node(typ)
+    if control.selected is not None:
+        node.setInput(0, control.selected)
+    control.selected = node
+    return node
+
+
+def toNode(s: str) -> Optional[Node]:
+    _main_only("nuke.toNode")
+    return control.nodes.get(s)
+
+
+def delete(n: Optional[Node]) -> None:
+    _main_only("nuke.delete")
+    if n is not None:
+        control.nodes.pop(n._name, None)
+        control.deleted.append(n._name)
+
+
+def allNodes(*args: Any, **kwargs: Any) -> List[Node]:
+    _main_only("nuke.allNodes")
+    return list(control.nodes.values())
+
+
+def frame(f: Optional[int] = None) -> int:
+    _main_only("nuke.frame")
+    if f is not None:
+        control.current_frame = int(f)
+    return control.current_frame
+
+
+def root() -> Root:
+    return control.root
+
+
+def message(prompt: str) -> None:
+    _main_only("nuke.message")
+    control.messages.append(prompt)
+
+
+def filename(node: Node, i: int = 0) -> Optional[str]:
+    """The file knob's value (the fake has no TCL to evaluate)."""
+    _main_only("nuke.filename")
+    knob = node.knob("file")
+    return knob.value() if knob is not None and knob.value() else None
+
+
+def execute(nameOrNode: Any, start: int, end: int, incr: int = 1, views: Optional[List[str]] = None,
+            continueOnError: bool = False) -> None:
+    """Renders a Write node: `control.render(write, frame, path)` writes each file."""
+    _main_only("nuke.execute")
+    node = nameOrNode if isinstance(nameOrNode, Node) else control.nodes[nameOrNode]
+    if node.Class() != "Write":
+        raise RuntimeError("%s cannot be executed" % node.name())
+    if control.render is None:
+        raise RuntimeError("the fake has no renderer: set fake_nuke.control.render")
+    pattern = node["file"].value()
+    for f in range(int(start), int(end) + 1, int(incr)):
+        control.render(node, f, _frame_file(pattern, f))
+    control.executed.append((node.name(), int(start), int(end)))
+
+
+def _frame_file(pattern: str, f: int) -> str:
+    import re
+
+    match = list(re.finditer(r"#+|%0(\d+)d", pattern))[-1]
+    width = len(match.group(0)) if match.group(0).startswith("#") else int(match.group(1))
+    return pattern[:match.start()] + str(f).rjust(width, "0") + pattern[match.end():]
+
+
+def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Any = None) -> None:
+    """Queued like Nuke does; the test's main thread runs the queue (`control.pump`)."""
+    if not isinstance(args, tuple):
+        args = (args,)  # Nuke accepts a single non-tuple argument too
+    control.main_queue.put((call, args, dict(kwargs or {})))
+    control.posted += 1
+
+
+def views() -> List[str]:
+    return ["main"]
+
+
+def thisNode() -> Node:
+    if not control.this_node:
+        raise RuntimeError("thisNode() outside a knob callback")
+    return control.this_node[-1]
+
+
+class ProgressTask:
+    """Usable from any thread, as in Nuke; records every update."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.title = str(args[0]) if args else ""
+        self.updates: List[Tuple[str, Any]] = []
+        self.cancel_after: Optional[int] = control.cancel_progress_after
+        control.progress_tasks.append(self)
+
+    def setProgress(self, *args: Any, **kwargs: Any) -> Any:
+        value = args[0]
+        if not isinstance(value, int) or not 0 <= value <= 100:
+            raise ValueError("ProgressTask.setProgress takes an int from 0 to 100, got %r" % (value,))
+        self.updates.append(("progress", value))
+
+    def setMessage(self, *args: Any, **kwargs: Any) -> Any:
+        self.updates.append(("message", str(args[0])))
+
+    def isCancelled(self, *args: Any, **kwargs: Any) -> Any:
+        progress = [u for u in self.updates if u[0] == "progress"]
+        return self.cancel_after is not None and len(progress) >= self.cancel_after
+
+
+class _MenuBase:
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.commands: Dict[str, Any] = {}
+        self.menus: Dict[str, Menu] = {}
+
+    def name(self) -> str:
+        return self._name
+
+    def addCommand(self, *args: Any, **kwargs: Any) -> Any:
+        self.commands[str(args[0])] = args[1] if len(args) > 1 else kwargs.get("command")
+        return None
+
+    def addMenu(self, *args: Any, **kwargs: Any) -> Any:
+        return self.menus.setdefault(str(args[0]), Menu(str(args[0])))
+
+
+class Menu(_MenuBase):
+    pass
+
+
+class ToolBar(_MenuBase):
+    pass
+
+
+def toolbar(name: str, create: bool = True) -> Optional[ToolBar]:
+    _main_only("nuke.toolbar")
+    return control.toolbars.setdefault(name, ToolBar(name))
+
+
+# --- nuke.rotopaint ---------------------------------------------------------------------------
+
+
+class CVec2:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.x, self.y = float(args[0]), float(args[1])
+
+
+class CVec3:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.x, self.y = float(args[0]), float(args[1])
+        self.z = float(args[2]) if len(args) > 2 else 0.0
+
+
+class AnimControlPoint:
+    """Keys: time -> (x, y); between keys the position is linear, outside it is held."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.constant = (float(args[0]), float(args[1])) if len(args) >= 2 else (0.0, 0.0)
+        self.keys: Dict[float, Tuple[float, float]] = {}
+
+    def addPositionKey(self, time: Any, positionOrDim: Any, view: Any) -> None:
+        _main_only("AnimControlPoint.addPositionKey")
+        if view not in views():
+            raise ValueError("no view %r" % (view,))
+        if isinstance(positionOrDim, (CVec2, CVec3)):
+            self.keys[float(time)] = (positionOrDim.x, positionOrDim.y)
+        else:
+            raise TypeError("the fake takes CVec2/CVec3 positions, got %r" % (positionOrDim,))
+
+    def getControlPointKeyTimes(self, view: str = "main") -> List[float]:
+        _main_only("AnimControlPoint.getControlPointKeyTimes")
+        return sorted(self.keys)
+
+    def getPosition(self, time: float, view: str = "main") -> CVec3:
+        _main_only("AnimControlPoint.getPosition")
+        if not self.keys:
+            return CVec3(self.constant[0], self.constant[1], 0.0)
+        times = sorted(self.keys)
+        if time <= times[0]:
+            return CVec3(*self.keys[times[0]])
+        if time >= times[-1]:
+            return CVec3(*self.keys[times[-1]])
+        after = next(t for t in times if t >= time)
+        before = max(t for t in times if t <= time)
+        if after == before:
+            return CVec3(*self.keys[before])
+        w = (time - before) / (after - before)
+        (x0, y0), (x1, y1) = self.keys[before], self.keys[after]
+        return CVec3(x0 + w * (x1 - x0), y0 + w * (y1 - y0))
+
+
+class AnimAttributes:
+    kInvertedAttribute = "inv"
+    kRedOverlayAttribute = "ro"
+    kGreenOverlayAttribute = "go"
+    kBlueOverlayAttribute = "bo"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.values: Dict[str, float] = {"inv": 0.0, "ro": 1.0, "go": 1.0, "bo": 1.0}
+
+    def getValue(self, time: Any, indexOrName: Any, view: Any) -> float:
+        _main_only("AnimAttributes.getValue")
+        return self.values[indexOrName]
+
+
+class Element:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.name = ""
+        self.visibility: Dict[float, bool] = {}
+
+    def setVisible(self, time: float, value: bool) -> None:
+        _main_only("Element.setVisible")
+        if not isinstance(value, bool):
+            raise TypeError("setVisible takes a bool")
+        self.visibility[float(time)] = value
+
+    def getVisible(self, time: float) -> bool:
+        times = [t for t in sorted(self.visibility) if t <= time]
+        return self.visibility[times[-1]] if times else True
+
+
+class ShapeControlPoint:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.center = AnimControlPoint(*args)
+        self.leftTangent = AnimControlPoint()
+        self.rightTangent = AnimControlPoint()
+        self.featherCenter = AnimControlPoint()
+        self.featherLeftTangent = AnimControlPoint()
+        self.featherRightTangent = AnimControlPoint()
+
+
+class Shape(Element):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        if not args or not isinstance(args[0], CurveKnob):
+            raise TypeError("Shape(curvesKnob): the fake wants the curve knob, as Nuke does")
+        self.points: List[ShapeControlPoint] = []
+        self.attributes = AnimAttributes()
+
+    def append(self, shapeControlPoint: Any) -> None:
+        _main_only("Shape.append")
+        if not isinstance(shapeControlPoint, ShapeControlPoint):
+            raise TypeError("Shape.append takes a ShapeControlPoint")
+        self.points.append(shapeControlPoint)
+
+    def getAttributes(self) -> AnimAttributes:
+        return self.attributes
+
+    def __getitem__(self, index: int) -> ShapeControlPoint:
+        return self.points[index]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self) -> Iterator[ShapeControlPoint]:
+        return iter(self.points)
+
+
+class Layer(Element):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.elements: List[Element] = []
+
+    def append(self, element: Element) -> None:
+        _main_only("Layer.append")
+        if not isinstance(element, Element):
+            raise TypeError("Layer.append takes a Shape, Stroke or Layer")
+        self.elements.append(element)
+
+    def remove(self, index: int) -> None:
+        _main_only("Layer.remove")
+        del self.elements[index]
+
+    def __getitem__(self, index: int) -> Element:
+        return self.elements[index]
+
+    def __len__(self) -> int:
+        return len(self.elements)
+
+    def __iter__(self) -> Iterator[Element]:
+        return iter(self.elements)
+
+
+class CurveKnob(Knob):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args)
+        self.rootLayer = Layer()
+        self.rootLayer.name = "Root"
+        self.changes = 0
+
+    def changed(self) -> None:
+        _main_only("CurveKnob.changed")
+        self.changes += 1
+
+    def toElement(self, path: str) -> Optional[Element]:
+        element: Optional[Element] = self.rootLayer
+        for part in path.split("/"):
+            children = list(element) if isinstance(element, Layer) else []
+            element = next((e for e in children if e.name == part), None)
+            if element is None:
+                return None
+        return element
+
+
+rotopaint = types.ModuleType(__name__ + ".rotopaint", "fake nuke.rotopaint")
+rotopaint.__all__ = ["CVec2", "CVec3", "AnimControlPoint", "AnimAttributes", "Element", "ShapeControlPoint",
+                     "Shape", "Layer", "CurveKnob"]
+for _name in rotopaint.__all__:
+    setattr(rotopaint, _name, globals()[_name])
+
+
+# --- the tests' handle (not Nuke API) ---------------------------------------------------------
+
+
+class Control:
+    """State of the fake Nuke session, and helpers to drive it."""
+
+    def __init__(self) -> None:
+        self.nodes: Dict[str, Node] = {}
+        self.main_queue: "queue.Queue[Tuple[Callable[..., Any], tuple, dict]]" = queue.Queue()
+        self.reset()
+
+    def reset(self) -> None:
+        self.nodes = {}
+        while not self.main_queue.empty():
+            self.main_queue.get_nowait()
+        self.posted = 0
+        self.ran_on_main = 0
+        self.messages: List[str] = []
+        self.knob_log: List[Tuple[str, str, Any]] = []
+        self.progress_tasks: List[ProgressTask] = []
+        self.cancel_progress_after: Optional[int] = None
+        self.toolbars: Dict[str, ToolBar] = {}
+        self.executed: List[Tuple[str, int, int]] = []
+        self.deleted: List[str] = []
+        self.render: Optional[Callable[[Node, int, str], None]] = None
+        self.selected: Optional[Node] = None
+        self.this_node: List[Node] = []
+        self.current_frame = 1
+        self.root_format = Format(1920, 1080)
+        self.root = Root()
+
+    def make_read(self, path: str, first: int, last: int, *, width: int, height: int, frame_mode: str = "expression",
+                  frame: str = "") -> Node:
+        """A Read node as Nuke makes one for a sequence (its format is the files' size)."""
+        read = Node("Read", file=path, first=first, last=last, origfirst=first, origlast=last)
+        read["frame_mode"].setValue(frame_mode)
+        read["frame"].setValue(frame)
+        read._format = Format(width, height)
+        return read
+
+    def make_node(self, node_class: str, *, input: Optional[Node] = None, frames: Optional[Tuple[int, int]] = None,
+                  width: Optional[int] = None, height: Optional[int] = None) -> Node:
+        """Any other node (a Grade, a Dot, ...), optionally below `input`."""
+        node = Node(node_class)
+        if input is not None:
+            node.setInput(0, input)
+        if frames is not None:
+            node._first_last = (int(frames[0]), int(frames[1]))
+        if width is not None and height is not None:
+            node._format = Format(width, height)
+        return node
+
+    def pump(self) -> int:
+        """Run the calls queued with executeInMainThread, on this (main) thread."""
+        _main_only("control.pump")
+        count = 0
+        while True:
+            try:
+                call, args, kwargs = self.main_queue.get_nowait()
+            except queue.Empty:
+                return count
+            call(*args, **kwargs)
+            count += 1
+            self.ran_on_main += 1
+
+    def run_until(self, done: Callable[[], bool], timeout: float = 120.0) -> None:
+        """Pump the main-thread queue until `done()` (then once more, for the last calls)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not done():
+            self.pump()
+            if time.monotonic() > deadline:
+                raise AssertionError("gave up waiting for the plug-in's background job")
+            time.sleep(0.01)
+        self.pump()
+
+
+control = Control()
