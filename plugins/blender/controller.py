@@ -1,0 +1,616 @@
+"""What the operators do: bpy glue between Movie Clips and the network thread.
+
+Every function here runs on the main thread. Work that talks to the worker is submitted to the
+`remote.Runner` (one background thread that owns the connection); its results come back as
+callbacks through `tasks.post` and are applied to Blender data on the main thread. Functions
+return the `remote.Job` so operators can follow progress and tests can wait for it
+(`tasks.wait_for(lambda: job.finished)`).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+import bpy
+
+from . import keyframes, mask_builder, plates, props, remote, tasks
+from .bridge import auth
+from .bridge.client import FrameUpdate, RemoteSession
+from .previews import object_colour
+from .prompts import FramePrompt, PromptBook
+
+
+@dataclass
+class Runtime:
+    """State that lives only while Blender runs (never saved)."""
+
+    runner: Optional[remote.Runner] = None
+    info: Optional[Any] = None  # bridge WorkerInfo after a successful hello
+    address: str = ""
+    # clip key -> RemoteSession; only the network thread touches the sessions themselves
+    sessions: Dict[str, RemoteSession] = field(default_factory=dict)
+    # clip key -> plate frame -> obj_id -> RLE preview dict
+    previews: Dict[str, Dict[int, Dict[int, Dict[str, Any]]]] = field(default_factory=dict)
+    tracked: Dict[Tuple[str, int], Set[int]] = field(default_factory=dict)
+    propagation: Optional[remote.Job] = None
+    propagation_clip: str = ""
+    message: str = ""
+    message_is_error: bool = False
+    overlay_version: int = 0
+    drag_box: Optional[Tuple[float, float, float, float]] = None  # region pixels while dragging a box
+
+
+runtime = Runtime()
+
+
+def report(message: str, *, error: bool = False) -> None:
+    """Show a message in the panel (and the console for errors)."""
+    runtime.message = message
+    runtime.message_is_error = error
+    if error:
+        print("samroto: %s" % message)
+    redraw()
+
+
+def redraw() -> None:
+    """Ask every Clip Editor (and the status bar) to redraw; nothing to do without windows."""
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type in ("CLIP_EDITOR", "STATUSBAR"):
+                area.tag_redraw()
+
+
+# ---------------------------------------------------------------------------------------------
+# Clips
+
+
+def clip_state(clip: bpy.types.MovieClip) -> Any:
+    state = clip.samroto
+    if not state.key:
+        state.key = uuid.uuid4().hex
+    return state
+
+
+def find_clip(key: str) -> Optional[bpy.types.MovieClip]:
+    for clip in bpy.data.movieclips:
+        if clip.samroto.key == key:
+            return clip
+    return None
+
+
+def clip_plate(clip: bpy.types.MovieClip, *, check_files: bool = True) -> plates.ClipPlate:
+    """The clip as a worker plate; plates.PlateError (with the artist's message) if unusable."""
+    path = bpy.path.abspath(clip.filepath, library=clip.library)
+    return plates.describe_clip(os.path.normpath(path) if path else "", clip.source,
+                                frame_start=clip.frame_start, frame_offset=clip.frame_offset,
+                                frame_duration=clip.frame_duration, clip_name=clip.name,
+                                exists=os.path.isfile if check_files else (lambda _: True))
+
+
+def pixel_aspect(clip: bpy.types.MovieClip) -> float:
+    x, y = clip.display_aspect
+    return float(x) / float(y) if y else 1.0
+
+
+def plate_frame(clip: bpy.types.MovieClip, scene_frame: int) -> int:
+    return clip_plate(clip, check_files=False).plate_frame(scene_frame)
+
+
+def active_object(clip: bpy.types.MovieClip) -> Optional[Any]:
+    state = clip.samroto
+    if 0 <= state.active_index < len(state.objects):
+        return state.objects[state.active_index]
+    return None
+
+
+def find_object(clip: bpy.types.MovieClip, obj_id: int) -> Optional[Any]:
+    for item in clip.samroto.objects:
+        if item.obj_id == obj_id:
+            return item
+    return None
+
+
+def prompt_book(clip: bpy.types.MovieClip) -> PromptBook:
+    try:
+        return PromptBook.from_json(clip.samroto.prompts)
+    except ValueError as exc:
+        report("%s; starting with no clicks" % exc, error=True)
+        return PromptBook()
+
+
+# ---------------------------------------------------------------------------------------------
+# The network thread and connection
+
+
+def _runner() -> remote.Runner:
+    if runtime.runner is None or not runtime.runner.alive:
+        runtime.runner = remote.Runner(tasks.post)
+    return runtime.runner
+
+
+def _check_online_access(settings: remote.Settings) -> None:
+    address = remote.resolve_address(settings)
+    if not auth.is_local_address(address) and not bpy.app.online_access:
+        raise remote.AddonError("The worker %s is on another machine and Blender's online access is off: allow it "
+                                "in Preferences > System > Network, or run the worker locally" % address)
+
+
+def _ensure_connection(runner: remote.Runner, settings: remote.Settings) -> remote.Connection:
+    """On the network thread: the current connection, connecting first if needed."""
+    if runner.connection is None:
+        connection = remote.connect(settings)
+        runner.connection = connection
+        tasks.post(lambda: _connected(connection))
+    return runner.connection
+
+
+def _connected(connection: remote.Connection) -> None:
+    runtime.info = connection.info
+    runtime.address = connection.address
+    started = " (started with the start command)" if connection.started is not None else ""
+    report("Connected to %s%s: %s on %s" % (connection.address, started, os.path.basename(connection.info.model),
+                                            connection.info.device))
+
+
+def _failed(job: remote.Job) -> None:
+    if job.state == "cancelled":
+        report("%s cancelled" % job.label)
+    else:
+        report("%s failed: %s" % (job.label, job.error), error=True)
+
+
+def submit(context: bpy.types.Context, label: str, work: Callable[[remote.Connection, remote.Job], Any], *,
+           on_done: Optional[Callable[[remote.Job], None]] = None,
+           on_error: Optional[Callable[[remote.Job], None]] = None) -> remote.Job:
+    """Run `work(connection, job)` on the network thread (connecting first when needed)."""
+    settings = props.settings(context)
+    _check_online_access(settings)
+    runner = _runner()
+
+    def run(job: remote.Job) -> Any:
+        return work(_ensure_connection(runner, settings), job)
+
+    def failed(job: remote.Job) -> None:
+        _failed(job)
+        if on_error is not None:
+            on_error(job)
+
+    return runner.submit(label, run, on_done=on_done, on_error=failed)
+
+
+def connect(context: bpy.types.Context) -> remote.Job:
+    """(Re)connect to the worker with the current preferences."""
+    if runtime.runner is not None:
+        runtime.runner.stop()
+        runtime.runner = None
+    runtime.sessions.clear()
+    runtime.info = None
+    report("Connecting...")
+    return submit(context, "Connect", lambda connection, job: connection.info)
+
+
+def disconnect() -> None:
+    if runtime.propagation is not None and not runtime.propagation.finished:
+        runtime.propagation.cancel()
+    if runtime.runner is not None:
+        runtime.runner.stop()
+        runtime.runner = None
+    runtime.sessions.clear()
+    runtime.info = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+
+
+@dataclass(frozen=True)
+class SessionArgs:
+    """What the network thread needs to find or open a clip's session (read on the main thread)."""
+
+    key: str
+    plate: plates.ClipPlate
+    session_id: str
+    matte_dir: Optional[str]
+    matte_format: str
+
+
+def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
+    """On the network thread: the clip's open session, resumed or opened on first use."""
+    session = runtime.sessions.get(args.key)
+    if session is not None and session.client is connection.client:
+        return session
+    # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
+    session, _ = remote.open_session(connection.client, args.plate, session_id=args.session_id,
+                                     matte_dir=args.matte_dir, matte_format=args.matte_format)
+    runtime.sessions[args.key] = session
+    info = dict(session.info)
+    tasks.post(lambda: _session_opened(args.key, info))
+    return session
+
+
+def _session_opened(key: str, info: Dict[str, Any]) -> None:
+    clip = find_clip(key)
+    if clip is None:
+        return
+    state = clip.samroto
+    state.session_id = str(info["session"])
+    state.first, state.last = int(info["first"]), int(info["last"])
+    state.width, state.height = int(info["width"]), int(info["height"])
+    state.matte_dir = str(info.get("matte_dir", ""))
+    known = {item.obj_id for item in state.objects}
+    for obj_id in info.get("obj_ids") or []:  # objects of a resumed session made elsewhere
+        if int(obj_id) not in known:
+            _new_object(clip, int(obj_id))
+
+
+def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
+    """PlateError when the clip's files are not on disk."""
+    state = clip_state(clip)
+    plate = clip_plate(clip)
+    state.plate = plate.pattern
+    override = bpy.path.abspath(state.matte_dir_override) if state.matte_dir_override else None
+    return SessionArgs(state.key, plate, state.session_id, override, state.matte_format)
+
+
+def open_session(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remote.Job:
+    """Open (or resume) the worker session of a clip. PlateError when the clip has no files."""
+    args = _session_args(clip)
+    plate = args.plate
+    runtime.sessions.pop(args.key, None)
+
+    def work(connection: remote.Connection, job: remote.Job) -> Dict[str, Any]:
+        return dict(_session(connection, args).info)
+
+    def done(job: remote.Job) -> None:
+        info = job.result
+        report("Session %s on %s, frames %d-%d (%dx%d)%s" % (
+            info["session"], os.path.basename(plate.pattern), info["first"], info["last"], info["width"],
+            info["height"], ", resumed" if info.get("resumed") else ""))
+
+    return submit(context, "Open session", work, on_done=done)
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects and prompts
+
+
+def _new_object(clip: bpy.types.MovieClip, obj_id: int, name: str = "") -> Any:
+    state = clip_state(clip)
+    item = state.objects.add()
+    item.obj_id = obj_id
+    item.name = name or "Object %d" % obj_id
+    item.color = object_colour(obj_id)
+    return item
+
+
+def add_object(clip: bpy.types.MovieClip, name: str = "") -> Any:
+    """A new object on the clip (the worker learns about it with its first prompt); it becomes active."""
+    state = clip_state(clip)
+    obj_id = max([item.obj_id for item in state.objects] + [0]) + 1
+    item = _new_object(clip, obj_id, name)
+    state.active_index = len(state.objects) - 1
+    return item
+
+
+def _store_previews(key: str, update: FrameUpdate) -> None:
+    frame_previews = runtime.previews.setdefault(key, {}).setdefault(update.frame, {})
+    for obj_id in update.obj_ids:
+        preview = update.previews.get(obj_id)
+        if preview is not None:
+            frame_previews[obj_id] = preview
+        else:
+            frame_previews.pop(obj_id, None)
+    runtime.overlay_version += 1
+
+
+def _send_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
+                 prompt: FramePrompt) -> remote.Job:
+    args = _session_args(clip)
+    key, plate = args.key, args.plate
+    if not plate.contains(frame):
+        raise remote.AddonError("Frame %d is outside the clip's frames %d-%d" % (frame, plate.first, plate.last))
+    sent = FramePrompt(list(prompt.points), list(prompt.labels), prompt.box)
+
+    def work(connection: remote.Connection, job: remote.Job) -> Optional[FrameUpdate]:
+        session = _session(connection, args)
+        return remote.send_prompt(session, frame, obj_id, sent)
+
+    def done(job: remote.Job) -> None:
+        update = job.result
+        if update is None:
+            runtime.previews.get(key, {}).get(frame, {}).pop(obj_id, None)
+            runtime.overlay_version += 1
+        else:
+            _store_previews(key, update)
+        redraw()
+
+    return submit(context, "Prompt", work, on_done=done)
+
+
+def add_click(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
+              point: Tuple[float, float], *, positive: bool) -> remote.Job:
+    """A click in clip pixels on a plate frame; the mask comes back as a preview at once."""
+    book = prompt_book(clip)
+    prompt = book.add_click(obj_id, frame, point, positive)
+    clip.samroto.prompts = book.to_json()
+    return _send_prompt(context, clip, obj_id, frame, prompt)
+
+
+def set_box(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
+            box: Tuple[float, float, float, float]) -> remote.Job:
+    """A box (x0, y0, x1, y1) in clip pixels; the frame's clicks for the object are kept with it."""
+    book = prompt_book(clip)
+    prompt = book.set_box(obj_id, frame, box)
+    clip.samroto.prompts = book.to_json()
+    return _send_prompt(context, clip, obj_id, frame, prompt)
+
+
+def undo_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int,
+                frame: int) -> Optional[remote.Job]:
+    """Remove the last click (or the box) of the object on the frame; None if there was none."""
+    book = prompt_book(clip)
+    prompt = book.undo(obj_id, frame)
+    if prompt is None:
+        return None
+    clip.samroto.prompts = book.to_json()
+    return _send_prompt(context, clip, obj_id, frame, prompt)
+
+
+def clear_prompts(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int,
+                  frame: int) -> Optional[remote.Job]:
+    book = prompt_book(clip)
+    if book.get(obj_id, frame).empty:
+        return None
+    book.clear(obj_id, frame)
+    clip.samroto.prompts = book.to_json()
+    return _send_prompt(context, clip, obj_id, frame, FramePrompt())
+
+
+def remove_object(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> remote.Job:
+    """Remove an object from the worker session, then its layer, matte image, clicks and previews."""
+    args = _session_args(clip)
+    key, plate = args.key, args.plate
+
+    def work(connection: remote.Connection, job: remote.Job) -> bool:
+        session = _session(connection, args)
+        if obj_id in session.obj_ids:
+            session.remove_object(obj_id)
+            return True
+        return False
+
+    def done(job: remote.Job) -> None:
+        target = find_clip(key)
+        if target is not None:
+            _forget_object(target, obj_id)
+        report("Removed object %d" % obj_id)
+
+    return submit(context, "Remove object", work, on_done=done)
+
+
+def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
+    state = clip.samroto
+    for index, item in enumerate(state.objects):
+        if item.obj_id != obj_id:
+            continue
+        mask = bpy.data.masks.get(state.mask_name) if state.mask_name else None
+        if mask is not None and item.layer_name:
+            mask_builder.remove_layer(mask, item.layer_name)
+        image = bpy.data.images.get(item.image_name) if item.image_name else None
+        if image is not None and image.users == 0:
+            bpy.data.images.remove(image)
+        state.objects.remove(index)
+        break
+    state.active_index = min(state.active_index, max(len(state.objects) - 1, 0))
+    book = prompt_book(clip)
+    book.remove_object(obj_id)
+    state.prompts = book.to_json()
+    for frames in runtime.previews.get(state.key, {}).values():
+        frames.pop(obj_id, None)
+    runtime.tracked.pop((state.key, obj_id), None)
+    runtime.overlay_version += 1
+    redraw()
+
+
+# ---------------------------------------------------------------------------------------------
+# Propagation
+
+
+def propagation_running() -> bool:
+    return runtime.propagation is not None and not runtime.propagation.finished
+
+
+def _record_update(key: str, update: FrameUpdate) -> None:
+    """Main thread, once per propagated frame: previews, tracked frames, matte files."""
+    _store_previews(key, update)
+    clip = find_clip(key)
+    if clip is None:
+        return
+    for obj_id in update.obj_ids:
+        item = find_object(clip, obj_id)
+        if item is None:
+            item = _new_object(clip, obj_id)
+        frames = runtime.tracked.get((key, obj_id))
+        if frames is None:
+            frames = set(plates.ranges_to_frames(item.tracked))
+            runtime.tracked[(key, obj_id)] = frames
+        frames.add(update.frame)
+        item.tracked = plates.frames_to_ranges(frames)
+        path = update.matte_paths.get(obj_id)
+        if path and (not item.matte_path or update.frame <= min(frames)):
+            item.matte_path = path
+    redraw()
+
+
+def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, direction: str = "both",
+              start: Optional[int] = None,
+              after: Optional[Callable[[remote.Job], None]] = None) -> remote.Job:
+    """Track all objects of the clip. `start`: plate frame (None: the worker's earliest prompted
+    frame). Progress is in `job.progress`; `cancel_propagation()` stops it within a frame."""
+    if propagation_running():
+        raise remote.AddonError("A propagation is already running; cancel it first (Esc)")
+    if direction not in remote.DIRECTIONS:
+        raise ValueError("direction must be one of %s" % ", ".join(remote.DIRECTIONS))
+    args = _session_args(clip)
+    key, plate = args.key, args.plate
+    auto_results = bool(clip.samroto.auto_results)
+
+    def work(connection: remote.Connection, job: remote.Job) -> remote.PropagationOutcome:
+        session = _session(connection, args)
+
+        def on_update(update: FrameUpdate) -> None:
+            job.progress = update.progress
+            tasks.post(lambda: _record_update(key, update))
+
+        return remote.propagate(session, direction=direction, start=start, on_update=on_update,
+                                cancelled=job.cancel_event)
+
+    def done(job: remote.Job) -> None:
+        outcome: remote.PropagationOutcome = job.result
+        if outcome.state == "done":
+            report("Tracked %d frames" % len(outcome.frames))
+        else:
+            report("Propagation %s after %d frames%s" % (
+                outcome.state, len(outcome.frames), ": %s" % outcome.reason if outcome.reason else ""),
+                error=outcome.state == "error")
+        target = find_clip(key)
+        if target is not None and auto_results and outcome.frames:
+            for item in target.samroto.objects:
+                if item.matte_path:
+                    load_mattes(target, item.obj_id)
+            build_mask(bpy.context, target)  # the operator's context is gone by now
+        if after is not None:
+            after(job)
+
+    def failed(job: remote.Job) -> None:
+        if after is not None:
+            after(job)
+
+    job = submit(context, "Propagation", work, on_done=done, on_error=failed)
+    runtime.propagation = job
+    runtime.propagation_clip = key
+    return job
+
+
+def cancel_propagation() -> bool:
+    """Ask the running propagation to stop; False when none runs."""
+    if not propagation_running():
+        return False
+    assert runtime.propagation is not None
+    runtime.propagation.cancel()
+    report("Cancelling...")
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: Mask layers and matte images
+
+
+def mask_name_for(clip: bpy.types.MovieClip) -> str:
+    state = clip_state(clip)
+    return state.mask_name or "samroto %s" % clip.name
+
+
+def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) -> bpy.types.MaskLayer:
+    """Build the object's Mask layer from a `get_shapes` reply (pixel-space tracks)."""
+    item = find_object(clip, obj_id)
+    if item is None:
+        raise remote.AddonError("The clip has no object %d" % obj_id)
+    state = clip_state(clip)
+    plate = clip_plate(clip, check_files=False)
+    width = int(reply.get("width") or state.width or clip.size[0])
+    height = int(reply.get("height") or state.height or clip.size[1])
+    plan = keyframes.plan_layer(item.layer_name or item.name, reply.get("shapes") or [],
+                                to_scene=plate.scene_frame, width=width, height=height,
+                                pixel_aspect=pixel_aspect(clip), scene_range=plate.scene_range)
+    lo, hi = plate.scene_range
+    mask = mask_builder.ensure_mask(mask_name_for(clip), frame_start=lo, frame_end=hi)
+    if item.layer_name and item.layer_name != plan.name:
+        mask_builder.remove_layer(mask, item.layer_name)
+    layer = mask_builder.apply_layer(mask, plan)
+    item.layer_name = layer.name
+    state.mask_name = mask.name
+    _show_mask(clip, mask)
+    return layer
+
+
+def _show_mask(clip: bpy.types.MovieClip, mask: bpy.types.Mask) -> None:
+    """Put the mask on Clip Editors showing this clip that have no mask yet."""
+    wm = bpy.context.window_manager
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type != "CLIP_EDITOR":
+                continue
+            space = area.spaces.active
+            if space.clip == clip and space.mask is None:
+                space.mask = mask
+
+
+def build_mask(context: bpy.types.Context, clip: bpy.types.MovieClip,
+               obj_ids: Optional[List[int]] = None) -> Optional[remote.Job]:
+    """Fetch every (or the given) tracked object's shapes and rebuild their Mask layers."""
+    args = _session_args(clip)
+    key, plate = args.key, args.plate
+    state = clip.samroto
+    wanted = [item.obj_id for item in state.objects if item.tracked and (obj_ids is None or item.obj_id in obj_ids)]
+    if not wanted:
+        report("Nothing tracked yet: propagate first", error=True)
+        return None
+    tolerance = float(state.tolerance) or None  # 0: the worker's default
+
+    def work(connection: remote.Connection, job: remote.Job) -> Dict[int, Dict[str, Any]]:
+        session = _session(connection, args)
+        return {obj_id: remote.fetch_shapes(session, obj_id, tolerance=tolerance) for obj_id in wanted}
+
+    def done(job: remote.Job) -> None:
+        target = find_clip(key)
+        if target is None:
+            return
+        try:
+            for obj_id, reply in job.result.items():
+                apply_shapes(target, obj_id, reply)
+        except (ValueError, remote.AddonError) as exc:
+            report("Building the mask failed: %s" % exc, error=True)
+            return
+        report("Mask %r: %d layer(s) rebuilt" % (target.samroto.mask_name, len(job.result)))
+
+    return submit(context, "Build mask", work, on_done=done)
+
+
+def load_mattes(clip: bpy.types.MovieClip, obj_id: int) -> bpy.types.Image:
+    """Load (or reload) the object's matte sequence as an image datablock."""
+    item = find_object(clip, obj_id)
+    if item is None:
+        raise remote.AddonError("The clip has no object %d" % obj_id)
+    if not item.matte_path:
+        raise remote.AddonError("%s has no mattes yet: propagate first" % item.name)
+    if not os.path.isfile(item.matte_path):
+        raise remote.AddonError("The matte file %s is not on disk (was the matte folder moved?)" % item.matte_path)
+    image = bpy.data.images.get(item.image_name) if item.image_name else None
+    if image is not None and bpy.path.abspath(image.filepath) != item.matte_path:
+        image.filepath = item.matte_path
+    if image is None:
+        image = bpy.data.images.load(item.matte_path, check_existing=True)
+        image.name = "%s %s matte" % (clip.name, item.name)
+    image.source = "SEQUENCE"
+    try:
+        image.colorspace_settings.name = "Non-Color"
+    except TypeError:  # a colour configuration without that name: keep its default
+        pass
+    frames = plates.ranges_to_frames(item.tracked)
+    plate = clip_plate(clip, check_files=False)
+    first = frames[0] if frames else plate.first
+    # an Image node / image user plays it in step with the clip with these settings
+    image["samroto_first_frame"] = first
+    image["samroto_scene_start"] = plate.scene_frame(first)
+    image["samroto_frame_offset"] = first - 1
+    image.reload()
+    item.image_name = image.name
+    return image

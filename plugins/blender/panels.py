@@ -1,0 +1,159 @@
+"""The samroto tab in the Movie Clip Editor sidebar, and the progress bar in the status bar."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import controller
+from .operators import clip_in_context
+
+
+class SAMROTO_UL_objects(bpy.types.UIList):
+    bl_idname = "SAMROTO_UL_objects"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):  # noqa: ANN001
+        row = layout.row(align=True)
+        row.prop(item, "color", text="", emboss=True)
+        row.prop(item, "name", text="", emboss=False)
+        row.label(text=item.tracked or "not tracked")
+
+
+class _ClipPanel:
+    bl_space_type = "CLIP_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "samroto"
+
+
+class SAMROTO_PT_main(_ClipPanel, bpy.types.Panel):
+    bl_label = "samroto"
+    bl_idname = "SAMROTO_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        runtime = controller.runtime
+        box = layout.box()
+        if runtime.info is not None:
+            box.label(text="Worker %s" % runtime.address, icon="LINKED")
+            box.label(text="%s on %s" % (os.path.basename(runtime.info.model), runtime.info.device))
+        else:
+            box.label(text="Not connected", icon="UNLINKED")
+        box.operator("samroto.connect", text="Reconnect" if runtime.info is not None else "Connect")
+
+        clip = clip_in_context(context)
+        if clip is None:
+            layout.label(text="Open a clip in this editor", icon="INFO")
+        else:
+            state = clip.samroto
+            col = layout.column()
+            if state.session_id:
+                col.label(text="Session %s" % state.session_id)
+                col.label(text="Frames %d-%d, %dx%d" % (state.first, state.last, state.width, state.height))
+            col.operator("samroto.open_session", icon="FILE_MOVIE")
+        if runtime.message:
+            layout.label(text=runtime.message, icon="ERROR" if runtime.message_is_error else "INFO")
+
+
+class SAMROTO_PT_objects(_ClipPanel, bpy.types.Panel):
+    bl_label = "Objects"
+    bl_idname = "SAMROTO_PT_objects"
+    bl_parent_id = "SAMROTO_PT_main"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return clip_in_context(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        clip = clip_in_context(context)
+        state = clip.samroto
+        row = layout.row()
+        row.template_list("SAMROTO_UL_objects", "", state, "objects", state, "active_index", rows=3)
+        col = row.column(align=True)
+        col.operator("samroto.add_object", icon="ADD", text="")
+        col.operator("samroto.remove_object", icon="REMOVE", text="")
+        row = layout.row(align=True)
+        row.operator("samroto.prompt_tool", icon="RESTRICT_SELECT_OFF")
+        row.operator("samroto.clear_frame", icon="X", text="")
+
+
+class SAMROTO_PT_track(_ClipPanel, bpy.types.Panel):
+    bl_label = "Track"
+    bl_idname = "SAMROTO_PT_track"
+    bl_parent_id = "SAMROTO_PT_main"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return clip_in_context(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        clip = clip_in_context(context)
+        state = clip.samroto
+        job = controller.runtime.propagation
+        if controller.propagation_running() and job is not None:
+            done, total = job.progress or (0, 0)
+            _progress(layout, done, total)
+            layout.operator("samroto.cancel", icon="CANCEL")
+        else:
+            row = layout.row(align=True)
+            for direction, label, icon in (("backward", "Backward", "TRIA_LEFT"), ("both", "Both", "ARROW_LEFTRIGHT"),
+                                           ("forward", "Forward", "TRIA_RIGHT")):
+                op = row.operator("samroto.propagate", text=label, icon=icon)
+                op.direction = direction
+        layout.prop(state, "auto_results")
+        col = layout.column()
+        col.enabled = not state.session_id  # both are fixed when the session opens
+        col.prop(state, "matte_format")
+        col.prop(state, "matte_dir_override")
+
+
+class SAMROTO_PT_results(_ClipPanel, bpy.types.Panel):
+    bl_label = "Results"
+    bl_idname = "SAMROTO_PT_results"
+    bl_parent_id = "SAMROTO_PT_main"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return clip_in_context(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        state = clip_in_context(context).samroto
+        layout.prop(state, "tolerance")
+        row = layout.row(align=True)
+        row.operator("samroto.build_mask", icon="MOD_MASK")
+        row.operator("samroto.load_mattes", icon="IMAGE_DATA")
+        if state.mask_name:
+            layout.label(text="Mask: %s" % state.mask_name)
+
+
+def _progress(layout: bpy.types.UILayout, done: int, total: int) -> None:
+    text = "Tracking %d/%d" % (done, total) if total else "Starting..."
+    if hasattr(layout, "progress"):  # Blender 4.0+
+        layout.progress(factor=done / total if total else 0.0, type="BAR", text=text)
+    else:  # pragma: no cover - older Blender
+        layout.label(text=text)
+
+
+def draw_status(self: bpy.types.Header, context: bpy.types.Context) -> None:
+    """Status bar: the running propagation's progress (Esc in the editor cancels)."""
+    job = controller.runtime.propagation
+    if not controller.propagation_running() or job is None:
+        return
+    done, total = job.progress or (0, 0)
+    row = self.layout.row(align=True)
+    row.label(text="samroto")
+    _progress(row, done, total)
+
+
+CLASSES = (SAMROTO_UL_objects, SAMROTO_PT_main, SAMROTO_PT_objects, SAMROTO_PT_track, SAMROTO_PT_results)
+
+
+def register() -> None:
+    bpy.types.STATUSBAR_HT_header.append(draw_status)
+
+
+def unregister() -> None:
+    bpy.types.STATUSBAR_HT_header.remove(draw_status)

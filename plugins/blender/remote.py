@@ -1,0 +1,372 @@
+"""Everything the add-on asks the worker, through the bundled bridge client. No bpy.
+
+Functions here run on the network thread (`Runner`), take plain values, and raise `AddonError`
+with a message an artist can act on; the bpy side (`controller`) turns results into Blender
+data on the main thread. Tests call these functions directly against a real worker.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shlex
+import subprocess
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .bridge import auth, protocol
+from .bridge.client import (AuthenticationError, BridgeError, Client, ConnectionTimeout, FrameUpdate,
+                            NoSuchSession, NotImplementedByWorker, ProtocolMismatch, RemoteError, RemoteSession,
+                            WorkerBusy, WorkerInfo, find_worker_address)
+from .plates import ClipPlate
+from .prompts import FramePrompt
+
+DIRECTIONS = protocol.DIRECTIONS
+PROMPT_PREVIEW_SIZE = 512
+"""Longest side of the mask preview after a click: large enough to judge the edge."""
+PROPAGATION_PREVIEW_SIZE = 256
+"""Longest side of the per-frame previews kept while propagating (one per object and frame)."""
+
+
+class AddonError(Exception):
+    """A failure explained for the artist (shown in Blender's status bar and panel)."""
+
+
+class WorkerUnavailable(AddonError):
+    """No worker answers at the address."""
+
+
+class TokenRejected(AddonError):
+    """The token file is missing, unsafe, or not the worker's."""
+
+
+@dataclass
+class Settings:
+    """The add-on preferences as plain values.
+
+    address: `tcp://host:port`, empty = the address the local worker announced (or the default);
+    token_file: the worker token, empty = the samroto config folder's `token`;
+    start_command: run when no worker answers (e.g. `samroto worker`), empty = never start one;
+    timeout_s: seconds to wait for each reply; start_timeout_s: seconds a started worker may take
+    to load its model; log_dir: where a started worker's output goes (empty: temp folder).
+    """
+
+    address: str = ""
+    token_file: str = ""
+    start_command: str = ""
+    timeout_s: float = 10.0
+    start_timeout_s: float = 180.0
+    log_dir: str = ""
+
+
+@dataclass
+class Connection:
+    client: Client
+    info: WorkerInfo
+    address: str
+    started: Optional[subprocess.Popen] = None
+
+
+@dataclass
+class PropagationOutcome:
+    """How a propagation ended: state "done" | "cancelled" | "error", frames received, reason."""
+
+    state: str
+    frames: List[int]
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Connecting
+
+
+def resolve_address(settings: Settings) -> str:
+    return settings.address.strip() or find_worker_address()
+
+
+def token_for(settings: Settings) -> str:
+    """The token from the configured file (or the default one); TokenRejected saying how to fix it."""
+    configured = settings.token_file.strip()
+    path = Path(os.path.expanduser(configured)) if configured else auth.token_path()
+    if not path.is_file():
+        raise TokenRejected("No worker token at %s: start the worker once (it creates the token there), or set "
+                            "'Token file' in the samroto add-on preferences to the worker's token file" % path)
+    try:
+        return auth.read_token(path)
+    except auth.AuthError as exc:
+        raise TokenRejected("Cannot use the worker token: %s" % exc) from None
+    except OSError as exc:
+        raise TokenRejected("Cannot read the worker token file %s: %s" % (path, exc.strerror or exc)) from None
+
+
+def start_worker(command: str, log_dir: str = "") -> subprocess.Popen:
+    """Start a local worker with the preference's command line, output going to a log file."""
+    try:
+        argv = shlex.split(command, posix=os.name != "nt")
+    except ValueError as exc:
+        raise AddonError("The start command %r cannot be parsed: %s" % (command, exc)) from None
+    if not argv:
+        raise AddonError("The start command is empty")
+    folder = Path(log_dir) if log_dir else Path(os.environ.get("TMPDIR", "/tmp" if os.name != "nt" else "."))
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "samroto_worker.log"
+    log = open(log_path, "ab")
+    try:
+        kwargs: Dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
+        if os.name == "nt":
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+        else:
+            kwargs["start_new_session"] = True  # keeps running when Blender quits; Ctrl+C in Blender's terminal spares it
+        return subprocess.Popen(argv, **kwargs)
+    except OSError as exc:
+        raise AddonError("Cannot run the start command %r: %s" % (command, exc.strerror or exc)) from None
+    finally:
+        log.close()
+
+
+def _hello(address: str, token: str, timeout: float, retries: int) -> Tuple[Client, WorkerInfo]:
+    client = Client(address, token=token, timeout=timeout, retries=retries)
+    try:
+        return client, client.hello()
+    except BaseException:
+        client.close()
+        raise
+
+
+def connect(settings: Settings) -> Connection:
+    """Say hello to the worker (starting one with the start command if none answers)."""
+    token = token_for(settings)
+    address = resolve_address(settings)
+    try:
+        client, info = _hello(address, token, settings.timeout_s, 1)
+        return Connection(client, info, address)
+    except ConnectionTimeout:
+        if not settings.start_command.strip():
+            raise WorkerUnavailable(
+                "No samroto worker answers at %s. Start one in a terminal (`samroto worker`) or set "
+                "'Start command' in the samroto add-on preferences." % address) from None
+    except AuthenticationError:
+        raise TokenRejected("The worker at %s refused this add-on's token: %s is not the worker's token file. Set "
+                            "'Token file' in the samroto add-on preferences to the file the worker uses"
+                            % (address, settings.token_file.strip() or auth.token_path())) from None
+    except ProtocolMismatch as exc:
+        raise AddonError("The worker and the add-on speak different protocol versions: %s" % exc) from None
+    except BridgeError as exc:
+        raise AddonError("Cannot talk to the worker at %s: %s" % (address, exc)) from None
+    process = start_worker(settings.start_command, settings.log_dir)
+    deadline = time.monotonic() + settings.start_timeout_s
+    while True:
+        if process.poll() is not None:
+            raise WorkerUnavailable("The start command exited with code %s before the worker answered; see "
+                                    "samroto_worker.log in %s" % (process.returncode, settings.log_dir or "the temp folder"))
+        # a worker started with port 0 announces its address in the config folder
+        address = resolve_address(settings)
+        try:
+            client, info = _hello(address, token_for(settings), min(2.0, settings.timeout_s), 0)
+            return Connection(client, info, address, started=process)
+        except ConnectionTimeout:
+            pass
+        except TokenRejected:
+            pass  # the new worker writes its token file on start
+        except AuthenticationError:
+            raise TokenRejected("The started worker refused this add-on's token: it uses another token file "
+                                "than %s" % (settings.token_file.strip() or auth.token_path())) from None
+        if time.monotonic() > deadline:
+            raise WorkerUnavailable("The worker started with %r did not answer at %s within %.0f s"
+                                    % (settings.start_command, address, settings.start_timeout_s))
+        time.sleep(0.25)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line explanation of any failure, for the artist."""
+    if isinstance(exc, AddonError):
+        return str(exc)
+    if isinstance(exc, ConnectionTimeout):
+        return "The worker stopped answering: %s" % exc
+    if isinstance(exc, NotImplementedByWorker):
+        return "This worker does not support that yet (%s); update samroto on the worker machine" % exc.message
+    if isinstance(exc, WorkerBusy):
+        return "The worker is busy (%s); wait for the running propagation or cancel it" % exc.message
+    if isinstance(exc, NoSuchSession):
+        return "The worker no longer has this session: open the session again"
+    if isinstance(exc, RemoteError):
+        return "The worker refused: %s" % exc.message
+    if isinstance(exc, BridgeError):
+        return str(exc)
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions, prompts, propagation, shapes
+
+
+def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name: Optional[str] = None,
+                 matte_dir: Optional[str] = None, matte_format: str = "png") -> Tuple[RemoteSession, bool]:
+    """Resume the clip's session when the worker still has it, else open a new one.
+    Returns (session, resumed). `matte_format`: "png" (16-bit grey, which Blender reads exactly)
+    or "exr" (half-float alpha only: Blender leaves the colour channels of such files undefined)."""
+    if session_id:
+        try:
+            session = client.resume_session(session_id)
+        except NoSuchSession:
+            pass
+        else:
+            if (session.first, session.last) == (plate.first, plate.last):
+                return session, True
+    try:
+        return client.open_session(plate.pattern, plate.first, plate.last, name=name, matte_dir=matte_dir,
+                                   matte_format=matte_format), False
+    except RemoteError as exc:
+        raise AddonError("The worker cannot open %s (frames %d-%d): %s" % (plate.pattern, plate.first, plate.last,
+                                                                          exc.message)) from None
+
+
+def send_prompt(session: RemoteSession, frame: int, obj_id: int, prompt: FramePrompt, *,
+                preview_size: int = PROMPT_PREVIEW_SIZE) -> Optional[FrameUpdate]:
+    """Send all of an object's prompts on a frame (replacing what the worker had there).
+    An empty prompt clears the frame's prompts; returns None when there was nothing to clear."""
+    if prompt.empty:
+        if obj_id not in session.obj_ids:
+            return None
+        return session.clear_prompts(frame, obj_id)
+    if prompt.box is not None:
+        return session.add_box(frame, obj_id, prompt.box, points=prompt.points or None,
+                               labels=prompt.labels or None, preview_size=preview_size)
+    return session.add_points(frame, obj_id, prompt.points, prompt.labels, clear=True, preview_size=preview_size)
+
+
+def propagate(session: RemoteSession, *, direction: str = "both", start: Optional[int] = None,
+              on_update: Callable[[FrameUpdate], None], cancelled: threading.Event,
+              preview_size: int = PROPAGATION_PREVIEW_SIZE) -> PropagationOutcome:
+    """Track every object; `on_update` sees each frame as it arrives. Setting `cancelled` stops
+    the worker within a frame."""
+    if direction not in DIRECTIONS:
+        raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
+    if not session.obj_ids:
+        raise AddonError("Nothing to propagate: click on an object first")
+    frames: List[int] = []
+    run = session.propagate(start, direction=direction, preview_size=preview_size)
+    try:
+        for update in run:
+            frames.append(update.frame)
+            on_update(update)
+            if cancelled.is_set():
+                break
+    finally:
+        if run.running:  # cancelled by the artist, or an error in on_update: stop the worker too
+            try:
+                run.cancel()
+            except BridgeError:
+                pass
+    return PropagationOutcome(run.state, frames, run.reason or "")
+
+
+def fetch_shapes(session: RemoteSession, obj_id: int, *, first: Optional[int] = None, last: Optional[int] = None,
+                 tolerance: Optional[float] = None) -> Dict[str, Any]:
+    """The object's animated Bezier shapes in clip pixels (see `keyframes`)."""
+    options: Dict[str, Any] = {"space": "pixel"}
+    if first is not None:
+        options["first"] = int(first)
+    if last is not None:
+        options["last"] = int(last)
+    if tolerance is not None:
+        options["tolerance"] = float(tolerance)
+    try:
+        reply = session.get_shapes(obj_id, **options)
+    except NotImplementedByWorker:
+        raise AddonError("This worker cannot turn mattes into shapes yet (get_shapes is not implemented); update "
+                         "samroto on the worker. The matte images can still be loaded.") from None
+    if not isinstance(reply.get("shapes"), list):
+        raise AddonError("The worker's shapes reply has no 'shapes' list")
+    return reply
+
+
+# ---------------------------------------------------------------------------------------------
+# The network thread
+
+
+@dataclass
+class Job:
+    """One unit of network work. `progress` is (done, total) for propagations."""
+
+    label: str
+    state: str = "queued"  # queued | running | done | failed | cancelled
+    result: Any = None
+    error: Optional[str] = None
+    progress: Optional[Tuple[int, int]] = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        if self.state == "queued":
+            self.state = "cancelled"
+
+
+class Runner:
+    """One background thread that owns the worker connection and runs jobs in order.
+
+    A bridge `Client` must stay on one thread, so every network call goes through here.
+    `post` delivers callbacks to the main thread (`tasks.post` in Blender).
+    """
+
+    def __init__(self, post: Callable[[Callable[[], None]], None]) -> None:
+        self._post = post
+        self._jobs: "queue.Queue[Optional[Tuple[Job, Callable[[Job], Any], Any, Any]]]" = queue.Queue()
+        self.connection: Optional[Connection] = None
+        self._thread = threading.Thread(target=self._loop, name="samroto-network", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def submit(self, label: str, work: Callable[[Job], Any], *, on_done: Optional[Callable[[Job], None]] = None,
+               on_error: Optional[Callable[[Job], None]] = None) -> Job:
+        """Queue `work(job)`; afterwards `on_done(job)` or `on_error(job)` runs on the main thread."""
+        job = Job(label)
+        self._jobs.put((job, work, on_done, on_error))
+        return job
+
+    def _loop(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                break
+            job, work, on_done, on_error = item
+            if job.state == "cancelled":
+                self._deliver(on_error, job)
+                continue
+            job.state = "running"
+            try:
+                job.result = work(job)
+                stopped = job.cancel_event.is_set() and getattr(job.result, "state", None) == "cancelled"
+                job.state = "cancelled" if stopped else "done"
+                self._deliver(on_done, job)
+            except BaseException as exc:  # reported to the artist, never raised into Blender
+                job.error = describe(exc)
+                job.state = "failed"
+                if not isinstance(exc, (AddonError, BridgeError, ValueError)):
+                    traceback.print_exc()
+                self._deliver(on_error, job)
+        if self.connection is not None:
+            self.connection.client.close()
+            self.connection = None
+
+    def _deliver(self, callback: Optional[Callable[[Job], None]], job: Job) -> None:
+        if callback is not None:
+            self._post(lambda: callback(job))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the queued jobs, close the connection and end the thread."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
