@@ -152,3 +152,26 @@ def test_smooth_options_are_validated():
         SmoothOptions(velocity_gain=-0.1)
     with pytest.raises(EdgeError, match="alpha must be H\\*W"):
         TemporalSmoother().push(np.zeros(5, np.float32))
+
+
+def test_smoother_works_on_curved_edges():
+    yy, xx = np.mgrid[0:120, 0:200] + 0.5
+
+    def disc(cx: float, radius: float) -> np.ndarray:
+        return np.clip(0.5 + (radius - np.hypot(xx - cx, yy - 60)) / 2.0, 0, 1).astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    smoother = TemporalSmoother()
+    given, smoothed = [], []
+    for _ in range(40):  # a disc whose radius chatters by +-0.6 px
+        alpha = disc(100, 30 + rng.uniform(-0.6, 0.6))
+        given.append(np.sqrt(alpha.sum() / np.pi))
+        smoothed.append(np.sqrt(smoother.push(alpha).sum() / np.pi))
+    assert np.std(np.diff(smoothed)) < 0.75 * np.std(np.diff(given))
+    assert abs(np.mean(smoothed) - np.mean(given)) < 0.1  # no shrinking or growing
+
+    smoother = TemporalSmoother()
+    for t in range(40):  # a disc gliding 0.5 px/frame: its centroid is followed within a pixel
+        alpha = disc(40 + 0.5 * t, 25)
+        out = smoother.push(alpha)
+        assert abs((out * xx).sum() / out.sum() - (alpha * xx).sum() / alpha.sum()) < 1.0
