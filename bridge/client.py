@@ -616,9 +616,21 @@ class RemoteSession:
             out[int(item["frame"])] = {int(o): p for o, p in zip(item["obj_ids"], item["matte_paths"]) if p}
         return out
 
-    def get_shapes(self, obj_id: int, **options: Any) -> Dict[str, Any]:
-        """Planned: the object's mask as animated Bezier shapes."""
-        return self._request(protocol.GET_SHAPES, dict(options, obj_id=int(obj_id))).body
+    def get_shapes(self, obj_id: int, *, space: str = "pixel", tolerance: Optional[float] = None,
+                   first: Optional[int] = None, last: Optional[int] = None,
+                   pixel_aspect: Optional[float] = None) -> Dict[str, Any]:
+        """The object's mattes over [first, last] as animated closed Bezier shapes with a constant point
+        count per shape, in `space` ("pixel", "nuke": origin bottom-left, "blender": Mask space).
+
+        Returns {"obj_id", "width", "height", "space", "tolerance", "frames", "shapes": [track dicts]}
+        (see PROTOCOL.md, `get_shapes`).
+        """
+        body: Dict[str, Any] = {"obj_id": int(obj_id), "space": space}
+        for key, value in (("tolerance", tolerance), ("first", first), ("last", last),
+                           ("pixel_aspect", pixel_aspect)):
+            if value is not None:
+                body[key] = value
+        return self._request(protocol.GET_SHAPES, body, timeout=max(self.client.timeout, 300.0)).body
 
     def save(self) -> None:
         """Flush the session's state to the worker's session folder."""

@@ -515,8 +515,52 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
 
 @_handles(protocol.GET_SHAPES)
 def _get_shapes(s: Scheduler, job: Job) -> tuple:
-    raise RequestError(protocol.E_NOT_IMPLEMENTED, "get_shapes is planned (mask -> Bezier shapes) but this worker "
-                       "does not serve it yet")
+    """One object's masks over a frame range as animated Bezier shapes (`core.shapes`), in the host's
+    coordinates. Frames where the object was never tracked or prompted get no key."""
+    from ..core.shapes import ShapeError, ShapeOptions, default_tolerance, masks_to_shapes, shape_tracks_to_wire
+
+    record = s.record(job.msg.session)
+    body = job.msg.body
+    session = record.live
+    obj_id = _obj_id(body)
+    if obj_id not in session.obj_ids:
+        raise bad("no object %d in this session; objects: %s" % (obj_id, list(session.obj_ids)))
+    first = get_int(body, "first", record.first)
+    last = get_int(body, "last", record.last)
+    if not record.first <= first <= last <= record.last:
+        raise bad("frames %d-%d are not within the plate's frames %d-%d" % (first, last, record.first, record.last))
+    space = get_field(body, "space", str, "pixel")
+    tolerance = float(get_field(body, "tolerance", (int, float), default_tolerance(record.height, record.width)))
+    pixel_aspect = float(get_field(body, "pixel_aspect", (int, float), 1.0))
+    frames = [f for f in range(first, last + 1) if session.frame_output(obj_id, f) is not None]
+    index = list(session.obj_ids).index(obj_id)
+    masks = _LazyLogits(session, frames, index)
+    try:
+        # contoured on the logits at 0: the sub-pixel boundary of the matte
+        tracks = masks_to_shapes(masks, frames, options=ShapeOptions(tolerance=tolerance, level=0.0))
+        shapes = shape_tracks_to_wire(tracks, space=space, width=record.width, height=record.height,
+                                      pixel_aspect=pixel_aspect)
+    except ShapeError as exc:
+        raise bad(str(exc)) from None
+    return {"obj_id": obj_id, "width": record.width, "height": record.height, "space": space,
+            "tolerance": tolerance, "frames": frames, "shapes": shapes}, None
+
+
+class _LazyLogits:
+    """One object's logits frame by frame, computed when the shape builder reaches them (a long shot
+    at 4K would not fit in memory at once)."""
+
+    def __init__(self, session: Any, frames: list, index: int) -> None:
+        self._session, self._frames, self._index = session, frames, index
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.asarray(self._session.frame_result(self._frames[i]).logits[self._index], dtype=np.float32)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
 
 
 @_handles(protocol.SAVE)

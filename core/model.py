@@ -8,6 +8,7 @@ official `.pt` files load strictly. The bookkeeping of which memories a frame at
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -109,12 +110,26 @@ class SAM2Model(nn.Module):
     def image_size(self) -> int:
         return self.config.image_size
 
-    def set_image_size(self, image_size: int) -> None:
-        """Run the same weights at another input size (e.g. a 512 preview). RoPE tables follow the token count."""
-        self.config = self.config.with_image_size(image_size)
-        self.sam_prompt_encoder.image_size = image_size
-        self.sam_prompt_encoder.feature_size = self.config.feature_size
-        self.sam_prompt_encoder.mask_input_size = 4 * self.config.feature_size
+    def at_image_size(self, image_size: int) -> "SAM2Model":
+        """The same weights run at another input size (e.g. a 512 preview), without copying them.
+
+        The returned model shares every parameter with this one; only the sizes differ (position
+        encodings and RoPE tables follow the token count).
+        """
+        if image_size == self.image_size:
+            return self
+        view = copy.copy(self)
+        # own containers, so swapping the prompt encoder does not touch this model
+        view._modules = dict(self._modules)  # type: ignore[assignment]
+        view._parameters = dict(self._parameters)  # type: ignore[assignment]
+        view._buffers = dict(self._buffers)  # type: ignore[assignment]
+        view.config = self.config.with_image_size(image_size)
+        prompt = copy.copy(self.sam_prompt_encoder)
+        prompt.image_size = image_size
+        prompt.feature_size = view.config.feature_size
+        prompt.mask_input_size = 4 * view.config.feature_size
+        view._modules["sam_prompt_encoder"] = prompt
+        return view
 
     # --- image features ------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def to_model_input(image: np.ndarray, image_size: int, *, device: torch.device |
     size = (image_size, image_size)
 
     if image.dtype == np.uint8:
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+        pixels = _to_device(torch.from_numpy(np.ascontiguousarray(image)), device)
         x = pixels.permute(2, 0, 1)[None].float()  # 1*3*H*W, levels 0..255
         x = _resize_like_pil(x, size, white=255.0, round_to_levels=True) / 255.0
     elif image.dtype == np.uint16 or image.dtype.kind == "f":
@@ -48,7 +48,7 @@ def to_model_input(image: np.ndarray, image_size: int, *, device: torch.device |
             array = image.astype(np.float32) / np.float32(65535.0)
         else:
             array = np.nan_to_num(image.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
-        x = torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(2, 0, 1)[None].clamp(0.0, 1.0)
+        x = _to_device(torch.from_numpy(np.ascontiguousarray(array)), device).permute(2, 0, 1)[None].clamp(0.0, 1.0)
         x = _resize_like_pil(x, size, white=1.0, round_to_levels=False)
     else:
         raise ValueError(f"expected a uint8, uint16 or float image, got {image.dtype}")
@@ -56,6 +56,13 @@ def to_model_input(image: np.ndarray, image_size: int, *, device: torch.device |
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std)[0]
+
+
+def _to_device(pixels: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
+    """Host to device through pinned memory on CUDA, so the copy is asynchronous."""
+    if device is not None and torch.device(device).type == "cuda":
+        return pixels.pin_memory().to(device, non_blocking=True)
+    return pixels.to(device)
 
 
 def _resize_like_pil(x: torch.Tensor, size: tuple[int, int], *, white: float, round_to_levels: bool) -> torch.Tensor:

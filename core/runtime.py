@@ -13,12 +13,22 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def autocast_context(device: torch.device, dtype: "str | torch.dtype | None") -> ContextManager[object]:
-    """bf16/fp16 autocast on CUDA; float32 (or None) runs without autocast. CPU always runs float32."""
+    """bf16/fp16 autocast (as the reference runs on CUDA); float32 (or None) runs without autocast.
+
+    On the CPU, bfloat16 autocast is honoured too (slower there, but the same dtype plumbing as on a
+    GPU, which lets the tests exercise it); float16 is CUDA-only.
+    """
     if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"precision must be one of {', '.join(DTYPES)}, not {dtype!r}")
         dtype = DTYPES[dtype]
-    if dtype is None or dtype == torch.float32 or device.type != "cuda":
+    if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    raise ValueError(f"{dtype} autocast is not available on {device.type}; use float32")
 
 
 def compile_image_encoder(model: SAM2Model, *, mode: str = "max-autotune") -> None:

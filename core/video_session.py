@@ -35,7 +35,7 @@ from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, Rec
 from .model import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
 from .preprocess import to_model_input
 from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
-from .runtime import autocast_context
+from .runtime import DTYPES, autocast_context
 
 SESSION_FORMAT = 1
 
@@ -107,6 +107,7 @@ class VideoSession:
         precision: str = "float32",
         feature_cache_frames: int = 4,
         record_window: int = 64,
+        image_size: int | None = None,
     ) -> None:
         """
         frames: a frame source, a video file, an image-sequence pattern (`plate.####.exr`) or an
@@ -114,11 +115,19 @@ class VideoSession:
             (already S*S) for a shot of that size, and outputs come at `video_size`.
         state_dir: where per-frame state lives (created if needed). None: a private temporary folder,
             removed on close. `keep_in_memory`: keep every record in RAM instead (like the reference).
+        image_size: track at another internal resolution than the model's (e.g. 512): a PREVIEW, much
+            faster on a CPU; `preview` tells. The same weights are used; final mattes come from a
+            session at the model's own size.
         """
-        if device is not None and torch.device(device) != model.device:
+        if device is not None and not _same_device(torch.device(device), model.device):
             raise SessionError(f"the model is on {model.device}, not {device}: move the model first")
         if fill_hole_area < 0:
             raise SessionError("fill_hole_area must be >= 0")
+        if precision not in DTYPES:
+            raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
+        self.full_image_size = model.image_size
+        if image_size is not None:
+            model = model.at_image_size(int(image_size))
         self.model = model
         self.options = SessionOptions(
             fill_hole_area=fill_hole_area,
@@ -169,6 +178,11 @@ class VideoSession:
     @property
     def obj_ids(self) -> list[int]:
         return list(self._objects)
+
+    @property
+    def preview(self) -> bool:
+        """Tracking below the model's own resolution: results are a preview, not final mattes."""
+        return self.model.image_size < self.full_image_size
 
     @property
     def frame_numbers(self) -> Sequence[int]:
@@ -741,11 +755,7 @@ class VideoSession:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != SESSION_FORMAT:
             raise SessionError(f"{root}: session format {manifest.get('format')} is not {SESSION_FORMAT}")
-        saved_model = manifest.get("model", {})
-        if saved_model.get("image_size") not in (None, model.image_size):
-            raise SessionError(
-                f"{root} was tracked at input size {saved_model.get('image_size')}, the model runs at {model.image_size}"
-            )
+        saved_size = manifest.get("model", {}).get("image_size")
         spec = manifest["frames"]
         if frames is None:
             if spec.get("kind") == "array":
@@ -764,6 +774,7 @@ class VideoSession:
             precision=options.get("precision", "float32"),
             feature_cache_frames=options.get("feature_cache_frames", 4),
             record_window=options.get("record_window", 64),
+            image_size=saved_size,
         )
         session._restore()
         return session
@@ -821,6 +832,16 @@ class VideoSession:
 
 
 # --- helpers -----------------------------------------------------------------------------------------
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """`cuda` names the current CUDA device, so it equals `cuda:0` when that is current."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else 0
+        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    return a.index == b.index
 
 
 def _select_keyframes(idx: int, keyframes: list[int], limit: int) -> tuple[list[int], set[int]]:

@@ -62,7 +62,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     device = torch.device(args.device)
     model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
     if args.image_size:
-        model.set_image_size(args.image_size)
+        model = model.at_image_size(args.image_size)
     if args.compile:
         compile_image_encoder(model)
         compile_memory_attention(model)

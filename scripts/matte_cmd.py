@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binary", action="store_true", help="hard 0/1 mattes instead of soft")
     parser.add_argument("--fill-holes", type=int, default=8, metavar="AREA",
                         help="fill background holes up to this many low-res pixels (0: off)")
+    parser.add_argument("--preview", type=int, nargs="?", const=512, default=None, metavar="SIZE",
+                        help="first write a fast PREVIEW tracked at SIZE (default 512; files named *_preview_*), "
+                             "then the final mattes at full resolution")
+    parser.add_argument("--preview-only", action="store_true", help="with --preview: stop after the preview")
     add_model_arguments(parser)
 
 
@@ -41,11 +45,8 @@ def shot_name(plate: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from samroto.core.frames import FrameError, open_frames
     from samroto.core.mattes import MatteError, MatteSequenceWriter
-    from samroto.core.video_session import SessionError, VideoSession
 
     if not args.point and not args.box:
         print("error: give at least one --point or a --box", file=sys.stderr)
@@ -65,17 +66,44 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     points = [*args.point, *args.negative]
     labels = [1] * len(args.point) + [0] * len(args.negative)
-    try:
-        writer = MatteSequenceWriter(
-            out_dir=args.out, shot=args.name or shot_name(args.plate), format=args.format, soft=not args.binary
-        )
-    except MatteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if args.preview is not None and not 64 <= args.preview < model.image_size:
+        print(f"error: --preview SIZE must be between 64 and the model's {model.image_size}", file=sys.stderr)
         return 2
+    shot = args.name or shot_name(args.plate)
+    passes: list[tuple[str, int | None]] = []
+    if args.preview:
+        passes.append(("PREVIEW", args.preview))
+    if not (args.preview and args.preview_only):
+        passes.append(("final", None))
+    for label, image_size in passes:
+        try:
+            writer = MatteSequenceWriter(
+                out_dir=args.out,
+                shot=f"{shot}_preview" if label == "PREVIEW" else shot,
+                format=args.format,
+                soft=not args.binary,
+            )
+        except MatteError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        size = image_size or model.image_size
+        if label == "PREVIEW":
+            print(f"PREVIEW pass: tracking at {size} px (fast, not the final mattes)", file=sys.stderr)
+        status = _track_and_write(args, model, source, frame, points, labels, writer, image_size, device, label)
+        if status:
+            return status
+    return 0
+
+
+def _track_and_write(args, model, source, frame, points, labels, writer, image_size, device, label) -> int:  # noqa: ANN001
+    """One pass: prompt, track forward then backward from the prompted frame, write every frame's matte."""
+    from tqdm import tqdm
+
+    from samroto.core.video_session import SessionError, VideoSession
 
     started = time.perf_counter()
     obj_id = 1
-    with VideoSession(model, source, fill_hole_area=args.fill_holes,
+    with VideoSession(model, source, fill_hole_area=args.fill_holes, image_size=image_size,
                       precision=resolve_precision(args, device)) as session:
         try:
             if args.box:
@@ -86,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         written = 0
-        with tqdm(total=len(source), unit="frame", desc="tracking", file=sys.stderr) as bar:
+        desc = "PREVIEW" if session.preview else "tracking"
+        with tqdm(total=len(source), unit="frame", desc=desc, file=sys.stderr) as bar:
             for reverse in (False, True):
                 for result in session.propagate(frame, reverse=reverse):
                     if reverse and result.frame == frame:
@@ -95,6 +124,6 @@ def run(args: argparse.Namespace) -> int:
                     written += 1
                     bar.update(1)
     elapsed = time.perf_counter() - started
-    print(f"{written} mattes in {elapsed:.1f} s ({elapsed / max(written, 1):.2f} s/frame): "
+    print(f"{label}: {written} mattes in {elapsed:.1f} s ({elapsed / max(written, 1):.2f} s/frame): "
           f"{os.fspath(writer.pattern_for(obj_id))}")
     return 0

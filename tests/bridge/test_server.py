@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession, NotImplementedByWorker,
+from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession,
                             ProtocolMismatch, RemoteError, WorkerBusy, codec, protocol, pushed_plate)
 from samroto.bridge.handlers import RequestError
 from samroto.bridge.scheduler import Job, Scheduler
@@ -276,8 +276,8 @@ def test_errors_become_clear_exceptions(fake_worker: InProcessWorker, tmp_path: 
             shot.add_mask(1001, 1, np.ones((5, 5), bool))
         with pytest.raises(BadRequest, match="no object 9"):
             shot.remove_object(9)
-        with pytest.raises(NotImplementedByWorker, match="planned"):
-            shot.get_shapes(1)
+        with pytest.raises(BadRequest, match="no object 9"):
+            shot.get_shapes(9)
         with pytest.raises(BadRequest, match="missing field 'frame'"):
             client.request(protocol.ADD_POINTS, {"obj_id": 1, "points": [[1, 1]], "labels": [1]}, session=shot.id)
         with pytest.raises(RemoteError, match="unknown request type 'teleport'") as info:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.bridge import Client
+from samroto.bridge import BadRequest, Client
 from samroto.core.mattes import read_matte
 
 from .bridge_support import (MICRO_CHECKPOINT, MICRO_CONFIG, REPO, WorkerProcess, start_worker_process, token_of,
@@ -155,7 +155,7 @@ def test_two_clients_on_different_sessions_at_the_same_time(worker: WorkerProces
 
 _DOOMED_CLIENT = r'''
 import sys, time
-from samroto.bridge import Client
+from samroto.bridge import BadRequest, Client
 address, token, plate, out = sys.argv[1:5]
 with Client(address, token=token, timeout=30) as client:
     shot = client.open_session(plate, matte_dir=out)
@@ -260,3 +260,43 @@ def test_the_worker_command_explains_a_model_it_cannot_load(tmp_path: Path) -> N
                                capture_output=True, text=True, timeout=60, cwd=str(REPO)).stdout
     for option in ("--model", "--config", "--device", "--bind", "--session-dir"):
         assert option in help_text
+
+
+def test_shapes_of_a_tracked_object_in_host_spaces(worker: WorkerProcess, tmp_path: Path) -> None:
+    """Splines served by the worker: constant point count per shape, keys on the tracked frames,
+    coordinates flipped for Nuke; a disc moving over the plate gives one outer shape."""
+    folder = tmp_path / "disc"
+    folder.mkdir()
+    for i in range(6):
+        frame = np.full((HEIGHT, WIDTH, 3), 20, np.uint8)
+        cv2.circle(frame, (50 + 10 * i, 60), 25, (240, 240, 240), -1)
+        cv2.imwrite(str(folder / f"disc.{FIRST + i:04d}.png"), frame)
+    with connect(worker) as client:
+        shot = client.open_session(str(folder / "disc.####.png"), matte_dir=str(tmp_path / "mattes"))
+        mask = np.zeros((HEIGHT, WIDTH), bool)
+        cv2.circle(mask.view(np.uint8), (50, 60), 25, 1, -1)
+        shot.add_mask(FIRST, 1, mask)
+        list(shot.propagate(last=FIRST + 3))
+        pixel = shot.get_shapes(1)
+        nuke = shot.get_shapes(1, space="nuke")
+        coarse = shot.get_shapes(1, tolerance=4.0)
+        with pytest.raises(BadRequest, match="no object 5"):
+            shot.get_shapes(5)
+        with pytest.raises(BadRequest, match="space must be"):
+            shot.get_shapes(1, space="maya")
+    assert pixel["frames"] == [FIRST, FIRST + 1, FIRST + 2, FIRST + 3], "only frames with output get keys"
+    assert (pixel["width"], pixel["height"]) == (WIDTH, HEIGHT)
+    for shape in pixel["shapes"]:
+        counts = {len(points) for points in shape["points"]}
+        assert len(counts) == 1 and counts.pop() >= 4, "same number of points on every key"
+        assert set(shape["frames"]) <= set(pixel["frames"])
+    keyed = {f for shape in pixel["shapes"] for f in shape["frames"]}
+    assert FIRST in keyed, "the prompted frame is keyed (the mask prompt is inside the plate)"
+    first_outer = next(s for s in pixel["shapes"] if s["kind"] == "outer")
+    ys = [p[1] for p in first_outer["points"][0]]
+    assert 30 <= min(ys) and max(ys) <= 90, "pixel space: the disc spans y 35..85"
+    nuke_outer = next(s for s in nuke["shapes"] if s["kind"] == "outer")
+    expected = [[[x, HEIGHT - y] for x, y in key] for key in first_outer["points"]]
+    np.testing.assert_allclose(nuke_outer["points"], expected, atol=1e-6, err_msg="Nuke: origin bottom-left, y up")
+    coarse_outer = next(s for s in coarse["shapes"] if s["kind"] == "outer")
+    assert len(coarse_outer["points"][0]) < len(first_outer["points"][0]), "a looser tolerance needs fewer points"

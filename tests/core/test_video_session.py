@@ -284,3 +284,43 @@ def test_repeated_correction_clicks_reuse_the_memory_conditioned_feature(monkeyp
         expected = fresh.add_points(3, 1, [[72, 50]], [1])
     np.testing.assert_allclose(second.logits, expected.logits, atol=1e-4)
     assert not np.allclose(first.logits, second.logits)
+
+
+def test_preview_session_shares_weights_and_runs_at_lower_resolution(tmp_path: Path) -> None:
+    model = micro_model("sam2.1")
+    view = model.at_image_size(128)
+    assert view.no_mem_embed is model.no_mem_embed, "the preview model shares the weights"
+    assert model.image_size == 256 and model.sam_prompt_encoder.image_size == 256
+    assert view.sam_prompt_encoder.image_size == 128 and view.config.feature_size == 8
+    frames = np.load(FIXTURES / "video_frames.npy")[:4]
+    pattern = write_sequence(frames, tmp_path / "frames")
+    with VideoSession(model, pattern, image_size=128, state_dir=tmp_path / "s") as session:
+        assert session.preview
+        result = session.add_points(0, 1, [[128, 100]], [1])
+        assert result.logits.shape == (1, 256, 256)
+        assert session.frame_output(1, 0).lowres_logits.shape == (32, 32)
+        assert [r.frame for r in session.propagate()] == [0, 1, 2, 3]
+        session.save()
+    reopened = VideoSession.open(tmp_path / "s", model)
+    assert reopened.preview and reopened.model.image_size == 128
+    reopened.close()
+    with VideoSession(model, pattern) as full:
+        assert not full.preview
+
+
+def test_bfloat16_autocast_runs_the_same_code_path() -> None:
+    """The dtype plumbing used on CUDA (autocast bf16), exercised on the CPU."""
+    model = micro_model("sam2.1")
+    frames = np.load(FIXTURES / "video_frames.npy")[:4]
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        with VideoSession(model, frames, video_size=(120, 160), precision=precision) as session:
+            session.add_points(0, 1, [[80, 60]], [1])
+            session.add_mask(1, 2, np.pad(np.ones((40, 60), bool), ((40, 40), (50, 50))))
+            outputs[precision] = [r.logits for r in session.propagate()]
+    for full, low in zip(outputs["float32"], outputs["bfloat16"]):
+        assert low.dtype == np.float32 and np.isfinite(low).all()
+        agree = ((full > 0) == (low > 0)).mean()
+        assert agree > 0.95, f"bf16 masks agree with float32 on {agree:.1%} of pixels"
+    with pytest.raises(SessionError, match="precision must be one of"):
+        VideoSession(model, frames, video_size=(120, 160), precision="int8")

@@ -63,3 +63,20 @@ def test_matte_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) 
         main(["matte", plate, "--point", "1,1", "--out", str(tmp_path / "o"), "--model", str(tmp_path / "x.pt")])
     assert exit_info.value.code == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_preview_then_final(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plate = make_plate(tmp_path / "plate", count=3)
+    out = tmp_path / "mattes"
+    assert main(["matte", plate, "--point", "60,60", "--preview", "128", "--out", str(out), *MICRO]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        [f"plate_preview_obj1_matte.{f}.exr" for f in (1001, 1002, 1003)]
+        + [f"plate_obj1_matte.{f}.exr" for f in (1001, 1002, 1003)]
+    )
+    captured = capsys.readouterr()
+    assert "PREVIEW pass: tracking at 128 px" in captured.err
+    preview, final = read_matte(out / names[3]), read_matte(out / names[0])
+    assert preview.shape == final.shape == (120, 160)
+    assert main(["matte", plate, "--point", "60,60", "--preview", "300", "--out", str(out), *MICRO]) == 2
+    assert "between 64 and the model's 256" in capsys.readouterr().err
