@@ -16,7 +16,7 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import connection
 from .plate import PlateSource, pattern_from_frame_path
@@ -318,13 +318,10 @@ def summarize(result: JobResult) -> str:
     if result.prompted:
         parts.append("%d prompt%s sent" % (len(result.prompted), "" if len(result.prompted) == 1 else "s"))
     if result.action in TRACK_ACTIONS:
-        parts.append("%s %d frame%s" % ("tracked" if result.state == "done" else result.state,
-                                        len(result.tracked_frames), "" if len(result.tracked_frames) == 1 else "s"))
+        count = len(result.tracked_frames)
+        frames = "%d frame%s" % (count, "" if count == 1 else "s")
+        parts.append("tracked " + frames if result.state == "done" else "%s after %s" % (result.state, frames))
     if result.obj_ids:
         parts.append("objects %s" % ", ".join(str(o) for o in result.obj_ids))
     return "; ".join(parts) or result.state
 
-
-def run_sequentially(runners: Sequence[JobRunner]) -> List[JobResult]:
-    """Run jobs one after the other in the calling thread (scripts and tests)."""
-    return [runner.run() for runner in runners]
