@@ -110,7 +110,7 @@ ShapeFetcher = Callable[["RemoteSession", int, "RotoSettings"], Mapping[str, Any
 
 
 def fetch_shapes_from_worker(session: "RemoteSession", obj_id: int, settings: "RotoSettings") -> Mapping[str, Any]:
-    answer: Mapping[str, Any] = session.get_shapes(obj_id, space="nuke", tolerance=float(settings.tolerance))
+    answer: Mapping[str, Any] = session.get_shapes(obj_id, space="nuke", tolerance=settings.tolerance)
     return answer
 
 

@@ -130,8 +130,9 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
             button.setFlag(nuke.STARTLINE)
         node.addKnob(button)
     tolerance = nuke.Double_Knob(TOLERANCE_KNOB, "shape tolerance")
-    tolerance.setValue(1.0)
-    tolerance.setTooltip("largest distance in pixels between a Roto shape and the matte edge")
+    tolerance.setValue(0.0)
+    tolerance.setTooltip("largest distance in pixels between a Roto shape and the matte edge "
+                         "(0: automatic, one model-input pixel)")
     tolerance.setFlag(nuke.STARTLINE)
     node.addKnob(tolerance)
     node.addKnob(nuke.Enumeration_Knob(HOLES_KNOB, "holes", list(HOLE_MODES)))
@@ -217,14 +218,15 @@ def read_settings(node: nuke.Node) -> PluginSettings:
     matte_dir = _knob(node, MATTE_DIR_KNOB, nuke.String_Knob).value().strip() or None
     if matte_dir is not None and not os.path.isabs(matte_dir):
         raise UnsupportedInput("the matte folder must be an absolute path, got %r" % matte_dir)
-    tolerance = float(_knob(node, TOLERANCE_KNOB, nuke.Double_Knob).value())
+    tolerance = float(_knob(node, TOLERANCE_KNOB, nuke.Double_Knob).value())  # 0: the worker's default
     holes = str(_knob(node, HOLES_KNOB, nuke.Enumeration_Knob).value())
     positives = negatives = 0
     while node.knob(positive_point_knob(positives + 1)) is not None:
         positives += 1
     while node.knob(negative_point_knob(negatives + 1)) is not None:
         negatives += 1
-    return PluginSettings(track=TrackSettings(matte_dir=matte_dir), roto=RotoSettings(tolerance=tolerance, holes=holes),
+    roto = RotoSettings(tolerance=tolerance if tolerance > 0 else None, holes=holes)
+    return PluginSettings(track=TrackSettings(matte_dir=matte_dir), roto=roto,
                           layout=PromptLayout(positive_points=max(1, positives), negative_points=negatives))
 
 

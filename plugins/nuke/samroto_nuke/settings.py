@@ -118,17 +118,18 @@ class RotoSettings:
     """How tracked mattes become Roto shapes.
 
     tolerance: largest distance in pixels between a shape and the matte edge, on any frame
-    (smaller: more points); holes: "skip" leaves holes out (the shapes cover the object's
-    outline and its separate islands), "layer" puts hole shapes in their own `<object>_holes`
-    layer for the artist to subtract (Nuke's blending enum is not part of the Python API we
-    can rely on, so the plug-in does not set a blending mode)."""
+    (smaller: more points); None lets the worker choose (one model-input pixel at the plate's
+    resolution). holes: "skip" leaves holes out (the shapes cover the object's outline and its
+    separate islands), "layer" puts hole shapes in their own `<object>_holes` layer for the
+    artist to subtract (Nuke's blending enum is not part of the Python API we can rely on, so
+    the plug-in does not set a blending mode)."""
 
-    tolerance: float = 1.0
+    tolerance: Optional[float] = None
     holes: str = "skip"
 
     def __post_init__(self) -> None:
-        if not self.tolerance > 0:
-            raise ValueError("the shape tolerance must be positive (pixels), got %r" % (self.tolerance,))
+        if self.tolerance is not None and not self.tolerance > 0:
+            raise ValueError("the shape tolerance must be positive (pixels) or None, got %r" % (self.tolerance,))
         if self.holes not in HOLE_MODES:
             raise ValueError("holes must be one of %s, got %r" % (", ".join(HOLE_MODES), self.holes))
 

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ import pytest
 from samroto_nuke import connection
 from samroto_nuke.controller import JobResult
 from samroto_nuke.settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, OBJECT_KNOB, PLATE_KEY_KNOB, PROMPT_SOURCE_KNOB,
-                                   ROTO_INPUT_KNOB, SESSION_KNOB, STATUS_KNOB, ConnectionSettings, RotoSettings,
+                                   ROTO_INPUT_KNOB, SESSION_KNOB, STATUS_KNOB, ConnectionSettings,
                                    negative_enable_knob, positive_enable_knob, positive_point_knob)
 
 from ...bridge.bridge_support import WorkerProcess
@@ -62,21 +62,6 @@ def click(node: fake_nuke.Node, x: float, y: float, *, obj_id: int = 1) -> None:
     node[OBJECT_KNOB].setValue(obj_id)
     node[positive_enable_knob(1)].setValue(True)
     node[positive_point_knob(1)].setValue([x, y])
-
-
-def shapes_from_core(session: Any, obj_id: int, settings: RotoSettings) -> Mapping[str, Any]:
-    """The worker's `get_shapes` answer, made here with samroto.core.shapes from the worker's
-    masks (used while the worker does not serve get_shapes yet)."""
-    from samroto.core.shapes import masks_to_shapes, shape_tracks_to_wire
-
-    frames, masks = [], []
-    for frame in session.frame_numbers:
-        raw = session.get_frame(frame, what="mask").matte(obj_id)
-        masks.append(np.frombuffer(raw.data, np.uint8).reshape(raw.shape) > 0)
-        frames.append(frame)
-    tracks = masks_to_shapes(masks, frames, tolerance=settings.tolerance)
-    return {"obj_id": obj_id, "width": session.width, "height": session.height,
-            "shapes": shape_tracks_to_wire(tracks, space="nuke", width=session.width, height=session.height)}
 
 
 def test_track_forward_then_backward_from_a_read_node(nuke: object, worker_env: WorkerProcess, plate: str) -> None:
@@ -158,6 +143,23 @@ def test_the_progress_bar_cancels_tracking(nuke: object, worker_env: WorkerProce
     assert result.state == "done" and result.prompted == [] and len(result.tracked_frames) == LAST - FIRST + 1
 
 
+def test_the_cancel_button_stops_a_running_job_and_a_second_job_waits(nuke: object, worker_env: WorkerProcess,
+                                                                      plate: str) -> None:
+    control = fake_nuke.control
+    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    click(node, 80.0, 60.0)
+    control.current_frame = FIRST
+    assert host.on_button(node, "cancel") is None  # nothing running: nothing to cancel
+    node[KNOB_OF["forward"]].execute()
+    runner = host.runner_for(node)
+    node[KNOB_OF["backward"]].execute()  # refused while the first job runs
+    assert host.runner_for(node) is runner and "still busy with forward" in control.messages[-1]
+    node[KNOB_OF["cancel"]].execute()  # long before 8 frames of tracking are over
+    assert node[STATUS_KNOB].value() == "cancelling"
+    control.run_until(lambda: not runner.running)
+    assert runner.result.state == "cancelled" and len(runner.result.tracked_frames) < LAST - FIRST + 1
+
+
 def test_roto_shapes_as_prompts_then_roto_shapes_as_output(nuke: object, worker_env: WorkerProcess,
                                                            plate: str) -> None:
     rp = fake_nuke.rotopaint
@@ -187,9 +189,8 @@ def test_roto_shapes_as_prompts_then_roto_shapes_as_output(nuke: object, worker_
     assert result.prompted == [(1, 1002), (1, 1006)]
     assert sorted(result.tracked_frames) == list(range(FIRST, LAST + 1))
 
-    host.runner_options["fetch_shapes"] = shapes_from_core
     node["samroto_shape_tolerance"].setValue(1.5)
-    result = press(node, "roto")
+    result = press(node, "roto")  # the worker's get_shapes, in Nuke space
     assert result.state == "done", result.message
     plan = result.roto_plan
     assert plan is not None and plan.layers[0].name == "obj1"
@@ -215,19 +216,25 @@ def test_roto_shapes_as_prompts_then_roto_shapes_as_output(nuke: object, worker_
     assert [layer.name for layer in roto["curves"].rootLayer] == [layer.name for layer in layers]
 
 
-def test_roto_output_through_the_workers_get_shapes(nuke: object, worker_env: WorkerProcess, plate: str) -> None:
+def test_roto_shapes_follow_the_plate_offset_and_the_worker_default_tolerance(
+        nuke: object, worker_env: WorkerProcess, plate: str) -> None:
     control = fake_nuke.control
-    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    read = control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT, frame_mode="offset", frame="-1000")
+    node = samroto_on(read)
     click(node, 80.0, 60.0)
-    control.current_frame = FIRST
-    assert press(node, "forward").state == "done"
+    control.current_frame = 3  # plate frame 1003
+    assert press(node, "forward").tracked_frames == list(range(1003, LAST + 1))
     result = press(node, "roto")
-    if result.state == "failed":  # the worker does not serve get_shapes yet: the artist is told so
-        assert result.message.startswith("This worker cannot do that yet (update the worker).")
-        assert control.messages[-1] == result.message and "SamRoto_roto" not in control.nodes
-    else:
-        assert result.state == "done", result.message
-        assert result.roto_plan is not None and len(control.nodes["SamRoto_roto"]["curves"].rootLayer) >= 1
+    assert result.state == "done", result.message
+    assert result.roto_plan is not None
+    layer = control.nodes["SamRoto_roto"]["curves"].rootLayer[0]
+    keyed = set().union(*(set(shape[0].center.keys) for shape in layer))
+    assert keyed == {float(f - 1000) for f in range(1003, LAST + 1)}  # Nuke frames 3-8, nothing before
+    for shape in layer:
+        assert len({frozenset(point.center.keys) for point in shape}) == 1  # every point keyed on the same frames
+        xs = [x for point in shape for x, _ in point.center.keys.values()]
+        ys = [y for point in shape for _, y in point.center.keys.values()]
+        assert 0 <= min(xs) and max(xs) <= WIDTH and 0 <= min(ys) and max(ys) <= HEIGHT
 
 
 def _write_exr(path: str, rgb: np.ndarray) -> None:
