@@ -43,7 +43,7 @@ def _texture(height: int, width: int, rng: np.random.Generator, base: tuple[floa
 
 
 def make_scene(width: int = 1920, height: int = 1080, *, seed: int = 0, strands: int = 12,
-               supersample: int = 4) -> Scene:
+               contrast: float = 1.0, grain: float = 0.02, supersample: int = 4) -> Scene:
     """A soft-edged blob with fine outline detail (and `strands` thin strands) over a textured background."""
     rng = np.random.default_rng(seed)
     s = supersample
@@ -61,7 +61,7 @@ def make_scene(width: int = 1920, height: int = 1080, *, seed: int = 0, strands:
         r += 0.004 * scale * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
     outline = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], axis=1)
     canvas = np.zeros((hs, ws), np.uint8)
-    cv2.fillPoly(canvas, [np.round(outline * s * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    cv2.fillPoly(canvas, [np.round(outline * s * 16).astype(np.int32)], (255,), lineType=cv2.LINE_AA, shift=4)
     # Thin strands (hair, antennae): 1.5-3 px wide, sticking out 5-15% of the frame.
     for _ in range(strands):
         a = rng.uniform(0, 2 * np.pi)
@@ -74,12 +74,15 @@ def make_scene(width: int = 1920, height: int = 1080, *, seed: int = 0, strands:
             ang = a + bend * t
             pts.append((x0 + t * length * np.cos(ang), y0 + t * length * np.sin(ang)))
         thickness = max(1, int(round(rng.uniform(1.5, 3.0) * s)))
-        cv2.polylines(canvas, [np.round(np.array(pts) * s * 16).astype(np.int32)], False, 255, thickness,
+        cv2.polylines(canvas, [np.round(np.array(pts) * s * 16).astype(np.int32)], False, (255,), thickness,
                       lineType=cv2.LINE_AA, shift=4)
     alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width, height), interpolation=cv2.INTER_AREA)
     alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), 0.6), 0.0, 1.0)  # lens / motion softness
-    foreground = _texture(height, width, rng, (0.75, 0.55, 0.35), 0.04, 0.02)
-    background = _texture(height, width, rng, (0.25, 0.35, 0.45), 0.05, 0.02)
+    # `contrast` scales the colour difference between object and background (1: easy, 0.2: hard).
+    back_colour = np.array([0.25, 0.35, 0.45])
+    fore_colour = back_colour + contrast * (np.array([0.75, 0.55, 0.35]) - back_colour)
+    foreground = _texture(height, width, rng, tuple(fore_colour), 0.04, grain)
+    background = _texture(height, width, rng, tuple(back_colour), 0.05, grain)
     plate = alpha[..., None] * foreground + (1.0 - alpha[..., None]) * background
     return Scene(alpha.astype(np.float32), np.clip(plate * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
@@ -141,23 +144,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", type=float, default=RefineOptions.eps, help="guided filter eps")
     parser.add_argument("--band", type=int, default=None, help="refine band in px (default: 2 * radius)")
     parser.add_argument("--gray", action="store_true", help="guide with luminance instead of colour")
+    parser.add_argument("--guide-blur", type=float, default=RefineOptions.guide_blur,
+                        help="plate blur before guiding, sigma in px")
+    parser.add_argument("--clip", type=float, default=RefineOptions.clip, help="clip black / white of the result")
+    parser.add_argument("--contrast", type=float, default=1.0,
+                        help="object/background colour difference, 1 = easy, 0.2 = hard (default 1)")
+    parser.add_argument("--grain", type=float, default=0.02, help="plate noise standard deviation (default 0.02)")
     parser.add_argument("--repeat", type=int, default=3, help="timing repetitions per scene")
 
 
 def run(args: argparse.Namespace) -> int:
-    options = RefineOptions(radius=args.radius, eps=args.eps, band=args.band, color=not args.gray)
+    options = RefineOptions(radius=args.radius, eps=args.eps, band=args.band, color=not args.gray,
+                            guide_blur=args.guide_blur, clip=args.clip)
     tolerance = max(1.0, max(args.width, args.height) / 1920)  # 1 px at 1920
     print(f"edge refinement on synthetic {args.width}x{args.height} scenes (seeds 0..{args.seeds - 1}); "
           f"radius {options.resolved_radius(args.height, args.width)}, eps {options.eps:g}, "
-          f"band {options.band if options.band is not None else 'auto'}, "
-          f"{'colour' if options.color else 'luminance'} guide")
+          f"band {options.band if options.band is not None else 'auto'}, guide blur {options.guide_blur:g}, "
+          f"clip {options.clip:g}, "
+          f"{'colour' if options.color else 'luminance'} guide; plate contrast {args.contrast:g}, grain {args.grain:g}")
     print(f"band MAE: mean |alpha - truth| within 8 px of the true edge; boundary F within {tolerance:g} px")
     times: list[float] = []
     for label, strands in (("outline only", 0), ("outline + 12 thin strands", 12)):
         rows: dict[str, list[Scores]] = {"binary (logits > 0)": [], "sigmoid(logits)": [],
                                          "refined binary": [], "refined sigmoid": []}
         for seed in range(args.seeds):
-            scene = make_scene(args.width, args.height, seed=seed, strands=strands)
+            scene = make_scene(args.width, args.height, seed=seed, strands=strands, contrast=args.contrast,
+                               grain=args.grain)
             logits = degrade_to_logits(scene.alpha)
             binary = (logits > 0).astype(np.float32)
             soft = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

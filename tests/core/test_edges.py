@@ -34,6 +34,21 @@ def test_refinement_reduces_boundary_error(small_scene):
     assert refined.dtype == np.float32 and refined.min() >= 0.0 and refined.max() <= 1.0
 
 
+def test_guide_blur_and_clip_keep_plate_grain_out_of_the_matte():
+    # Object and background colours close together, heavy grain: the guided filter's gain
+    # (about 1 / contrast) multiplies the grain into the matte unless the guide is denoised.
+    scene = make_scene(480, 270, seed=2, strands=0, contrast=0.25, grain=0.04)
+    coarse = (degrade_to_logits(scene.alpha, low_res=64) > 0).astype(np.float32)
+    band = edge_region(scene.alpha, 4)
+    raw = refine_matte(coarse, scene.plate, options=RefineOptions(radius=15, guide_blur=0.0, clip=0.0))
+    default = refine_matte(coarse, scene.plate, options=RefineOptions(radius=15))
+    raw_score = score(raw, scene.alpha, band, tolerance=0.5)
+    default_score = score(default, scene.alpha, band, tolerance=0.5)
+    assert default_score.band_mae < 0.7 * raw_score.band_mae, (raw_score, default_score)
+    assert default_score.boundary_f > raw_score.boundary_f + 0.1, (raw_score, default_score)
+    assert default_score.boundary_f > score(coarse, scene.alpha, band, tolerance=0.5).boundary_f
+
+
 def test_refinement_leaves_pixels_away_from_the_edge_alone(small_scene):
     scene, coarse = small_scene
     options = RefineOptions(radius=6, band=10)
@@ -41,7 +56,7 @@ def test_refinement_leaves_pixels_away_from_the_edge_alone(small_scene):
     far = ~edge_band(coarse, 10)
     assert far.sum() > 0.5 * far.size
     assert np.array_equal(refined[far], coarse[far])
-    whole = refine_matte(coarse, scene.plate, options=RefineOptions(radius=6, band=0))
+    whole = refine_matte(coarse, scene.plate, options=RefineOptions(radius=6, band=0, clip=0.0))
     assert not np.array_equal(whole[far], coarse[far])  # band 0 refines everywhere
 
 
@@ -79,6 +94,10 @@ def test_refine_options_are_validated():
         RefineOptions(radius=0)
     with pytest.raises(ValueError, match="eps"):
         RefineOptions(eps=-1.0)
+    with pytest.raises(ValueError, match="clip"):
+        RefineOptions(clip=0.5)
+    with pytest.raises(ValueError, match="guide_blur"):
+        RefineOptions(guide_blur=-1.0)
     assert RefineOptions().resolved_radius(1080, 1920) == 15
     assert RefineOptions(radius=4).resolved_radius(1080, 1920) == 4
 
