@@ -13,6 +13,8 @@ stops the propagation within a frame, as does `JobRunner.cancel()`.
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -223,7 +225,7 @@ class JobRunner:
                     raise
         if session is None:
             track = job.settings.track
-            session = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=job.node_name,
+            session = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
                                           matte_dir=track.matte_dir, matte_format=track.matte_format)
             self._post(self._observer.session_opened, session.id)
         result.session_id = session.id
@@ -305,6 +307,14 @@ class JobRunner:
             answers.append(self._fetch_shapes(session, obj_id, job.settings.roto))
         return plan_roto(job.node_name + "_roto", answers, offset=job.plate.offset,
                          shot_range=(job.plate.nuke_first, job.plate.nuke_last), settings=job.settings.roto)
+
+
+def session_name(job: WorkerJob) -> str:
+    """`<plate name>_<node name>`: names the worker's session and the matte files."""
+    stem = os.path.basename(job.plate.plate)
+    stem = re.split(r"[#%]", stem)[0] if "#" in stem or "%" in stem else os.path.splitext(stem)[0]
+    node = job.node_name.rsplit(".", 1)[-1]
+    return "%s_%s" % (stem.rstrip("._-") or "plate", node)
 
 
 def summarize(result: JobResult) -> str:

@@ -114,14 +114,13 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
             node.addKnob(enable)
             point = nuke.XY_Knob(point_name(i), "")
             point.clearFlag(nuke.STARTLINE)
-            cast(nuke.Array_Knob, point).setValue([width * (0.5 + (0.05 * i if sign == "-" else 0.0)),
-                                                   height * (0.5 + 0.05 * (i - 1))])
+            point.setValue([width * (0.5 + (0.05 * i if sign == "-" else 0.0)), height * (0.5 + 0.05 * (i - 1))])
             node.addKnob(point)
     box_on = nuke.Boolean_Knob(BOX_ENABLE_KNOB, "box")
     box_on.setFlag(nuke.STARTLINE)
     node.addKnob(box_on)
     box = nuke.BBox_Knob(BOX_KNOB, "")
-    cast(nuke.Array_Knob, box).setValue([width * 0.25, height * 0.25, width * 0.75, height * 0.75])
+    box.setValue([width * 0.25, height * 0.25, width * 0.75, height * 0.75])
     node.addKnob(box)
     for i, (name, label, action) in enumerate(ACTIONS):
         button = nuke.PyScript_Knob(name, label, "import samroto_nuke.host\n"

@@ -81,7 +81,8 @@ def test_track_forward_then_backward_from_a_read_node(nuke: object, worker_env: 
 
     matte = control.nodes["SamRoto_obj1_matte"]
     pattern = matte["file"].value()
-    assert pattern.endswith("_obj1_matte.####.exr") and os.path.dirname(plate) in pattern
+    assert os.path.basename(pattern) == "plate_SamRoto_obj1_matte.####.exr"  # <plate>_<node>_<object>
+    assert os.path.dirname(plate) in pattern  # next to the plate
     assert [matte[k].value() for k in ("first", "last", "on_error", "before", "after", "frame_mode")] == [
         FIRST, LAST, "black", "black", "black", "expression"]
     assert [os.path.exists(pattern.replace("####", "%04d" % f)) for f in range(FIRST, LAST + 1)] == [False] * 2 + [True] * 6
