@@ -869,9 +869,8 @@ def _choose_keys(dense: np.ndarray, options: ShapeOptions, spacing: float) -> np
             splits = failing(keys)
             if not splits or len(keys) >= options.max_points:
                 break
-            room = options.max_points - len(keys)
-            worst_first = list(splits.values())[:room]
-            keys = np.unique(np.concatenate([keys, worst_first]))
+            room = options.max_points - len(keys)  # the hard cap wins over the tolerance
+            keys = np.unique(np.concatenate([keys, list(splits.values())[:room]]))
         # Merge: drop points whose neighbours' spans (recomputed without them) stay in tolerance.
         changed = False
         i = 0
@@ -1081,6 +1080,12 @@ def shape_tracks_to_wire(tracks: Sequence[ShapeTrack], *, space: Space = "pixel"
     Each dict: ``kind`` ("outer" | "island" | "hole"), ``space``, ``closed`` (always True),
     ``frames`` (list of int), ``corners`` (list of bool, one per point), and ``points``,
     ``handles_in``, ``handles_out`` (each F lists of P ``[x, y]`` pairs of float).
+
+    Handles are absolute positions, like Blender's ``handle_left`` (= handles_in) and
+    ``handle_right`` (= handles_out); Nuke's ``ShapeControlPoint`` tangents are relative to the
+    point, so subtract. An object is the even-odd fill of its shapes on a frame: holes cut
+    (Blender: ``MaskLayer.use_fill_holes``; Nuke: a hole shape in a "minus" blend mode).
+    Corner points want free handles (Blender ``FREE``), the others aligned ones (``ALIGNED``).
     """
     if space not in ("pixel", "nuke", "blender"):
         raise ShapeError(f"space must be 'pixel', 'nuke' or 'blender', got {space!r}")
