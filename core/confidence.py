@@ -223,9 +223,10 @@ class ConfidenceTracker:
         objects = {}
         for oid in self.object_ids():
             reasons = self.reasons(oid)
-            objects[str(oid)] = [{
-                "frame": r.frame, "object_score": r.object_score, "predicted_iou": r.predicted_iou,
-                "stability": r.stability, "area": r.area, "area_fraction": r.area_fraction,
+            objects[str(oid)] = [{  # plain Python numbers: records may hold numpy scalars
+                "frame": int(r.frame), "object_score": float(r.object_score),
+                "predicted_iou": float(r.predicted_iou), "stability": float(r.stability),
+                "area": int(r.area), "area_fraction": float(r.area_fraction),
                 "reasons": list(reasons[r.frame]),
             } for r in self.records(oid)]
         review = self.review()
@@ -235,8 +236,9 @@ class ConfidenceTracker:
             "name": name,
             "thresholds": asdict(self.thresholds),
             "objects": objects,
-            "review": [{"frame": i.frame, "object_id": i.object_id, "reasons": list(i.reasons)} for i in review],
-            "review_frames": sorted({i.frame for i in review}),
+            "review": [{"frame": int(i.frame), "object_id": int(i.object_id), "reasons": list(i.reasons)}
+                       for i in review],
+            "review_frames": sorted({int(i.frame) for i in review}),
         }
 
     def write_sidecar(self, folder: str | os.PathLike[str], name: str) -> Path:

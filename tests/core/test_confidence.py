@@ -118,6 +118,14 @@ def test_sidecar_is_versioned_json_written_atomically(shot, tmp_path):
     assert loaded.review() == shot.review()
 
 
+def test_sidecar_accepts_numpy_numbers(tmp_path):
+    tracker = C.ConfidenceTracker()
+    tracker.add(C.FrameConfidence(np.int64(7), np.int32(1), np.float32(2.5), np.float32(0.75), np.float64(0.5),
+                                  np.int64(30), np.float32(0.25)))
+    data = json.loads(tracker.write_sidecar(tmp_path, "n").read_text())
+    assert data["objects"]["1"][0]["object_score"] == 2.5 and data["objects"]["1"][0]["frame"] == 7
+
+
 def test_sidecar_errors(shot, tmp_path):
     with pytest.raises(C.ConfidenceError, match="does not exist"):
         shot.write_sidecar(tmp_path / "missing", "x")
