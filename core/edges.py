@@ -20,8 +20,8 @@ and it wobbles from frame to frame by a pixel or two. Two optional steps help co
 
 Both are configured by frozen dataclasses (`RefineOptions`, `SmoothOptions`).
 Arrays: `alpha: H*W` float in 0..1; `plate: H*W*3` (or H*W) uint8, uint16 or float.
-Cost at 1920x1080 on two CPU cores, for an object filling most of the frame: about 160 ms per
-frame for `refine_matte` (colour guide; `samroto bench edges` prints it) and 40 ms for
+Cost at 1920x1080 on two CPU cores, for an object filling most of the frame: 0.1-0.2 s per
+frame for `refine_matte` (colour guide; `samroto bench edges` prints it) and about 40 ms for
 `TemporalSmoother.push` (it only computes pixels near the edge).
 """
 
