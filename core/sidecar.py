@@ -518,15 +518,15 @@ def load_sidecar(path: "str | os.PathLike[str]") -> Sidecar:
 def save_sidecar(sidecar: "Sidecar | Mapping[str, Any]", path: "str | os.PathLike[str]") -> Path:
     """Write a sidecar (validated first) atomically as indented JSON; returns the path."""
     file = Path(path)
-    if isinstance(sidecar, Sidecar):
-        data = sidecar.to_dict()
-    else:
-        data = dict(sidecar)
-        Sidecar.from_dict(data, base_dir=file.resolve().parent, source=str(file))  # refuse to write a bad file
+    data = sidecar.to_dict() if isinstance(sidecar, Sidecar) else dict(sidecar)
+    Sidecar.from_dict(data, base_dir=file.resolve().parent, source=str(file))  # refuse to write a bad file
+    try:
+        text = json.dumps(data, indent=1) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise SidecarError(f"{file}: the sidecar holds something JSON cannot store ({exc})") from None
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f".{file.name}.tmp")
-    # one run list per line keeps big masks from making the file unreadable
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, file)
     return file
 

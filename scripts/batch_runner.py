@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from samroto.core.frames import FrameSource
+    from samroto.core.mattes import MatteSequenceWriter
     from samroto.core.model import SAM2Model
     from samroto.core.sidecar import Sidecar
     from samroto.core.video_session import VideoSession
@@ -178,7 +180,7 @@ class ShotRunner:
     # --- one shot ------------------------------------------------------------------------------
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
-        from samroto.core.frames import ViewTransform, open_frames
+        from samroto.core.frames import FrameSource, ViewTransform, open_frames
         from samroto.core.mattes import MatteSequenceWriter
 
         out = Path(self.options.out_dir)
@@ -206,7 +208,11 @@ class ShotRunner:
             status = None
 
         view = ViewTransform.from_dict(sidecar.shot.view) if sidecar.shot.view else None
-        frames = open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, view=view)
+
+        def open_plate() -> FrameSource:
+            return open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, view=view)
+
+        frames = open_plate()
         numbers = list(frames.frame_numbers)
         result.frames = len(numbers)
         keyframe = sidecar.keyframe
@@ -224,10 +230,11 @@ class ShotRunner:
             return
         if status is None:
             status = {"format": STATUS_FORMAT, "fingerprint": fingerprint, "sidecar": sidecar.source,
-                      "prompts_applied": False, "complete": False}
-            _write_status(state_root, status)
+                      "prompts_applied": False}
+        status["complete"] = False
+        _write_status(state_root, status)
 
-        session, result.resumed = self._open_session(sidecar, frames, session_dir, state_root, status)
+        session, result.resumed = self._open_session(sidecar, frames, open_plate, session_dir, state_root, status)
         bar = self.progress(name, len(numbers)) if self.progress else None
         try:
             self._track(session, keyframe, numbers, done, writer, result, bar)
@@ -241,7 +248,13 @@ class ShotRunner:
             shutil.rmtree(session_dir, ignore_errors=True)
 
     def _open_session(
-        self, sidecar: "Sidecar", frames: Any, session_dir: Path, state_root: Path, status: dict[str, Any]
+        self,
+        sidecar: "Sidecar",
+        frames: "FrameSource",
+        open_plate: Callable[[], "FrameSource"],
+        session_dir: Path,
+        state_root: Path,
+        status: dict[str, Any],
     ) -> tuple["VideoSession", bool]:
         """The saved session when there is a complete one, else a new one with the sidecar's prompts."""
         from samroto.core.sidecar import apply_prompts
@@ -251,11 +264,14 @@ class ShotRunner:
             try:
                 session = VideoSession.open(session_dir, self.model, frames=frames)
             except (SessionError, OSError, ValueError, KeyError):
-                pass  # unreadable state: start the shot's tracking over (written mattes are kept)
+                # unreadable state: start the shot's tracking over (written mattes are kept)
+                frames.close()
+                frames = open_plate()
             else:
                 if sorted(session.obj_ids) == sorted(obj.obj_id for obj in sidecar.objects):
                     return session, True
-                session.close()
+                session.close()  # closes the frames too
+                frames = open_plate()
         # prompts are applied and saved before the state counts as usable: a run killed while
         # replaying them must not resume from half the prompts
         shutil.rmtree(session_dir, ignore_errors=True)
@@ -285,7 +301,7 @@ class ShotRunner:
         keyframe: int,
         numbers: Sequence[int],
         done: set[int],
-        writer: Any,
+        writer: "MatteSequenceWriter",
         result: ShotResult,
         bar: ProgressBar | None,
     ) -> None:
@@ -346,7 +362,7 @@ def _write_status(state_root: Path, status: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _delete_mattes(writer: Any, obj_ids: Sequence[int]) -> None:
+def _delete_mattes(writer: "MatteSequenceWriter", obj_ids: Sequence[int]) -> None:
     for obj_id in obj_ids:
         for frame in writer.existing_frames(obj_id, verify=False):
             Path(writer.path_for(obj_id, frame)).unlink(missing_ok=True)
@@ -482,9 +498,8 @@ def _run_with_pool(
         use_gpu = gpus > 0 and not (choice.device or "").startswith("cpu")
         if use_gpu:
             count, actor_resources = gpus, {"num_gpus": 1}
-            # the actor's own process picks the GPU Ray gives it (CUDA_VISIBLE_DEVICES)
-            actor_choice = choice if choice.device else ModelChoice(choice.checkpoint, choice.config, "cuda",
-                                                                    choice.precision)
+            # each actor sees only the GPU Ray gave it (CUDA_VISIBLE_DEVICES): plain "cuda"
+            actor_choice = ModelChoice(choice.checkpoint, choice.config, "cuda", choice.precision)
         else:
             count = cpus // max(1, ray_options.cpus_per_worker)
             actor_resources = {"num_cpus": ray_options.cpus_per_worker}
@@ -536,9 +551,16 @@ class ShotActor:
         def shot_bar(desc: str, total: int) -> ProgressBar:
             return ray_tqdm(desc=desc, total=total, unit="frame")
 
-        self.runner = ShotRunner(choice.load(), choice=choice, options=options, progress=shot_bar)
+        self.runner: ShotRunner | None = None
+        self.load_error: str | None = None
+        try:
+            self.runner = ShotRunner(choice.load(), choice=choice, options=options, progress=shot_bar)
+        except Exception as exc:  # reported with each shot rather than as an opaque dead actor
+            self.load_error = f"the model could not be loaded on a Ray worker: {exc}"
 
     def run(self, job: ShotJob) -> ShotResult:
+        if self.runner is None:
+            return ShotResult(name=job.name, sidecar_file=job.sidecar_file, ok=False, error=self.load_error)
         return self.runner.run(job)
 
 

@@ -129,8 +129,10 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"format": \n')
     with pytest.raises(SidecarError, match=r"not valid JSON \(line 2"):
         load_sidecar(tmp_path / "bad.json")
-    with pytest.raises(SidecarError, match="refuse|objects"):
+    with pytest.raises(SidecarError, match=r"out\.json: objects: expected a non-empty list"):
         save_sidecar(minimal(objects=[]), tmp_path / "out.json")
+    with pytest.raises(SidecarError, match="something JSON cannot store"):
+        save_sidecar(minimal(metadata={"when": object()}), tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
 
 

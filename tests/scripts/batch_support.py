@@ -88,7 +88,7 @@ def make_shots(root: Path, model: SAM2Model) -> Path:
     plate_b = make_sequence(root / "plates" / "b", first=2001, count=12, seed=2)
     with VideoSession(model, plate_b, first=2002, last=2009, state_dir=root / "prompting" / "b") as session:
         mask = np.zeros((HEIGHT, WIDTH), bool)
-        cv2.circle(mask.view(np.uint8), disc_center(2), 20, 1, -1)
+        cv2.circle(mask.view(np.uint8), disc_center(2), 20, (1,), -1)
         session.add_mask(2003, 1, mask)
         session.add_points(2007, 1, [disc_center(6)], [1])
         session.add_points(2007, 1, [[150, 110]], [0], clear=False)

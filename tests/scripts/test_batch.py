@@ -3,6 +3,8 @@ run locally, on a Ray cluster, interrupted and resumed, and with broken shots am
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -80,9 +82,11 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def local_run(shots: Path) -> tuple[Path, str]:
     """An uninterrupted local batch: the reference every other run is compared with."""
     out = shots.parent / "out_local"
-    completed = run_cli_process(["batch", str(shots), "--out", str(out), "--quiet", *MICRO])
-    assert completed.returncode == 0, completed.stderr
-    return out, completed.stdout
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        status = main(["batch", str(shots), "--out", str(out), "--quiet", *MICRO])
+    assert status == 0, summary.getvalue()
+    return out, summary.getvalue()
 
 
 def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str]) -> None:
@@ -98,7 +102,7 @@ def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str
     assert not np.array_equal(mattes["shot_c/shot_c_obj7_matte.0002.exr"], mattes["shot_c/shot_c_obj7_matte.0007.exr"])
     # a mask prompt is its frame's output whatever the weights: shot b's replayed mask is there
     prompt = np.zeros((120, 160), np.uint8)
-    cv2.circle(prompt, disc_center(2), 20, 1, -1)
+    cv2.circle(prompt, disc_center(2), 20, (1,), -1)
     inside, matte = prompt.astype(bool), mattes["b/b_obj1_matte.2003.exr"] > 0.5
     assert (inside & matte).sum() / (inside | matte).sum() > 0.95
     # the session state is cleaned away once a shot is done; its status stays
@@ -161,7 +165,7 @@ def test_ray_batch_reports_broken_shots_in_process(shots: Path, ray_cluster: str
 
 
 def test_an_interrupted_batch_resumes_without_redoing_finished_frames(
-    shots: Path, local_run: tuple[Path, str]
+    shots: Path, local_run: tuple[Path, str], capsys: pytest.CaptureFixture
 ) -> None:
     out = shots.parent / "out_interrupted"
     args = ["batch", str(shots), "--out", str(out), "--quiet", *MICRO]
@@ -178,11 +182,12 @@ def test_an_interrupted_batch_resumes_without_redoing_finished_frames(
         assert {p: now[p] for p in finished_before} == finished_before
         finished_before = now
 
-    completed = run_cli_process(args)
-    assert completed.returncode == 0, completed.stderr
+    capsys.readouterr()
+    assert main(args) == 0
+    summary = capsys.readouterr().out
     written_last = TOTAL_FRAMES - 10 - 4
-    assert f"3 done, 0 failed; {written_last} frames written, 14 already there" in completed.stdout
-    assert "b  8 frames: 4 written, 4 already there, resumed" in completed.stdout
+    assert f"3 done, 0 failed; {written_last} frames written, 14 already there" in summary
+    assert "b  8 frames: 4 written, 4 already there, resumed" in summary
     now = stats(matte_files(out))
     assert {p: now[p] for p in finished_before} == finished_before
     # and the result is exactly the uninterrupted run's
@@ -277,3 +282,41 @@ def test_the_sidecars_own_model_is_used_without_model_flag(shots: Path, tmp_path
     rewrite_json(sidecar, lambda d: d["model"].update(config=micro_config))
     assert main(["batch", str(sidecar), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert "1 done, 0 failed" in capsys.readouterr().out
+
+
+def test_ctrl_c_then_a_lost_session_state_still_skips_written_frames(
+    shots: Path, local_run: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from samroto.core import mattes
+
+    original = mattes.MatteSequenceWriter.write
+    calls = []
+
+    def write_then_interrupt(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        paths = original(self, *args, **kwargs)
+        calls.append(args[0])
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return paths
+
+    out = tmp_path / "out"
+    args = ["batch", str(shots / "c.json"), "--out", str(out), "--quiet", *MICRO]
+    monkeypatch.setattr(mattes.MatteSequenceWriter, "write", write_then_interrupt)
+    assert main(args) == 130  # Ctrl-C: the command stops, what it wrote stays usable
+    monkeypatch.setattr(mattes.MatteSequenceWriter, "write", original)
+    assert calls == [0, 1, 2, 3, 4]
+    before = stats(matte_files(out))
+    assert len(before) == 5
+
+    # the session state is lost (a cleaned scratch disk): the shot is tracked again from its
+    # keyframe, but the mattes on disk are not written again
+    shutil.rmtree(out / ".samroto" / "shot_c" / "session")
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "9 frames: 4 written, 5 already there" in capsys.readouterr().out
+    now = stats(matte_files(out))
+    assert {p: now[p] for p in before} == before
+    local = read_all(local_run[0])
+    for name, alpha in read_all(out).items():
+        np.testing.assert_array_equal(alpha, local[name], err_msg=name)
