@@ -3,7 +3,7 @@
     samroto batch shots/ --out /show/mattes [--model sam2.1_hiera_large] [--ray auto]
 
 JOBS are sidecar files (see `samroto.core.sidecar`) or folders of them (every `*.json` directly in
-the folder). Each shot gets one session; its mattes go to `<out>/<shot>/`. A run that is
+the folder, except `*.confidence.json` reports). Each shot gets one session; its mattes go to `<out>/<shot>/`. A run that is
 interrupted resumes where it stopped when started again with the same arguments; a shot that
 fails is reported and the others go on. The exit status is 0 when every shot is done, 1 when any
 failed, 2 when the batch could not start.
@@ -35,7 +35,7 @@ EPILOG = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("jobs", nargs="+", type=Path, metavar="JOBS",
-                        help="sidecar files, or folders holding them (*.json)")
+                        help="sidecar files, or folders holding them (*.json, not *.confidence.json)")
     parser.add_argument("--out", required=True, type=Path, help="output folder: one sub-folder of mattes per shot")
     parser.add_argument("--format", choices=["exr", "png"], default="exr", help="EXR half alpha or 16-bit PNG")
     parser.add_argument("--binary", action="store_true", help="hard 0/1 mattes instead of soft")
@@ -65,7 +65,9 @@ def collect_sidecar_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file()))
+            # confidence reports (`*.confidence.json`, written next to mattes) are not prompt sidecars
+            files.extend(sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file()
+                                and not p.name.endswith(".confidence.json")))
         elif path.is_file():
             files.append(path)
         else:

@@ -206,6 +206,7 @@ def test_broken_shots_are_reported_and_the_others_complete(shots: Path, tmp_path
     shutil.copy(shots / "c.json", jobs / "missing_plate.json")
     rewrite_json(jobs / "missing_plate.json", lambda d: d["shot"].update(plate="gone/plate.####.png", name="gone"))
     (jobs / "corrupt.json").write_text('{"format": "samroto.sidecar", "version": 1, "shot": ')
+    (jobs / "shot_c.confidence.json").write_text("{}")  # a confidence report, not a sidecar: not a shot
     shutil.copy(shots / "c.json", jobs / "bad_frame.json")
     rewrite_json(jobs / "bad_frame.json",
                  lambda d: d.update(shot={**d["shot"], "name": "bad_frame"}) or
