@@ -37,6 +37,7 @@ class Runtime:
     tracked: Dict[Tuple[str, int], Set[int]] = field(default_factory=dict)
     propagation: Optional[remote.Job] = None
     propagation_clip: str = ""
+    build: Optional[remote.Job] = None  # the latest Build Mask (also started after each propagation)
     message: str = ""
     message_is_error: bool = False
     overlay_version: int = 0
@@ -581,7 +582,9 @@ def build_mask(context: bpy.types.Context, clip: bpy.types.MovieClip,
             return
         report("Mask %r: %d layer(s) rebuilt" % (target.samroto.mask_name, len(job.result)))
 
-    return submit(context, "Build mask", work, on_done=done)
+    report("Building the mask...")
+    runtime.build = submit(context, "Build mask", work, on_done=done)
+    return runtime.build
 
 
 def load_mattes(clip: bpy.types.MovieClip, obj_id: int) -> bpy.types.Image:

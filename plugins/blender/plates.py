@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Tuple
 
 SEQUENCE = "SEQUENCE"
 MOVIE = "MOVIE"
@@ -95,7 +95,7 @@ def describe_clip(filepath: str, source: str, *, frame_start: int, frame_offset:
     label = "clip %r" % clip_name if clip_name else "the clip"
     if not filepath:
         raise PlateError("%s has no file path" % label)
-    if not os.path.isabs(filepath):
+    if filepath.startswith("//") or not os.path.isabs(filepath):  # `//` is Blender's relative to the .blend
         raise PlateError("%s points to the relative path %s: save the .blend file first or make the path absolute"
                          % (label, filepath))
     if source == MOVIE:
@@ -151,11 +151,3 @@ def ranges_to_frames(text: str) -> List[int]:
         frames.extend(range(lo, hi + 1))
     return sorted(set(frames))
 
-
-def nearest_prompted(frames: Iterable[int], frame: int) -> Optional[int]:
-    """The frame in `frames` closest to `frame` (ties go to the earlier one), None if empty."""
-    best: Optional[int] = None
-    for f in frames:
-        if best is None or (abs(f - frame), f) < (abs(best - frame), best):
-            best = f
-    return best

@@ -123,10 +123,11 @@ class PromptBook:
         try:
             data = json.loads(text)
             for obj, frames in data.items():
+                obj_id = int(obj)
                 for frame, prompt in frames.items():
                     parsed = FramePrompt.from_json(prompt)
                     if not parsed.empty:
-                        book._prompts.setdefault(int(obj), {})[int(frame)] = parsed
+                        book._prompts.setdefault(obj_id, {})[int(frame)] = parsed
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
             raise ValueError("the stored samroto prompts are damaged: %s" % exc) from None
         return book

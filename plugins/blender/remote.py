@@ -28,6 +28,8 @@ from .prompts import FramePrompt
 DIRECTIONS = protocol.DIRECTIONS
 PROMPT_PREVIEW_SIZE = 512
 """Longest side of the mask preview after a click: large enough to judge the edge."""
+SHAPES_TIMEOUT = 600.0
+"""Seconds to wait for the worker to fit one object's shapes over the shot."""
 PROPAGATION_PREVIEW_SIZE = 256
 """Longest side of the per-frame previews kept while propagating (one per object and frame)."""
 
@@ -139,24 +141,31 @@ def _hello(address: str, token: str, timeout: float, retries: int) -> Tuple[Clie
 
 def connect(settings: Settings) -> Connection:
     """Say hello to the worker (starting one with the start command if none answers)."""
-    token = token_for(settings)
     address = resolve_address(settings)
+    can_start = bool(settings.start_command.strip())
     try:
-        client, info = _hello(address, token, settings.timeout_s, 1)
-        return Connection(client, info, address)
-    except ConnectionTimeout:
-        if not settings.start_command.strip():
-            raise WorkerUnavailable(
-                "No samroto worker answers at %s. Start one in a terminal (`samroto worker`) or set "
-                "'Start command' in the samroto add-on preferences." % address) from None
-    except AuthenticationError:
-        raise TokenRejected("The worker at %s refused this add-on's token: %s is not the worker's token file. Set "
-                            "'Token file' in the samroto add-on preferences to the file the worker uses"
-                            % (address, settings.token_file.strip() or auth.token_path())) from None
-    except ProtocolMismatch as exc:
-        raise AddonError("The worker and the add-on speak different protocol versions: %s" % exc) from None
-    except BridgeError as exc:
-        raise AddonError("Cannot talk to the worker at %s: %s" % (address, exc)) from None
+        token: Optional[str] = token_for(settings)
+    except TokenRejected:
+        if not can_start:
+            raise
+        token = None  # no worker ever ran here: the one we start creates the token
+    if token is not None:
+        try:
+            client, info = _hello(address, token, settings.timeout_s, 1)
+            return Connection(client, info, address)
+        except ConnectionTimeout:
+            if not can_start:
+                raise WorkerUnavailable(
+                    "No samroto worker answers at %s. Start one in a terminal (`samroto worker`) or set "
+                    "'Start command' in the samroto add-on preferences." % address) from None
+        except AuthenticationError:
+            raise TokenRejected("The worker at %s refused this add-on's token: %s is not the worker's token file. "
+                                "Set 'Token file' in the samroto add-on preferences to the file the worker uses"
+                                % (address, settings.token_file.strip() or auth.token_path())) from None
+        except ProtocolMismatch as exc:
+            raise AddonError("The worker and the add-on speak different protocol versions: %s" % exc) from None
+        except BridgeError as exc:
+            raise AddonError("Cannot talk to the worker at %s: %s" % (address, exc)) from None
     process = start_worker(settings.start_command, settings.log_dir)
     deadline = time.monotonic() + settings.start_timeout_s
     while True:
@@ -270,7 +279,7 @@ def propagate(session: RemoteSession, *, direction: str = "both", start: Optiona
 def fetch_shapes(session: RemoteSession, obj_id: int, *, first: Optional[int] = None, last: Optional[int] = None,
                  tolerance: Optional[float] = None) -> Dict[str, Any]:
     """The object's animated Bezier shapes in clip pixels (see `keyframes`)."""
-    options: Dict[str, Any] = {"space": "pixel"}
+    options: Dict[str, Any] = {"obj_id": int(obj_id), "space": "pixel"}
     if first is not None:
         options["first"] = int(first)
     if last is not None:
@@ -278,7 +287,9 @@ def fetch_shapes(session: RemoteSession, obj_id: int, *, first: Optional[int] = 
     if tolerance is not None:
         options["tolerance"] = float(tolerance)
     try:
-        reply = session.get_shapes(obj_id, **options)
+        # fitting splines to a long shot takes the worker a while: allow minutes, not the prompt timeout
+        reply = session.client.request(protocol.GET_SHAPES, options, session=session.id,
+                                       timeout=max(session.client.timeout, SHAPES_TIMEOUT)).body
     except NotImplementedByWorker:
         raise AddonError("This worker cannot turn mattes into shapes yet (get_shapes is not implemented); update "
                          "samroto on the worker. The matte images can still be loaded.") from None

@@ -1,0 +1,357 @@
+"""Drives the samroto add-on inside real Blender (the `bpy` module) against a real worker.
+
+Run by `test_blender_addon.py` in a subprocess (bpy is heavy and keeps global state):
+
+    python blender_scenario.py --zip samroto-0.1.0.zip --address tcp://127.0.0.1:PORT \
+        --plate /tmp/plate/shot.1001.png --dead-address tcp://127.0.0.1:PORT2 --out result.json
+
+with SAMROTO_CONFIG_DIR pointing at the worker's config folder and BLENDER_USER_RESOURCES at an
+empty folder (the extension is installed there). It installs the zip the way Blender does,
+enables the add-on, and goes through the artist's steps by calling the add-on's controller
+(operators need a Clip Editor, which the bpy module has no window for), pumping the main-thread
+queue as Blender's timer would. Every observation goes into the JSON file for the test to check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+MODULE = "bl_ext.user_default.samroto"
+RESULT: Dict[str, Any] = {"steps": []}
+STARTED = time.monotonic()
+
+
+def save(out: Path) -> None:
+    out.write_text(json.dumps(RESULT, indent=1, sort_keys=True))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--zip", required=True)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--dead-address", required=True)
+    parser.add_argument("--plate", required=True, help="the first file of the PNG sequence")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args()
+    try:
+        import bpy  # noqa: F401
+    except ImportError as exc:
+        RESULT["error"] = "cannot import bpy (%s): pip install bpy (Blender as a Python module, Python 3.11)" % exc
+        save(args.out)
+        return 3
+    try:
+        run(args)
+    except BaseException:
+        RESULT["error"] = traceback.format_exc()
+        save(args.out)
+        print(RESULT["error"], file=sys.stderr)
+        return 1
+    save(args.out)
+    return 0
+
+
+def step(name: str) -> None:
+    RESULT["steps"].append(name)
+    print("scenario: %s (at %.1f s)" % (name, time.monotonic() - STARTED), flush=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    import bpy
+
+    RESULT["blender"] = bpy.app.version_string
+
+    # --- install and enable the built extension, as Blender does for a dropped zip ----------
+    step("install")
+    result = bpy.ops.extensions.package_install_files(filepath=args.zip, repo="user_default", enable_on_install=True)
+    RESULT["install"] = sorted(result)
+    RESULT["enabled"] = MODULE in bpy.context.preferences.addons
+    addon = importlib.import_module(MODULE)
+    controller = importlib.import_module(MODULE + ".controller")
+    tasks = importlib.import_module(MODULE + ".tasks")
+    mask_builder = importlib.import_module(MODULE + ".mask_builder")
+    RESULT["registered"] = {
+        "operators": sorted(name for name in dir(bpy.ops.samroto)),
+        "panel": hasattr(bpy.types, "SAMROTO_PT_main"),
+        "clip_property": hasattr(bpy.types.MovieClip, "samroto"),
+        "timer": bpy.app.timers.is_registered(tasks.tick),
+    }
+    RESULT["bridge_module"] = importlib.import_module(MODULE + ".bridge.client").__file__
+    site = os.path.join(os.environ["BLENDER_USER_RESOURCES"], "extensions", ".local", "lib",
+                        "python%d.%d" % sys.version_info[:2], "site-packages")
+    RESULT["wheels_installed"] = sorted(n for n in os.listdir(site) if not n.endswith(".dist-info")) \
+        if os.path.isdir(site) else []
+
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.address = args.address
+    prefs.timeout = 30.0
+
+    def wait(job: Any, timeout: float = 240.0) -> Any:
+        assert job is not None
+        finished = tasks.wait_for(lambda: job.finished, timeout=timeout)
+        tasks.drain(budget=None)
+        if not finished:
+            raise AssertionError("job %s did not finish" % job.label)
+        return job
+
+    # --- connect through the operator (it needs no Clip Editor) ------------------------------
+    step("connect")
+    RESULT["connect_op"] = sorted(bpy.ops.samroto.connect())
+    runner = controller.runtime.runner
+    tasks.wait_for(lambda: controller.runtime.info is not None or controller.runtime.message_is_error, timeout=60)
+    RESULT["connect"] = {"message": controller.runtime.message, "device": getattr(controller.runtime.info, "device", None)}
+
+    # --- a generated image-sequence clip ------------------------------------------------------
+    step("open session")
+    clip = bpy.data.movieclips.load(args.plate)
+    state = controller.clip_state(clip)
+    job = wait(controller.open_session(bpy.context, clip))
+    RESULT["open"] = {"state": job.state, "error": job.error, "session": state.session_id, "first": state.first,
+                      "last": state.last, "size": [state.width, state.height], "plate": state.plate,
+                      "message": controller.runtime.message}
+
+    # --- objects and prompts: the mask shows at once ------------------------------------------
+    step("prompts")
+    one = controller.add_object(clip, "Chair")
+    two = controller.add_object(clip)
+    job_click = controller.add_click(bpy.context, clip, one.obj_id, 1006, (80.0, 60.0), positive=True)
+    job_box = controller.set_box(bpy.context, clip, two.obj_id, 1001, (40.0, 20.0, 120.0, 100.0))
+    wait(job_click)
+    wait(job_box)
+    previews = controller.runtime.previews[state.key]
+    previews_module = importlib.import_module(MODULE + ".previews")
+    RESULT["prompts"] = {
+        "states": [job_click.state, job_box.state], "errors": [job_click.error, job_box.error],
+        "objects": [(item.obj_id, item.name) for item in state.objects],
+        "preview_frames": sorted(previews),
+        "preview_1006": {str(o): previews_module.coverage(p) for o, p in previews.get(1006, {}).items()},
+        "preview_1001": {str(o): previews_module.coverage(p) for o, p in previews.get(1001, {}).items()},
+        "book": json.loads(state.prompts),
+        "frame_rgba": list(previews_module.overlay_image(
+            [(p, (1.0, 0.0, 0.0)) for p in previews[1006].values()]).rgba.shape),
+    }
+
+    # --- propagate both ways with progress, pumping the queue like Blender's timer ------------
+    step("propagate")
+    progress: List[Any] = []
+    job = controller.propagate(bpy.context, clip, direction="both")
+    RESULT["running_during"] = controller.propagation_running()
+    tasks.wait_for(lambda: (progress.append(job.progress) if job.progress else None) or job.finished, timeout=240)
+    tasks.drain(budget=None)
+    wait(job)
+    RESULT["propagate"] = {
+        "state": job.state, "error": job.error, "frames": job.result.frames if job.result else None,
+        "last_progress": list(job.progress) if job.progress else None,
+        "progress_seen": len({tuple(p) for p in progress}),
+        "tracked": {str(item.obj_id): item.tracked for item in state.objects},
+        "matte_paths": {str(item.obj_id): item.matte_path for item in state.objects},
+        "message": controller.runtime.message,
+        "mask_name": state.mask_name,
+    }
+    # the propagation's end started a Build Mask (shapes from the worker) and loaded the mattes
+    build = controller.runtime.build
+    RESULT["auto_build"] = build is not None
+    if build is not None:
+        wait(build)
+        RESULT["build_job"] = [build.state, build.error, controller.runtime.message]
+    RESULT["auto_images"] = sorted(item.image_name for item in state.objects)
+    if build is not None and build.state == "done":
+        replies = build.result
+        RESULT["shapes_from"] = "worker"
+    else:  # a worker without get_shapes yet: the same dicts made here with samroto.core.shapes
+        replies = shapes_with_core(args.address, state.session_id, [item.obj_id for item in state.objects],
+                                   state.first, state.last)
+        RESULT["shapes_from"] = "core"
+        for obj_id, reply in replies.items():
+            controller.apply_shapes(clip, obj_id, reply)
+    RESULT["mask"] = inspect_mask(bpy, clip, controller, mask_builder, replies)
+
+    # --- matte sequences as images ------------------------------------------------------------
+    step("mattes")
+    images = {}
+    for item in state.objects:
+        image = controller.load_mattes(clip, item.obj_id)
+        images[str(item.obj_id)] = {"name": image.name, "source": image.source,
+                                    "filepath": bpy.path.abspath(image.filepath),
+                                    "colorspace": image.colorspace_settings.name,
+                                    "first": image.get("samroto_first_frame"),
+                                    "offset": image.get("samroto_frame_offset")}
+        # what Blender reads from the worker's matte file on another frame (16-bit grey PNG)
+        head, _, tail = item.matte_path.rpartition("1001")
+        check = bpy.data.images.load(head + "1006" + tail)
+        check.colorspace_settings.name = "Non-Color"
+        pixels = list(check.pixels[:])
+        images[str(item.obj_id)]["inside_1006"] = sum(1 for v in pixels[0::4] if v >= 0.5)
+        images[str(item.obj_id)]["grey_1006"] = all(r == g == b for r, g, b in zip(
+            pixels[0::4], pixels[1::4], pixels[2::4]))
+        bpy.data.images.remove(check)
+    RESULT["images"] = images
+
+    # --- correction on a later frame, re-propagate forward from there --------------------------
+    step("correct")
+    state.auto_results = False  # shapes take seconds per object on the worker; checked once above
+    before = controller.runtime.previews[state.key][1009][one.obj_id]
+    wait(controller.add_click(bpy.context, clip, one.obj_id, 1009, (20.0, 20.0), positive=False))
+    job = wait(controller.propagate(bpy.context, clip, direction="forward", start=1009))
+    RESULT["correct"] = {"state": job.state, "frames": job.result.frames if job.result else None,
+                         "error": job.error, "book_frames": sorted(json.loads(state.prompts)[str(one.obj_id)]),
+                         "preview_changed": before != controller.runtime.previews[state.key][1009][one.obj_id]}
+
+    # --- Esc: cancel a running propagation -----------------------------------------------------
+    step("cancel")
+    job = controller.propagate(bpy.context, clip, direction="backward", start=1012)
+    cancelled = {"asked": False}
+
+    def cancel_after_first() -> bool:
+        if job.progress and not cancelled["asked"]:
+            cancelled["asked"] = controller.cancel_propagation()
+        return job.finished
+
+    tasks.wait_for(cancel_after_first, timeout=120)
+    tasks.drain(budget=None)
+    RESULT["cancel"] = {"state": job.state, "error": job.error, "frames": job.result.frames if job.result else None,
+                        "outcome": job.result.state if job.result else None, "asked": cancelled["asked"],
+                        "running_after": controller.propagation_running()}
+
+    # --- remove an object: worker, layer, image, clicks ----------------------------------------
+    step("remove")
+    layer_two = two.layer_name
+    two_id = two.obj_id
+    job = wait(controller.remove_object(bpy.context, clip, two_id))
+    mask = bpy.data.masks[state.mask_name]
+    RESULT["remove"] = {"state": job.state, "error": job.error, "removed_on_worker": job.result,
+                        "objects": [item.obj_id for item in state.objects],
+                        "layers": [layer.name for layer in mask.layers], "removed_layer": layer_two,
+                        "fcurves_left": len(mask_builder.layer_fcurves(mask, layer_two)),
+                        "book_objects": sorted(json.loads(state.prompts))}
+
+    # --- clear messages --------------------------------------------------------------------------
+    step("errors")
+    errors: Dict[str, Any] = {}
+    prefs.address = args.dead_address
+    prefs.timeout = 0.5
+    job = wait(controller.connect(bpy.context), timeout=30)
+    errors["no_worker"] = {"state": job.state, "error": job.error, "message": controller.runtime.message}
+    prefs.address = args.address
+    prefs.timeout = 30.0
+    wrong = Path(os.environ["BLENDER_USER_RESOURCES"]) / "wrong_token"
+    wrong.write_text("f" * 64 + "\n")
+    os.chmod(wrong, 0o600)
+    prefs.token_file = str(wrong)
+    job = wait(controller.connect(bpy.context), timeout=60)
+    errors["wrong_token"] = {"state": job.state, "error": job.error}
+    prefs.token_file = str(Path(os.environ["BLENDER_USER_RESOURCES"]) / "missing_token")
+    job = wait(controller.connect(bpy.context), timeout=30)
+    errors["missing_token"] = {"state": job.state, "error": job.error}
+    prefs.token_file = ""
+    job = wait(controller.connect(bpy.context), timeout=60)
+    errors["reconnect"] = job.state
+    # a clip whose files are gone
+    gone_dir = Path(args.plate).parent.parent / "gone"
+    gone_dir.mkdir()
+    gone_file = gone_dir / "gone.0001.png"
+    gone_file.write_bytes(Path(args.plate).read_bytes())
+    gone = bpy.data.movieclips.load(str(gone_file))
+    gone_file.unlink()
+    try:
+        controller.open_session(bpy.context, gone)
+        errors["no_files"] = {"raised": None}
+    except Exception as exc:
+        errors["no_files"] = {"raised": type(exc).__name__, "message": str(exc)}
+    RESULT["errors"] = errors
+    RESULT["runner_replaced"] = controller.runtime.runner is not runner
+
+    # --- disable: everything unregistered ------------------------------------------------------
+    step("disable")
+    bpy.ops.preferences.addon_disable(module=MODULE)
+    RESULT["disabled"] = {
+        "panel": hasattr(bpy.types, "SAMROTO_PT_main"),
+        "clip_property": hasattr(bpy.types.MovieClip, "samroto"),
+        "timer": bpy.app.timers.is_registered(tasks.tick),
+        "runner": controller.runtime.runner is not None,
+    }
+    del addon
+
+
+def shapes_with_core(address: str, session_id: str, obj_ids: List[int], first: int, last: int) -> Dict[int, Any]:
+    """What `get_shapes` answers, made with samroto.core.shapes from the worker's stored masks."""
+    from samroto.bridge import Client, auth
+    from samroto.core.shapes import masks_to_shapes, shape_tracks_to_wire
+
+    client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
+    try:
+        session = client.resume_session(session_id)
+        frames = list(range(first, last + 1))
+        stored = {f: session.get_frame(f) for f in frames}
+        replies = {}
+        for obj_id in obj_ids:
+            masks = [stored[f].matte(obj_id) for f in frames]
+            tracks = masks_to_shapes(masks, frames)
+            height, width = masks[0].shape
+            replies[obj_id] = {"obj_id": obj_id, "width": width, "height": height,
+                               "shapes": shape_tracks_to_wire(tracks, space="pixel", width=width, height=height)}
+        return replies
+    finally:
+        client.close()
+
+
+def inspect_mask(bpy: Any, clip: Any, controller: Any, mask_builder: Any, replies: Dict[int, Any]) -> Dict[str, Any]:
+    """Layers, splines, point counts and keyframes of the built Mask, plus evaluated positions."""
+    state = clip.samroto
+    mask = bpy.data.masks[state.mask_name]
+    plate = controller.clip_plate(clip, check_files=False)
+    out: Dict[str, Any] = {"name": mask.name, "frame_range": [mask.frame_start, mask.frame_end],
+                           "layers": {}, "scene_range": list(plate.scene_range)}
+    for item in state.objects:
+        layer = mask.layers[item.layer_name]
+        tracks = replies[item.obj_id]["shapes"]
+        splines = []
+        for index, spline in enumerate(layer.splines):
+            count = len(spline.points)
+            keyed: Dict[int, List[float]] = {}
+            max_point = -1
+            for fcurve in mask_builder.layer_fcurves(mask, layer.name):
+                if not fcurve.data_path.startswith('layers["%s"].splines[%d].' % (layer.name, index)):
+                    continue
+                point = int(fcurve.data_path.split(".points[")[1].split("]")[0])
+                max_point = max(max_point, point)
+                frames = [int(round(k.co[0])) for k in fcurve.keyframe_points]
+                keyed.setdefault(point, frames)
+                if keyed[point] != frames:
+                    keyed[point] = ["mismatch"]  # type: ignore[list-item]
+            track = tracks[index]
+            expected_scene = [plate.scene_frame(f) for f in track["frames"]]
+            splines.append({"points": count, "track_points": len(track["corners"]), "max_point_index": max_point,
+                            "key_frames": sorted({tuple(v) for v in keyed.values()}),
+                            "tracked_scene_frames": expected_scene, "kind": track["kind"],
+                            "cyclic": spline.use_cyclic})
+        # evaluate the animation on a tracked frame and compare with the worker's shape there
+        outer = next(i for i, t in enumerate(tracks) if t["kind"] == "outer")
+        frame = tracks[outer]["frames"][len(tracks[outer]["frames"]) // 2]
+        bpy.context.scene.frame_set(plate.scene_frame(frame))
+        key_index = tracks[outer]["frames"].index(frame)
+        from samroto.core.shapes import to_blender
+        import numpy as np
+
+        expected = to_blender(np.asarray(tracks[outer]["points"][key_index]), state.width, state.height)
+        actual = np.asarray([tuple(p.co) for p in layer.splines[outer].points])
+        expected_left = to_blender(np.asarray(tracks[outer]["handles_in"][key_index]), state.width, state.height)
+        actual_left = np.asarray([tuple(p.handle_left) for p in layer.splines[outer].points])
+        out["layers"][str(item.obj_id)] = {
+            "layer": layer.name, "splines": splines, "fill_holes": layer.use_fill_holes,
+            "evaluated_frame": frame, "co_error": float(np.abs(actual - expected).max()),
+            "handle_error": float(np.abs(actual_left - expected_left).max()),
+        }
+    out["layer_names"] = [layer.name for layer in mask.layers]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
