@@ -376,7 +376,7 @@ def clear_prompts(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id:
 def remove_object(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> remote.Job:
     """Remove an object from the worker session, then its layer, matte image, clicks and previews."""
     args = _session_args(clip)
-    key, plate = args.key, args.plate
+    key = args.key
 
     def work(connection: remote.Connection, job: remote.Job) -> bool:
         session = _session(connection, args)
@@ -458,7 +458,7 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
     if direction not in remote.DIRECTIONS:
         raise ValueError("direction must be one of %s" % ", ".join(remote.DIRECTIONS))
     args = _session_args(clip)
-    key, plate = args.key, args.plate
+    key = args.key
     auto_results = bool(clip.samroto.auto_results)
 
     def work(connection: remote.Connection, job: remote.Job) -> remote.PropagationOutcome:
@@ -558,7 +558,7 @@ def build_mask(context: bpy.types.Context, clip: bpy.types.MovieClip,
                obj_ids: Optional[List[int]] = None) -> Optional[remote.Job]:
     """Fetch every (or the given) tracked object's shapes and rebuild their Mask layers."""
     args = _session_args(clip)
-    key, plate = args.key, args.plate
+    key = args.key
     state = clip.samroto
     wanted = [item.obj_id for item in state.objects if item.tracked and (obj_ids is None or item.obj_id in obj_ids)]
     if not wanted:

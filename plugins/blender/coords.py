@@ -92,6 +92,33 @@ def box_from_corners(a: Point, b: Point, width: int, height: int) -> Box:
     return x0, y0, x1, y1
 
 
+@dataclass(frozen=True)
+class Gesture:
+    """What a press and release over the frame mean: an include/exclude click at `point`, or a
+    `box`, both in clip pixels."""
+
+    kind: str  # "click" | "box"
+    point: Point = (0.0, 0.0)
+    positive: bool = True
+    box: Box = (0.0, 0.0, 0.0, 0.0)
+
+
+def gesture(press: Point, release: Point, rect: FrameRect, width: int, height: int, *,
+            negative: bool = False) -> Gesture:
+    """Region positions of a mouse press and release -> a click or a box on the clip.
+
+    ValueError (with a message for the artist) for a click off the frame or a box that is too small.
+    """
+    if is_drag(press, release):
+        a = region_to_clip_pixels(press[0], press[1], rect, width, height)
+        b = region_to_clip_pixels(release[0], release[1], rect, width, height)
+        return Gesture("box", box=box_from_corners(a, b, width, height))
+    x, y = region_to_clip_pixels(release[0], release[1], rect, width, height)
+    if not inside_frame(x, y, width, height):
+        raise ValueError("Click on the frame: (%.0f, %.0f) is outside the %dx%d clip" % (x, y, width, height))
+    return Gesture("click", point=(x, y), positive=not negative)
+
+
 def pixels_to_mask(points: Sequence[Sequence[float]], width: int, height: int, *,
                    pixel_aspect: float = 1.0) -> List[Point]:
     """Clip-pixel positions (P*2) -> Mask space.

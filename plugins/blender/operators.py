@@ -1,6 +1,6 @@
 """Operators of the samroto sidebar (the click/box tool lives in `prompt_tool`)."""
 
-from __future__ import annotations
+# no `from __future__ import annotations` here: Blender reads the property annotations as objects
 
 from typing import Any, Optional, Set
 
@@ -115,7 +115,9 @@ class SAMROTO_OT_clear_frame(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> Set[str]:
         clip = clip_in_context(context)
-        item = controller.active_object(clip)
+        item = controller.active_object(clip) if clip is not None else None
+        if clip is None or item is None:
+            return {"CANCELLED"}
 
         def clear() -> None:
             frame = controller.plate_frame(clip, context.scene.frame_current)
@@ -241,6 +243,8 @@ class SAMROTO_OT_load_mattes(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> Set[str]:
         clip = clip_in_context(context)
+        if clip is None:
+            return {"CANCELLED"}
 
         def load() -> None:
             names = [controller.load_mattes(clip, item.obj_id).name for item in clip.samroto.objects

@@ -67,6 +67,8 @@ class SAMROTO_PT_objects(_ClipPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         clip = clip_in_context(context)
+        if clip is None:
+            return
         state = clip.samroto
         row = layout.row()
         row.template_list("SAMROTO_UL_objects", "", state, "objects", state, "active_index", rows=3)
@@ -90,6 +92,8 @@ class SAMROTO_PT_track(_ClipPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         clip = clip_in_context(context)
+        if clip is None:
+            return
         state = clip.samroto
         job = controller.runtime.propagation
         if controller.propagation_running() and job is not None:
@@ -120,7 +124,10 @@ class SAMROTO_PT_results(_ClipPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        state = clip_in_context(context).samroto
+        clip = clip_in_context(context)
+        if clip is None:
+            return
+        state = clip.samroto
         layout.prop(state, "tolerance")
         row = layout.row(align=True)
         row.operator("samroto.build_mask", icon="MOD_MASK")

@@ -74,18 +74,14 @@ class SAMROTO_OT_prompt_tool(bpy.types.Operator):
         if clip is None or item is None:
             raise remote.AddonError("No active object: add one in the samroto panel")
         width, height = clip.size
-        rect = frame_rect(self._region)
         frame = controller.plate_frame(clip, context.scene.frame_current)
         assert self._press is not None
-        if coords.is_drag(self._press, release):
-            a = coords.region_to_clip_pixels(*self._press, rect, width, height)
-            b = coords.region_to_clip_pixels(*release, rect, width, height)
-            controller.set_box(context, clip, item.obj_id, frame, coords.box_from_corners(a, b, width, height))
-            return
-        x, y = coords.region_to_clip_pixels(*release, rect, width, height)
-        if not coords.inside_frame(x, y, width, height):
-            raise ValueError("Click on the frame: (%.0f, %.0f) is outside the %dx%d clip" % (x, y, width, height))
-        controller.add_click(context, clip, item.obj_id, frame, (x, y), positive=not self._press_negative)
+        action = coords.gesture(self._press, release, frame_rect(self._region), width, height,
+                                negative=self._press_negative)
+        if action.kind == "box":
+            controller.set_box(context, clip, item.obj_id, frame, action.box)
+        else:
+            controller.add_click(context, clip, item.obj_id, frame, action.point, positive=action.positive)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> Set[str]:
         if context.area is None or controller.propagation_running():

@@ -1,6 +1,6 @@
 """Blender properties: add-on preferences, and the per-clip state saved in the .blend file."""
 
-from __future__ import annotations
+# no `from __future__ import annotations` here: Blender reads the property annotations as objects
 
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty,

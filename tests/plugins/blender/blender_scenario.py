@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 MODULE = "bl_ext.user_default.samroto"
 RESULT: Dict[str, Any] = {"steps": []}
@@ -42,7 +42,9 @@ def main() -> int:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     try:
-        import bpy  # noqa: F401
+        import bpy
+
+        RESULT["bpy"] = bpy.app.version_string
     except ImportError as exc:
         RESULT["error"] = "cannot import bpy (%s): pip install bpy (Blender as a Python module, Python 3.11)" % exc
         save(args.out)
@@ -143,7 +145,13 @@ def run(args: argparse.Namespace) -> None:
     progress: List[Any] = []
     job = controller.propagate(bpy.context, clip, direction="both")
     RESULT["running_during"] = controller.propagation_running()
-    tasks.wait_for(lambda: (progress.append(job.progress) if job.progress else None) or job.finished, timeout=240)
+
+    def note_progress() -> bool:
+        if job.progress:
+            progress.append(job.progress)
+        return job.finished
+
+    tasks.wait_for(note_progress, timeout=240)
     tasks.drain(budget=None)
     wait(job)
     RESULT["propagate"] = {
@@ -315,7 +323,7 @@ def inspect_mask(bpy: Any, clip: Any, controller: Any, mask_builder: Any, replie
         splines = []
         for index, spline in enumerate(layer.splines):
             count = len(spline.points)
-            keyed: Dict[int, List[float]] = {}
+            keyed: Dict[int, List[Any]] = {}
             max_point = -1
             for fcurve in mask_builder.layer_fcurves(mask, layer.name):
                 if not fcurve.data_path.startswith('layers["%s"].splines[%d].' % (layer.name, index)):
@@ -325,7 +333,7 @@ def inspect_mask(bpy: Any, clip: Any, controller: Any, mask_builder: Any, replie
                 frames = [int(round(k.co[0])) for k in fcurve.keyframe_points]
                 keyed.setdefault(point, frames)
                 if keyed[point] != frames:
-                    keyed[point] = ["mismatch"]  # type: ignore[list-item]
+                    keyed[point] = ["mismatch"]
             track = tracks[index]
             expected_scene = [plate.scene_frame(f) for f in track["frames"]]
             splines.append({"points": count, "track_points": len(track["corners"]), "max_point_index": max_point,

@@ -37,15 +37,15 @@ def test_the_built_zip_is_a_valid_extension_for_four_platforms(built_extension) 
         names = sorted(w.distribution for w in wheels if w is not None and w.runs_on(platform))
         assert names == ["msgpack", "pyzmq"], platform
     with zipfile.ZipFile(result.zip_path) as archive:
-        names = set(archive.namelist())
+        members = set(archive.namelist())
         for wheel in manifest["wheels"]:
-            assert wheel.startswith("./wheels/") and wheel[2:] in names
+            assert wheel.startswith("./wheels/") and wheel[2:] in members
         # the bridge client is bundled byte for byte, as a sub-package of the add-on
         for name in builder.CLIENT_FILES:
             assert archive.read("bridge/" + name) == (builder.BRIDGE_SOURCE / name).read_bytes()
         assert archive.read("__init__.py") == (builder.ADDON_SOURCE / "__init__.py").read_bytes()
-        assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-        assert not any(n.startswith(("tests/", "bridge/server", "bridge/handlers")) for n in names)
+        assert not any("__pycache__" in n or n.endswith(".pyc") for n in members)
+        assert not any(n.startswith(("tests/", "bridge/server", "bridge/handlers")) for n in members)
     # nothing in the add-on imports torch, numpy-free paths aside, or edits sys.path
     for path in builder.ADDON_SOURCE.glob("*.py"):
         text = path.read_text()

@@ -51,6 +51,19 @@ def test_drags_and_boxes(coords) -> None:
         coords.box_from_corners((10, 10), (11, 60), 160, 120)
 
 
+def test_a_press_and_release_become_a_click_or_a_box(coords) -> None:
+    rect = coords.FrameRect(50, 30, 370, 270)  # 160x120 drawn at 2x
+    click = coords.gesture((210, 150), (212, 151), rect, 160, 120)
+    assert click.kind == "click" and click.positive and click.point == pytest.approx((81.0, 59.5))
+    assert not coords.gesture((210, 150), (210, 150), rect, 160, 120, negative=True).positive
+    box = coords.gesture((130, 230), (290, 70), rect, 160, 120)
+    assert box.kind == "box" and box.box == pytest.approx((40.0, 20.0, 120.0, 100.0))
+    with pytest.raises(ValueError, match="Click on the frame"):
+        coords.gesture((10, 10), (12, 12), rect, 160, 120)
+    with pytest.raises(ValueError, match="too small or outside"):
+        coords.gesture((0, 0), (40, 20), rect, 160, 120)  # dragged entirely off the frame
+
+
 @pytest.mark.parametrize("width, height, aspect", [(1920, 1080, 1.0), (1080, 1920, 1.0), (512, 512, 1.0),
                                                    (1440, 1080, 4 / 3), (720, 576, 1.0926)])
 def test_mask_space_matches_core_shapes(coords, width: int, height: int, aspect: float) -> None:

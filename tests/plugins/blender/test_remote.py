@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -200,7 +200,8 @@ def test_the_runner_runs_jobs_in_order_and_reports_on_the_main_thread(remote) ->
                               on_done=lambda job: results.append(("done", job.result)))
         failing = runner.submit("failing", lambda job: (_ for _ in ()).throw(remote.AddonError("no clip files")),
                                 on_error=lambda job: results.append(("error", job.error)))
-        crashing = runner.submit("crashing", lambda job: {}["missing"],
+        empty: Dict[str, int] = {}
+        crashing = runner.submit("crashing", lambda job: empty["missing"],
                                  on_error=lambda job: results.append(("error", job.error)))
         skipped = runner.submit("skipped", lambda job: threads.append("ran"),
                                 on_error=lambda job: results.append(("skipped", job.state)))
