@@ -1,0 +1,87 @@
+"""Memory does not grow with the shot: peak RSS after 300 frames within 10% of the figure after 50.
+
+Each run is its own process (peak RSS is per process). The in-memory mode, which keeps every frame's
+state like the reference does, is the control: with 8 objects its state grows fast enough to break
+the same 10% criterion, so the test fails if the disk-backed mode ever keeps what it should not.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCRIPT = r"""
+import json, resource, sys, tempfile
+from pathlib import Path
+import av, numpy as np, torch
+sys.path.insert(0, {repo!r})
+torch.set_num_threads(1)
+from tests.core.conftest import micro_model
+from samroto.core.frames import VideoFileFrames
+from samroto.core.video_session import VideoSession
+
+frames, keep_in_memory = {frames}, {in_memory}
+tmp = Path(tempfile.mkdtemp())
+video = tmp / "clip.mp4"
+with av.open(str(video), "w") as out:
+    stream = out.add_stream("mpeg4", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 192, 108, "yuv420p"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 80, size=(108, 192, 3), dtype=np.uint8)
+    for i in range(frames):
+        img = base.copy()
+        x = 40 + (i % 100)
+        img[30:70, x:x + 40] = (230, 220, 60)
+        for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+model = micro_model("sam2.1")
+# a small decode cache, so that its filling up (bounded, but after frame 50) does not blur the measurement
+source = VideoFileFrames(video, cache_bytes=256 * 1024)
+session = VideoSession(model, source, state_dir=tmp / "state", keep_in_memory=keep_in_memory, record_window=32)
+# 8 objects: ~270 KB of state per frame, so keeping it in RAM would grow RSS by well over 10%
+spots = [(60, 50), (20, 20), (170, 90), (100, 30), (30, 90), (150, 20), (120, 80), (80, 95)]
+for obj_id, (x, y) in enumerate(spots, start=1):
+    session.add_points(0, obj_id, [[x, y]], [1])
+at_50 = None
+for n, result in enumerate(session.propagate(), start=1):
+    if n == 50:
+        at_50 = peak_mb()
+record_bytes = sum(
+    session.store.get(o, i, pending=False).nbytes() for o in session.obj_ids for i in range(50, frames)
+)
+cached = getattr(session.store, "cached_records", lambda: None)()
+print(json.dumps({{"at_50": at_50, "end": peak_mb(), "record_mb_after_50": record_bytes / 2**20,
+                  "cached_records": cached, "frames": n}}))
+"""
+
+
+def run(frames: int, in_memory: bool) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(repo=str(REPO), frames=frames, in_memory=in_memory)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_peak_rss_is_flat_with_state_on_disk() -> None:
+    disk = run(300, in_memory=False)
+    assert disk["frames"] == 300
+    assert disk["cached_records"] <= 32 + 8, "the in-memory window holds the window plus the keyframes"
+    assert disk["end"] <= 1.10 * disk["at_50"], f"peak RSS grew from {disk['at_50']:.0f} MB to {disk['end']:.0f} MB"
+
+    control = run(300, in_memory=True)
+    assert control["end"] > 1.10 * control["at_50"], (
+        f"control: keeping {control['record_mb_after_50']:.0f} MB of state in RAM grew peak RSS only from "
+        f"{control['at_50']:.0f} to {control['end']:.0f} MB: the criterion could not catch a leak of this size"
+    )
