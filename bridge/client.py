@@ -632,6 +632,19 @@ class RemoteSession:
                 body[key] = value
         return self._request(protocol.GET_SHAPES, body, timeout=max(self.client.timeout, 300.0)).body
 
+    def export_prompts(self, *, plate: Optional[str] = None, model: Optional[str] = None) -> Dict[str, Any]:
+        """The session's prompts as a batch sidecar dict (save it as JSON for `samroto batch`).
+
+        plate: the path or pattern to record (needed when the frames were pushed by the client);
+        model: the checkpoint the batch should use (default: the worker's).
+        """
+        body: Dict[str, Any] = {}
+        if plate is not None:
+            body["plate"] = plate
+        if model is not None:
+            body["model"] = model
+        return self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+
     def save(self) -> None:
         """Flush the session's state to the worker's session folder."""
         self._request(protocol.SAVE)

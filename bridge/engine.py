@@ -43,11 +43,14 @@ class Engine(Protocol):
 class ModelEngine:
     """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
 
-    def __init__(self, model: Any, *, name: str, precision: str = "float32") -> None:
-        """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it;
+    def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None) -> None:
+        """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it (the checkpoint);
+        config: the configuration it was loaded with, when not an official one;
         precision: "float32", or "bfloat16"/"float16" autocast on CUDA."""
         self.model = model
         self.model_name = name
+        # how a batch job loads the same model again (sidecar `model`)
+        self.model_spec: dict = {"checkpoint": name} if config is None else {"checkpoint": name, "config": config}
         self.device = str(model.device)
         self.precision = precision
 
@@ -63,7 +66,7 @@ class ModelEngine:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         loaded = load_model(model, config=load_config_file(config) if config else None, device=device)
         precision = precision or ("bfloat16" if device.startswith("cuda") else "float32")
-        return cls(loaded, name=str(model), precision=precision)
+        return cls(loaded, name=str(model), precision=precision, config=config)
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
         from ..core.frames import open_frames

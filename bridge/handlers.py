@@ -563,6 +563,30 @@ class _LazyLogits:
         return (self[i] for i in range(len(self)))
 
 
+@_handles(protocol.EXPORT_PROMPTS)
+def _export_prompts(s: Scheduler, job: Job) -> tuple:
+    """The session's prompts as a batch sidecar (`core.sidecar`), to replay headless or with another model."""
+    from ..core.sidecar import SidecarError, session_to_sidecar
+
+    record = s.record(job.msg.session)
+    body = job.msg.body
+    plate = get_field(body, "plate", str, None)
+    if plate is None and record.source is None:
+        raise bad("this session's frames were pushed by the client and have no file: give 'plate' (a path or pattern)")
+    try:
+        sidecar = session_to_sidecar(
+            record.live,
+            plate=plate if plate is not None else record.source,
+            first=record.first,
+            last=record.last,
+            model=get_field(body, "model", str, None) or getattr(s.engine, "model_spec", None),
+            name=record.name,
+        )
+    except SidecarError as exc:
+        raise bad(str(exc)) from None
+    return {"sidecar": sidecar}, None
+
+
 @_handles(protocol.SAVE)
 def _save_session(s: Scheduler, job: Job) -> tuple:
     record = s.record(job.msg.session)

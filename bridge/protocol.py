@@ -50,7 +50,8 @@ CANCEL = "cancel"
 CREDIT = "credit"  # fire and forget: tops up a stream's credit, no reply
 GET_FRAME = "get_frame"
 WRITE_MATTES = "write_mattes"
-GET_SHAPES = "get_shapes"  # planned: mask -> Bezier shapes (core.shapes); answered `not_implemented` for now
+GET_SHAPES = "get_shapes"  # an object's mattes as animated Bezier shapes (core.shapes)
+EXPORT_PROMPTS = "export_prompts"  # the session's prompts as a batch sidecar (core.sidecar)
 SAVE = "save"
 CLOSE = "close"
 DELETE_SESSION = "delete_session"
@@ -59,13 +60,13 @@ PING = "ping"
 REQUEST_TYPES: Tuple[str, ...] = (
     HELLO, STATUS, LIST_SESSIONS, OPEN_SESSION, PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK,
     ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET, PROPAGATE, CANCEL, CREDIT, GET_FRAME,
-    WRITE_MATTES, GET_SHAPES, SAVE, CLOSE, DELETE_SESSION, PING,
+    WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, SAVE, CLOSE, DELETE_SESSION, PING,
 )
 
 # Requests that need an open session (header `session` set).
 SESSION_REQUEST_TYPES: Tuple[str, ...] = (
     PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK, ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET,
-    PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, SAVE, CLOSE,
+    PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, SAVE, CLOSE,
 )
 
 # Replies and stream messages (worker -> client). Every one carries `re`: the request id.

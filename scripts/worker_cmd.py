@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
-    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device))
+    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config)
     worker = Worker(config, engine)
     try:
         worker.bind()

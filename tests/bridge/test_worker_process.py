@@ -300,3 +300,31 @@ def test_shapes_of_a_tracked_object_in_host_spaces(worker: WorkerProcess, tmp_pa
     np.testing.assert_allclose(nuke_outer["points"], expected, atol=1e-6, err_msg="Nuke: origin bottom-left, y up")
     coarse_outer = next(s for s in coarse["shapes"] if s["kind"] == "outer")
     assert len(coarse_outer["points"][0]) < len(first_outer["points"][0]), "a looser tolerance needs fewer points"
+
+
+def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str,
+                                                               tmp_path: Path) -> None:
+    """An artist's worker session exported as a sidecar, then run by `samroto batch`."""
+    from samroto.core.sidecar import load_sidecar, save_sidecar
+    from samroto.scripts.cli import main as cli_main
+
+    with connect(worker) as client:
+        shot = client.open_session(plate, name="exported", matte_dir=str(tmp_path / "interactive"))
+        shot.add_points(1003, 1, [(80, 60)], [1])
+        shot.add_box(1003, 2, (10, 10, 70, 100))
+        list(shot.propagate(direction="both"))
+        sidecar = shot.export_prompts()
+        interactive = {f: shot.get_frame(f, what="logits").mattes for f in (1001, 1007, 1012)}
+    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT) and "config" in sidecar["model"]
+    path = tmp_path / "jobs" / "exported.json"
+    path.parent.mkdir()
+    save_sidecar(sidecar, path)
+    loaded = load_sidecar(path)
+    assert [o.obj_id for o in loaded.objects] == [1, 2]
+    out = tmp_path / "batch"
+    assert cli_main(["batch", str(path), "--out", str(out), "--format", "exr", "--threads", "1", "--quiet"]) == 0
+    for frame, logits in interactive.items():
+        for i, obj in enumerate((1, 2)):
+            matte = read_matte(next(out.rglob(f"*obj{obj}_matte.{frame}.exr")))
+            alpha = 1 / (1 + np.exp(-logits[i].astype(np.float64)))
+            np.testing.assert_allclose(matte, alpha, atol=2e-3, err_msg=f"object {obj} frame {frame}")
