@@ -37,6 +37,7 @@ class Runtime:
     tracked: Dict[Tuple[str, int], Set[int]] = field(default_factory=dict)
     propagation: Optional[remote.Job] = None
     propagation_clip: str = ""
+    propagation_active: bool = False  # until its result reached the main thread
     build: Optional[remote.Job] = None  # the latest Build Mask (also started after each propagation)
     message: str = ""
     message_is_error: bool = False
@@ -186,12 +187,8 @@ def submit(context: bpy.types.Context, label: str, work: Callable[[remote.Connec
 
 
 def connect(context: bpy.types.Context) -> remote.Job:
-    """(Re)connect to the worker with the current preferences."""
-    if runtime.runner is not None:
-        runtime.runner.stop()
-        runtime.runner = None
-    runtime.sessions.clear()
-    runtime.info = None
+    """(Re)connect to the worker with the current preferences (a running propagation is cancelled)."""
+    disconnect()
     report("Connecting...")
     return submit(context, "Connect", lambda connection, job: connection.info)
 
@@ -199,6 +196,7 @@ def connect(context: bpy.types.Context) -> remote.Job:
 def disconnect() -> None:
     if runtime.propagation is not None and not runtime.propagation.finished:
         runtime.propagation.cancel()
+    runtime.propagation_active = False
     if runtime.runner is not None:
         runtime.runner.stop()
         runtime.runner = None
@@ -423,7 +421,8 @@ def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
 
 
 def propagation_running() -> bool:
-    return runtime.propagation is not None and not runtime.propagation.finished
+    """True from the start of a propagation until its end has been handled on the main thread."""
+    return runtime.propagation_active
 
 
 def _record_update(key: str, update: FrameUpdate) -> None:
@@ -472,6 +471,7 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
                                 cancelled=job.cancel_event)
 
     def done(job: remote.Job) -> None:
+        runtime.propagation_active = False
         outcome: remote.PropagationOutcome = job.result
         if outcome.state == "done":
             report("Tracked %d frames" % len(outcome.frames))
@@ -489,11 +489,13 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
             after(job)
 
     def failed(job: remote.Job) -> None:
+        runtime.propagation_active = False
         if after is not None:
             after(job)
 
     job = submit(context, "Propagation", work, on_done=done, on_error=failed)
     runtime.propagation = job
+    runtime.propagation_active = True
     runtime.propagation_clip = key
     return job
 

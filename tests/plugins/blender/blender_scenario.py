@@ -212,6 +212,33 @@ def run(args: argparse.Namespace) -> None:
                          "error": job.error, "book_frames": sorted(json.loads(state.prompts)[str(one.obj_id)]),
                          "preview_changed": before != controller.runtime.previews[state.key][1009][one.obj_id]}
 
+    # --- the operators themselves, with the clip in context as the Clip Editor gives it ----------
+    step("operators")
+    ops: Dict[str, Any] = {}
+    bpy.context.scene.frame_set(9)  # scene frame 9 shows plate frame 1009, where the correction is
+    with bpy.context.temp_override(edit_movieclip=clip):
+        ops["add_object"] = sorted(bpy.ops.samroto.add_object(name="Hat"))
+        hat_id = state.objects[state.active_index].obj_id
+        ops["active"] = state.objects[state.active_index].name
+        try:
+            bpy.ops.samroto.clear_frame()
+            ops["clear_frame"] = "no error"
+        except RuntimeError as exc:  # the operator reports an error: Blender raises it here
+            ops["clear_frame"] = str(exc)
+        ops["cancel_poll"] = bpy.ops.samroto.cancel.poll()
+        ops["propagate"] = sorted(bpy.ops.samroto.propagate(direction="forward"))
+        job = controller.runtime.propagation
+        ops["propagate_poll_while_running"] = bpy.ops.samroto.propagate.poll()
+        ops["cancel_poll_while_running"] = bpy.ops.samroto.cancel.poll()
+        wait(job)
+        ops["propagate_job"] = [job.state, job.error, job.result.frames if job.result else None]
+        ops["load_mattes"] = sorted(bpy.ops.samroto.load_mattes())
+        ops["build_mask_poll"] = bpy.ops.samroto.build_mask.poll()
+        ops["remove_object"] = sorted(bpy.ops.samroto.remove_object(obj_id=hat_id))
+        tasks.wait_for(lambda: all(item.obj_id != hat_id for item in state.objects), timeout=60)
+        ops["objects_after"] = [item.name for item in state.objects]
+    RESULT["operators"] = ops
+
     # --- Esc: cancel a running propagation -----------------------------------------------------
     step("cancel")
     job = controller.propagate(bpy.context, clip, direction="backward", start=1012)

@@ -161,6 +161,19 @@ def test_a_correction_re_propagates_and_esc_cancels(scenario: Dict[str, Any]) ->
     assert 1 <= len(cancel["frames"]) < FRAMES and not cancel["running_after"]
 
 
+def test_the_operators_run_on_the_clip_in_context(scenario: Dict[str, Any]) -> None:
+    ops = scenario["operators"]
+    assert ops["add_object"] == ["FINISHED"] and ops["active"] == "Hat"
+    assert "Hat has no clicks on this frame" in ops["clear_frame"]
+    assert ops["cancel_poll"] is False
+    # Propagate from the current frame: scene frame 9 is plate frame 1009, which has the correction
+    assert ops["propagate"] == ["FINISHED"]
+    assert ops["propagate_poll_while_running"] is False and ops["cancel_poll_while_running"] is True
+    assert ops["propagate_job"] == ["done", None, [1009, 1010, 1011, 1012]]
+    assert ops["load_mattes"] == ["FINISHED"] and ops["build_mask_poll"] is True
+    assert ops["remove_object"] == ["FINISHED"] and ops["objects_after"] == ["Chair", "Object 2"]
+
+
 def test_removing_an_object_removes_its_layer_and_clicks(scenario: Dict[str, Any]) -> None:
     removed = scenario["remove"]
     assert removed["state"] == "done" and removed["removed_on_worker"] is True
