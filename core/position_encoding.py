@@ -61,6 +61,8 @@ class RandomFourierEncoding(nn.Module):
     The Gaussian matrix is a persistent buffer: it is random at init and must come from the checkpoint.
     """
 
+    positional_encoding_gaussian_matrix: torch.Tensor
+
     def __init__(self, num_pos_feats: int) -> None:
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))

@@ -51,7 +51,8 @@ class PromptEncoder(nn.Module):
         emb = self.pe_layer.points(coords, (self.image_size, self.image_size))
         labels = labels.unsqueeze(-1)
         emb = torch.where(labels == NOT_A_POINT, torch.zeros_like(emb) + self.not_a_point_embed.weight, emb)
-        for label, table in enumerate(self.point_embeddings):
+        for label in range(len(self.point_embeddings)):
+            table: nn.Embedding = self.point_embeddings[label]  # type: ignore[assignment]
             emb = torch.where(labels == label, emb + table.weight, emb)
         return emb
 

@@ -136,10 +136,10 @@ def brush_mask(points: object, radius: float, height: int, width: int) -> np.nda
     fixed = _fixed_point(line)
     thickness = max(1, int(round(2 * radius)))
     if len(line) > 1:
-        cv2.polylines(canvas, [fixed], isClosed=False, color=1, thickness=thickness, lineType=cv2.LINE_8,
+        cv2.polylines(canvas, [fixed], isClosed=False, color=(1,), thickness=thickness, lineType=cv2.LINE_8,
                       shift=_SHIFT)
     for x, y in fixed.reshape(-1, 2):  # round caps and single dabs
-        cv2.circle(canvas, (int(x), int(y)), int(round(radius * _SCALE)), color=1, thickness=-1,
+        cv2.circle(canvas, (int(x), int(y)), int(round(radius * _SCALE)), color=(1,), thickness=-1,
                    lineType=cv2.LINE_8, shift=_SHIFT)
     return canvas.astype(bool)
 
@@ -151,7 +151,7 @@ def lasso_mask(points: object, height: int, width: int) -> np.ndarray:
     if len(polygon) < 3:
         raise StrokeError(f"a lasso needs at least 3 points, got {len(polygon)}")
     canvas = np.zeros((height, width), dtype=np.uint8)
-    cv2.fillPoly(canvas, [_fixed_point(polygon)], color=1, lineType=cv2.LINE_8, shift=_SHIFT)
+    cv2.fillPoly(canvas, [_fixed_point(polygon)], color=(1,), lineType=cv2.LINE_8, shift=_SHIFT)
     return canvas.astype(bool)
 
 

@@ -495,8 +495,10 @@ class VideoSession:
             pix = model.condition_on_memory(features, None, None, 0)
         else:
             key = (obj_id, idx, reverse, self._bank_version.get(obj_id, 0))
-            pix = self._conditioned.get(key)
-            if pix is None:
+            cached = self._conditioned.get(key)
+            if cached is not None:
+                pix = cached
+            else:
                 memory, memory_pos, num_ptr = self._memory_for(obj_id, idx, reverse)
                 pix = model.condition_on_memory(features, memory, memory_pos, num_ptr)
                 self._conditioned[key] = pix
