@@ -30,6 +30,7 @@ def register() -> None:
     if not bpy.app.background:  # nothing draws without a window
         overlay.register()
     tasks.start_timer()
+    bpy.app.handlers.load_post.append(controller.on_file_loaded)
     controller.runtime.message = ""
 
 
@@ -39,6 +40,8 @@ def unregister() -> None:
     from . import controller, overlay, panels, props, tasks
 
     controller.disconnect()
+    if controller.on_file_loaded in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(controller.on_file_loaded)
     tasks.stop_timer()
     overlay.unregister()
     panels.unregister()

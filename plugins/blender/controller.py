@@ -36,7 +36,6 @@ class Runtime:
     previews: Dict[str, Dict[int, Dict[int, Dict[str, Any]]]] = field(default_factory=dict)
     tracked: Dict[Tuple[str, int], Set[int]] = field(default_factory=dict)
     propagation: Optional[remote.Job] = None
-    propagation_clip: str = ""
     propagation_active: bool = False  # until its result reached the main thread
     build: Optional[remote.Job] = None  # the latest Build Mask (also started after each propagation)
     message: str = ""
@@ -66,6 +65,15 @@ def redraw() -> None:
         for area in window.screen.areas:
             if area.type in ("CLIP_EDITOR", "STATUSBAR"):
                 area.tag_redraw()
+
+
+@bpy.app.handlers.persistent
+def on_file_loaded(*_: Any) -> None:
+    """Another .blend file: forget the previews and frame sets of the old file's clips (the
+    connection and the worker's sessions stay; clips keep their session ids in the file)."""
+    runtime.previews.clear()
+    runtime.tracked.clear()
+    runtime.overlay_version += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +225,7 @@ class SessionArgs:
     session_id: str
     matte_dir: Optional[str]
     matte_format: str
+    prompts: str  # the clip's prompt book (JSON), replayed into a new session
 
 
 def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
@@ -225,8 +234,11 @@ def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
     if session is not None and session.client is connection.client:
         return session
     # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
-    session, _ = remote.open_session(connection.client, args.plate, session_id=args.session_id,
-                                     matte_dir=args.matte_dir, matte_format=args.matte_format)
+    session, resumed = remote.open_session(connection.client, args.plate, session_id=args.session_id,
+                                           matte_dir=args.matte_dir, matte_format=args.matte_format)
+    if not resumed and args.prompts:
+        # the worker lost the clip's session (or never had it): give the new one every click made so far
+        remote.replay_prompts(session, PromptBook.from_json(args.prompts))
     runtime.sessions[args.key] = session
     info = dict(session.info)
     tasks.post(lambda: _session_opened(args.key, info))
@@ -254,7 +266,7 @@ def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
     plate = clip_plate(clip)
     state.plate = plate.pattern
     override = bpy.path.abspath(state.matte_dir_override) if state.matte_dir_override else None
-    return SessionArgs(state.key, plate, state.session_id, override, state.matte_format)
+    return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts)
 
 
 def open_session(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remote.Job:
@@ -308,12 +320,17 @@ def _store_previews(key: str, update: FrameUpdate) -> None:
     runtime.overlay_version += 1
 
 
+def _check_frame(clip: bpy.types.MovieClip, frame: int) -> None:
+    """Before a prompt changes the book: the frame must be one of the clip's (files checked too)."""
+    plate = clip_plate(clip)
+    if not plate.contains(frame):
+        raise remote.AddonError("Frame %d is outside the clip's frames %d-%d" % (frame, plate.first, plate.last))
+
+
 def _send_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
                  prompt: FramePrompt) -> remote.Job:
     args = _session_args(clip)
-    key, plate = args.key, args.plate
-    if not plate.contains(frame):
-        raise remote.AddonError("Frame %d is outside the clip's frames %d-%d" % (frame, plate.first, plate.last))
+    key = args.key
     sent = FramePrompt(list(prompt.points), list(prompt.labels), prompt.box)
 
     def work(connection: remote.Connection, job: remote.Job) -> Optional[FrameUpdate]:
@@ -335,6 +352,7 @@ def _send_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: 
 def add_click(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
               point: Tuple[float, float], *, positive: bool) -> remote.Job:
     """A click in clip pixels on a plate frame; the mask comes back as a preview at once."""
+    _check_frame(clip, frame)
     book = prompt_book(clip)
     prompt = book.add_click(obj_id, frame, point, positive)
     clip.samroto.prompts = book.to_json()
@@ -344,6 +362,7 @@ def add_click(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int
 def set_box(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
             box: Tuple[float, float, float, float]) -> remote.Job:
     """A box (x0, y0, x1, y1) in clip pixels; the frame's clicks for the object are kept with it."""
+    _check_frame(clip, frame)
     book = prompt_book(clip)
     prompt = book.set_box(obj_id, frame, box)
     clip.samroto.prompts = book.to_json()
@@ -353,6 +372,7 @@ def set_box(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, 
 def undo_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int,
                 frame: int) -> Optional[remote.Job]:
     """Remove the last click (or the box) of the object on the frame; None if there was none."""
+    _check_frame(clip, frame)
     book = prompt_book(clip)
     prompt = book.undo(obj_id, frame)
     if prompt is None:
@@ -363,6 +383,7 @@ def undo_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: i
 
 def clear_prompts(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int,
                   frame: int) -> Optional[remote.Job]:
+    _check_frame(clip, frame)
     book = prompt_book(clip)
     if book.get(obj_id, frame).empty:
         return None
@@ -448,8 +469,7 @@ def _record_update(key: str, update: FrameUpdate) -> None:
 
 
 def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, direction: str = "both",
-              start: Optional[int] = None,
-              after: Optional[Callable[[remote.Job], None]] = None) -> remote.Job:
+              start: Optional[int] = None) -> remote.Job:
     """Track all objects of the clip. `start`: plate frame (None: the worker's earliest prompted
     frame). Progress is in `job.progress`; `cancel_propagation()` stops it within a frame."""
     if propagation_running():
@@ -485,18 +505,13 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
                 if item.matte_path:
                     load_mattes(target, item.obj_id)
             build_mask(bpy.context, target)  # the operator's context is gone by now
-        if after is not None:
-            after(job)
 
     def failed(job: remote.Job) -> None:
         runtime.propagation_active = False
-        if after is not None:
-            after(job)
 
     job = submit(context, "Propagation", work, on_done=done, on_error=failed)
     runtime.propagation = job
     runtime.propagation_active = True
-    runtime.propagation_clip = key
     return job
 
 

@@ -106,6 +106,10 @@ class PromptBook:
             return sorted(self._prompts.get(obj_id, {}))
         return sorted({f for frames in self._prompts.values() for f in frames})
 
+    def items(self) -> List[Tuple[int, int, FramePrompt]]:
+        """(obj_id, frame, prompt) for every prompt, by object then frame."""
+        return [(o, f, self._prompts[o][f]) for o in sorted(self._prompts) for f in sorted(self._prompts[o])]
+
     def on_frame(self, frame: int) -> Dict[int, FramePrompt]:
         """obj_id -> prompt for every object prompted on `frame`."""
         return {o: frames[frame] for o, frames in self._prompts.items() if frame in frames}

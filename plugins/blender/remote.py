@@ -23,7 +23,7 @@ from .bridge.client import (AuthenticationError, BridgeError, Client, Connection
                             NoSuchSession, NotImplementedByWorker, ProtocolMismatch, RemoteError, RemoteSession,
                             WorkerBusy, WorkerInfo, find_worker_address)
 from .plates import ClipPlate
-from .prompts import FramePrompt
+from .prompts import FramePrompt, PromptBook
 
 DIRECTIONS = protocol.DIRECTIONS
 PROMPT_PREVIEW_SIZE = 512
@@ -248,6 +248,17 @@ def send_prompt(session: RemoteSession, frame: int, obj_id: int, prompt: FramePr
         return session.add_box(frame, obj_id, prompt.box, points=prompt.points or None,
                                labels=prompt.labels or None, preview_size=preview_size)
     return session.add_points(frame, obj_id, prompt.points, prompt.labels, clear=True, preview_size=preview_size)
+
+
+def replay_prompts(session: RemoteSession, book: PromptBook) -> int:
+    """Send every prompt of the book (a new session for a clip whose old one the worker lost).
+    Returns how many were sent."""
+    count = 0
+    for obj_id, frame, prompt in book.items():
+        if session.first <= frame <= session.last:
+            send_prompt(session, frame, obj_id, prompt, preview_size=0)
+            count += 1
+    return count
 
 
 def propagate(session: RemoteSession, *, direction: str = "both", start: Optional[int] = None,

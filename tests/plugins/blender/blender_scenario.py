@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> None:
         "panel": hasattr(bpy.types, "SAMROTO_PT_main"),
         "clip_property": hasattr(bpy.types.MovieClip, "samroto"),
         "timer": bpy.app.timers.is_registered(tasks.tick),
+        "load_post": controller.on_file_loaded in bpy.app.handlers.load_post,
     }
     RESULT["bridge_module"] = importlib.import_module(MODULE + ".bridge.client").__file__
     site = os.path.join(os.environ["BLENDER_USER_RESOURCES"], "extensions", ".local", "lib",
@@ -267,6 +268,16 @@ def run(args: argparse.Namespace) -> None:
                         "fcurves_left": len(mask_builder.layer_fcurves(mask, layer_two)),
                         "book_objects": sorted(json.loads(state.prompts))}
 
+    # --- the worker lost the clip's session: a new one gets every click again -------------------
+    step("lost session")
+    old_session = state.session_id
+    state.session_id = "lost-00000000"
+    controller.runtime.sessions.clear()
+    job = wait(controller.add_click(bpy.context, clip, one.obj_id, 1003, (30.0, 30.0), positive=True))
+    RESULT["lost"] = {"state": job.state, "error": job.error, "old": old_session, "new": state.session_id,
+                      "worker_frames": frames_with_output(args.address, state.session_id, one.obj_id,
+                                                          state.first, state.last)}
+
     # --- clear messages --------------------------------------------------------------------------
     step("errors")
     errors: Dict[str, Any] = {}
@@ -310,9 +321,28 @@ def run(args: argparse.Namespace) -> None:
         "panel": hasattr(bpy.types, "SAMROTO_PT_main"),
         "clip_property": hasattr(bpy.types.MovieClip, "samroto"),
         "timer": bpy.app.timers.is_registered(tasks.tick),
+        "load_post": controller.on_file_loaded in bpy.app.handlers.load_post,
         "runner": controller.runtime.runner is not None,
     }
     del addon
+
+
+def frames_with_output(address: str, session_id: str, obj_id: int, first: int, last: int) -> List[int]:
+    """Frames on which the worker's session holds an output for the object (frames never prompted
+    or tracked carry the placeholder score -1024)."""
+    from samroto.bridge import Client, auth
+
+    client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
+    try:
+        session = client.resume_session(session_id)
+        frames = []
+        for frame in range(first, last + 1):
+            stored = session.get_frame(frame)
+            if obj_id in stored.obj_ids and stored.scores[stored.obj_ids.index(obj_id)] > -1000:
+                frames.append(frame)
+        return frames
+    finally:
+        client.close()
 
 
 def shapes_with_core(address: str, session_id: str, obj_ids: List[int], first: int, last: int) -> Dict[int, Any]:

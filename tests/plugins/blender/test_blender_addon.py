@@ -75,12 +75,13 @@ def test_the_extension_installs_registers_and_unregisters(scenario: Dict[str, An
     registered = scenario["registered"]
     assert {"connect", "open_session", "add_object", "prompt_tool", "propagate", "cancel", "remove_object",
             "build_mask", "load_mattes"} <= set(registered["operators"])
-    assert registered["panel"] and registered["clip_property"] and registered["timer"]
+    assert registered["panel"] and registered["clip_property"] and registered["timer"] and registered["load_post"]
     # the client comes from the extension's own bundled copy, its wheels were installed by Blender
     assert scenario["bridge_module"].endswith(os.path.join("extensions", "user_default", "samroto", "bridge",
                                                            "client.py"))
     assert {"zmq", "msgpack"} <= set(scenario["wheels_installed"])
-    assert scenario["disabled"] == {"panel": False, "clip_property": False, "timer": False, "runner": False}
+    assert scenario["disabled"] == {"panel": False, "clip_property": False, "timer": False, "load_post": False,
+                                    "runner": False}
 
 
 def test_connect_and_open_a_session_on_the_clips_files(scenario: Dict[str, Any]) -> None:
@@ -179,6 +180,14 @@ def test_removing_an_object_removes_its_layer_and_clicks(scenario: Dict[str, Any
     assert removed["state"] == "done" and removed["removed_on_worker"] is True
     assert removed["objects"] == [1] and removed["layers"] == ["Chair"] and removed["removed_layer"] == "Object 2"
     assert removed["fcurves_left"] == 0 and removed["book_objects"] == ["1"]
+
+
+def test_a_lost_session_is_reopened_with_every_click(scenario: Dict[str, Any]) -> None:
+    lost = scenario["lost"]
+    assert lost["state"] == "done" and lost["error"] is None
+    assert lost["new"] not in ("", lost["old"], "lost-00000000")
+    # the clicks on 1006 and 1009 were replayed, the new one on 1003 sent
+    assert lost["worker_frames"] == [1003, 1006, 1009]
 
 
 def test_clear_messages_when_things_are_missing(scenario: Dict[str, Any]) -> None:

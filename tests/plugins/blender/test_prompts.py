@@ -20,6 +20,7 @@ def test_clicks_and_boxes_accumulate_per_object_and_frame(prompts) -> None:
     assert one.points == [(10.0, 20.0), (30.0, 40.0)] and one.labels == [1, 0] and one.box == (0, 0, 50, 60)
     assert book.frames() == [1001, 1005] and book.frames(1) == [1001] and book.frames(3) == []
     assert sorted(book.on_frame(1001)) == [1] and sorted(book.on_frame(1005)) == [2]
+    assert [(o, f) for o, f, _ in book.items()] == [(1, 1001), (2, 1005)]
     assert book.get(1, 999).empty
 
 

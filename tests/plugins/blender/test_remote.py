@@ -155,6 +155,15 @@ def test_sessions_resume_prompts_and_propagation(remote, plates, addon_module,
         assert remote.send_prompt(session, 1003, 2, prompts.FramePrompt()) is not None  # clears the frame
         assert 1003 not in fake.centres[2] and fake.centres[1][1003] == (10.0, 12.0)
 
+        # a new session for a clip whose old one is gone gets every click made so far
+        book = prompts.PromptBook()
+        book.add_click(1, 1002, (4.0, 6.0), True)
+        book.set_box(3, 1010, (0.0, 0.0, 8.0, 8.0))
+        book.add_click(3, 1200, (1.0, 1.0), True)  # outside the plate: skipped
+        assert remote.replay_prompts(other, book) == 2
+        replayed = fake_worker.engine.sessions[-1]
+        assert replayed.centres == {1: {1002: (4.0, 6.0)}, 3: {1010: (4.0, 4.0)}}
+
         # propagation with updates as they come; cancelling stops it within a frame
         seen: List[int] = []
         cancel = threading.Event()
@@ -170,8 +179,9 @@ def test_sessions_resume_prompts_and_propagation(remote, plates, addon_module,
         assert outcome.state == "done" and sorted(outcome.frames) == list(range(1001, 1013))
         with pytest.raises(ValueError, match="direction must be one of"):
             remote.propagate(session, direction="sideways", on_update=lambda u: None, cancelled=threading.Event())
+        empty_session, _ = remote.open_session(client, _fake_plate(plates))
         with pytest.raises(remote.AddonError, match="Nothing to propagate"):
-            remote.propagate(other, on_update=lambda u: None, cancelled=threading.Event())
+            remote.propagate(empty_session, on_update=lambda u: None, cancelled=threading.Event())
         with pytest.raises(remote.AddonError, match="cannot open"):
             remote.open_session(client, plates.ClipPlate("SEQUENCE", "/no/such/plate.####.exr", 1, 2, 1, 1, 0))
     finally:
