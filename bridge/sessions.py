@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..core.fileio import write_json_atomic  # noqa: F401 - re-exported for the server modules
 from . import auth
 
 if TYPE_CHECKING:
@@ -90,15 +91,6 @@ class SessionRecord:
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
             "source": self.source,
         }
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp-%d" % os.getpid())
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_record(folder: Path) -> SessionRecord:

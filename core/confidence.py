@@ -48,12 +48,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from .fileio import write_json_atomic
 
 SCHEMA = "samroto.confidence"
 SCHEMA_VERSION = 1
@@ -245,7 +246,7 @@ class ConfidenceTracker:
         """Write ``<folder>/<name>.confidence.json`` atomically; returns its path.
 
         The JSON goes to a temporary file in the same folder, is flushed to disk, then renamed
-        over the target with `os.replace`, so a reader never sees a half-written file.
+        over the target (`fileio.write_json_atomic`), so a reader never sees a half-written file.
         """
         if not name or "/" in name or "\\" in name or name in (".", ".."):
             raise ConfidenceError(f"name must be a plain file name stem, got {name!r}")
@@ -253,18 +254,7 @@ class ConfidenceTracker:
         if not directory.is_dir():
             raise ConfidenceError(f"sidecar folder does not exist: {directory}")
         target = directory / f"{name}{SIDECAR_SUFFIX}"
-        text = json.dumps(self.to_dict(name), indent=1, allow_nan=False)
-        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text + "\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        write_json_atomic(target, self.to_dict(name))
         return target
 
 

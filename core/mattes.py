@@ -12,17 +12,16 @@ mid-write. A killed writer can leave a temporary file behind; it never matches a
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from .fileio import write_bytes_atomic
 from .frames import FramePattern
 
 __all__ = [
@@ -113,37 +112,10 @@ def _alpha(alpha: Any, what: str = "alpha", ndim: int = 2) -> np.ndarray:
 
 def _write_atomically(path: str, data: bytes) -> None:
     """Write `data` to `path` so that no partial file is ever visible under `path`."""
-    folder, name = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise MatteError(f"cannot write {path!r}: folder {folder!r} does not exist")
-    temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
-    # 0o666 and the umask, like any new file (mkstemp would make it 0600, unreadable to others)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename itself durable (POSIX); folders cannot be opened this way on Windows."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        write_bytes_atomic(path, data)
+    except FileNotFoundError as exc:
+        raise MatteError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------

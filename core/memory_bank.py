@@ -13,7 +13,6 @@ the two and for very short shots.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from collections import OrderedDict
@@ -23,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
+
+from .fileio import fsync_folder, write_bytes_atomic
 
 RECORD_FORMAT = 1
 
@@ -180,7 +181,7 @@ class DiskStore(RecordStore):
     def flush(self) -> None:
         # records are written synchronously; make the folder entries durable too
         for folder in [self.root, *self.root.glob("obj_*")]:
-            _fsync_dir(folder)
+            fsync_folder(folder)
 
     def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
         for folder in sorted(self.root.glob("obj_*")):
@@ -222,12 +223,8 @@ def _write_record(path: Path, record: FrameRecord) -> None:
         "tracked": record.tracked,
         "reverse": record.reverse,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(header).encode() + b"\n")
-        for blob in blobs:
-            f.write(blob)
-    os.replace(tmp, path)
+    # no fsync per frame: a killed process loses nothing the kernel has; `flush()` makes it durable
+    write_bytes_atomic(path, b"".join([json.dumps(header).encode() + b"\n", *blobs]), durable=False)
 
 
 def _read_header(path: Path) -> dict:
@@ -261,16 +258,3 @@ def _read_record(path: Path) -> FrameRecord:
         reverse=bool(header["reverse"]),
         memory=tensors.get("memory"),
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -75,7 +75,6 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
-import cv2
 import numpy as np
 
 DEFAULT_TOLERANCE_MODEL_PIXELS = 1.0

@@ -65,12 +65,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .fileio import write_json_atomic
 
 if TYPE_CHECKING:
     from .video_session import VideoSession
@@ -520,14 +522,11 @@ def save_sidecar(sidecar: "Sidecar | Mapping[str, Any]", path: "str | os.PathLik
     file = Path(path)
     data = sidecar.to_dict() if isinstance(sidecar, Sidecar) else dict(sidecar)
     Sidecar.from_dict(data, base_dir=file.resolve().parent, source=str(file))  # refuse to write a bad file
+    file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        text = json.dumps(data, indent=1) + "\n"
+        write_json_atomic(file, data)
     except (TypeError, ValueError) as exc:
         raise SidecarError(f"{file}: the sidecar holds something JSON cannot store ({exc})") from None
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, file)
     return file
 
 

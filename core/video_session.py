@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .fileio import write_bytes_atomic, write_json_atomic
 from .frames import ArrayFrames, FrameSource, open_frames
 from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore
 from .model import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
@@ -698,7 +699,7 @@ class VideoSession:
             "options": asdict(self.options),
             "model": {"name": self.model.config.name, "image_size": self.model.image_size},
         }
-        _write_json(self.state_dir / "session.json", manifest)
+        write_json_atomic(self.state_dir / "session.json", manifest)
 
     def _save_prompts(self) -> None:
         if self.state_dir is None or isinstance(self.store, InMemoryStore):
@@ -717,7 +718,7 @@ class VideoSession:
                 for obj_id in self._objects
             ],
         }
-        _write_json(self.state_dir / "prompts.json", data)
+        write_json_atomic(self.state_dir / "prompts.json", data)
 
     def _save_mask_prompt(self, obj_id: int, idx: int, mask: np.ndarray) -> str | None:
         if self.state_dir is None or isinstance(self.store, InMemoryStore):
@@ -725,9 +726,10 @@ class VideoSession:
         rel = f"masks/obj_{obj_id}_f{self._number(idx)}.png"
         path = self.state_dir / rel
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.png")
-        cv2.imwrite(str(tmp), (mask.astype(bool) * 255).astype(np.uint8))
-        os.replace(tmp, path)
+        ok, png = cv2.imencode(".png", (mask.astype(bool) * 255).astype(np.uint8))
+        if not ok:
+            raise SessionError("could not encode the mask prompt as PNG")
+        write_bytes_atomic(path, png.tobytes())
         return rel
 
     def save(self) -> None:
@@ -901,11 +903,6 @@ def _as_labels(labels: Any, count: int) -> np.ndarray:
         raise SessionError(f"labels are 1 (positive) or 0 (negative), got {labs.tolist()}")
     return labs.astype(np.int32)
 
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 __all__ = [

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from samroto.core.fileio import write_json_atomic
+
 if TYPE_CHECKING:
     from samroto.core.frames import FrameSource
     from samroto.core.mattes import MatteSequenceWriter
@@ -356,10 +358,7 @@ def _read_status(state_root: Path) -> dict[str, Any] | None:
 
 def _write_status(state_root: Path, status: dict[str, Any]) -> None:
     state_root.mkdir(parents=True, exist_ok=True)
-    path = state_root / "batch.json"
-    tmp = path.with_name(".batch.json.tmp")
-    tmp.write_text(json.dumps(status, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(state_root / "batch.json", status)
 
 
 def _delete_mattes(writer: "MatteSequenceWriter", obj_ids: Sequence[int]) -> None:
