@@ -14,7 +14,8 @@ import numpy as np
 
 from . import preview as preview_rle
 from . import protocol
-from .sessions import PUSHED_DIR, SESSION_FILE, STATE_DIR, SessionRecord, slug, write_json_atomic
+from ..core.fileio import write_json_atomic
+from .sessions import PUSHED_DIR, SESSION_FILE, STATE_DIR, SessionRecord, slug
 
 if TYPE_CHECKING:
     from .scheduler import Job, Scheduler

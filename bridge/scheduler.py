@@ -24,8 +24,9 @@ import zmq
 from . import codec, protocol
 from .codec import Message, ProtocolError
 from .handlers import HANDLERS, MUTATING, RequestError, bad, describe_error, frame_body
+from ..core.fileio import write_json_atomic
 from .sessions import (PUSHED_DIR, SESSION_FILE, SESSION_ID_RE, STATE_DIR, SessionRecord, default_matte_dir,
-                       read_record, write_json_atomic)
+                       read_record)
 
 if TYPE_CHECKING:
     from .server import Worker

@@ -39,7 +39,8 @@ from .codec import Message, ProtocolError
 from .engine import Engine, ModelEngine
 from .handlers import RequestError, bad, describe_error, get_field, get_int
 from .scheduler import Job, Scheduler
-from .sessions import default_session_dir, write_json_atomic
+from ..core.fileio import write_json_atomic
+from .sessions import default_session_dir
 
 __all__ = ["Worker", "WorkerConfig", "Engine", "ModelEngine", "default_session_dir"]
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..core.fileio import write_json_atomic  # noqa: F401 - re-exported for the server modules
 from . import auth
 
 if TYPE_CHECKING:
