@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from samroto.bridge import auth
 from samroto.bridge.server import Worker, WorkerConfig
@@ -100,6 +102,21 @@ def start_worker_process(config_dir: Path, session_dir: Path, log_path: Path, *e
             process.kill()
             raise AssertionError("the worker did not start:\n" + log_path.read_text(errors="replace"))
     return WorkerProcess(process, address, session_dir, config_dir, log_path)
+
+
+@contextlib.contextmanager
+def running_worker(root: Path, *extra: str) -> Iterator[WorkerProcess]:
+    """A worker process for the duration of a `with` block (config, sessions and log under `root`);
+    stopped with SIGTERM, killed if it does not exit."""
+    process = start_worker_process(root / "config", root / "sessions", root / "worker.log", *extra)
+    try:
+        yield process
+    finally:
+        process.process.terminate()
+        try:
+            process.process.wait(30)
+        finally:
+            process.kill()
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from samroto.bridge import Client, codec, protocol
 
-from .bridge_support import WorkerProcess, start_worker_process, token_of
+from .bridge_support import WorkerProcess, running_worker, token_of
 from .test_worker_process import FIRST, LAST, make_plate
 
 MAX_MESSAGE_MB = 1
@@ -33,17 +33,8 @@ FIELDS = ["frame", "obj_id", "points", "labels", "box", "clear", "kind", "mode",
 
 @pytest.fixture(scope="module")
 def fuzz_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    root = tmp_path_factory.mktemp("fuzz")
-    process = start_worker_process(root / "config", root / "sessions", root / "worker.log",
-                                   "--max-message-mb", str(MAX_MESSAGE_MB))
-    try:
+    with running_worker(tmp_path_factory.mktemp("fuzz"), "--max-message-mb", str(MAX_MESSAGE_MB)) as process:
         yield process
-    finally:
-        process.process.terminate()
-        try:
-            process.process.wait(30)
-        finally:
-            process.kill()
 
 
 class Peer:

@@ -4,7 +4,6 @@ test_worker_process.py."""
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 

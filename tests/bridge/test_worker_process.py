@@ -18,7 +18,7 @@ import pytest
 from samroto.bridge import BadRequest, Client
 from samroto.core.mattes import read_matte
 
-from .bridge_support import (MICRO_CHECKPOINT, MICRO_CONFIG, REPO, WorkerProcess, start_worker_process, token_of,
+from .bridge_support import (MICRO_CHECKPOINT, MICRO_CONFIG, REPO, WorkerProcess, running_worker, start_worker_process, token_of,
                              wait_until)
 
 FRAMES = REPO / "tests" / "fixtures" / "sam2_reference" / "video_frames.npy"
@@ -42,16 +42,8 @@ def plate(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    root = tmp_path_factory.mktemp("worker")
-    process = start_worker_process(root / "config", root / "sessions", root / "worker.log")
-    try:
+    with running_worker(tmp_path_factory.mktemp("worker")) as process:
         yield process
-    finally:
-        process.process.terminate()
-        try:
-            process.process.wait(30)
-        finally:
-            process.kill()
 
 
 def connect(worker: WorkerProcess, **kwargs) -> Client:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
-from ...bridge.bridge_support import WorkerProcess, start_worker_process
+from ...bridge.bridge_support import WorkerProcess, running_worker
 from ...bridge.test_worker_process import FIRST, HEIGHT, LAST, WIDTH, make_plate
 
 SCENARIO = Path(__file__).with_name("blender_scenario.py")
@@ -34,16 +34,8 @@ def _require_bpy() -> None:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    root = tmp_path_factory.mktemp("blender_worker")
-    process = start_worker_process(root / "config", root / "sessions", root / "worker.log")
-    try:
+    with running_worker(tmp_path_factory.mktemp("blender_worker")) as process:
         yield process
-    finally:
-        process.process.terminate()
-        try:
-            process.process.wait(30)
-        finally:
-            process.kill()
 
 
 @pytest.fixture(scope="module")

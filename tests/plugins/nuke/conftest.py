@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ...bridge.bridge_support import REPO, WorkerProcess, start_worker_process
+from ...bridge.bridge_support import REPO, WorkerProcess, running_worker
 from . import fake_nuke
 
 PLUGIN_DIR = REPO / "plugins" / "nuke"
@@ -65,16 +65,8 @@ def plate(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    root = tmp_path_factory.mktemp("worker")
-    process = start_worker_process(root / "config", root / "sessions", root / "worker.log")
-    try:
+    with running_worker(tmp_path_factory.mktemp("worker")) as process:
         yield process
-    finally:
-        process.process.terminate()
-        try:
-            process.process.wait(30)
-        finally:
-            process.kill()
 
 
 @pytest.fixture
