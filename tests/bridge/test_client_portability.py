@@ -13,44 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from .. import py39
 from .bridge_support import InProcessWorker, token_of
 
 BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
 CLIENT_FILES = ["__init__.py", "protocol.py", "codec.py", "auth.py", "client.py", "preview.py"]
 THIRD_PARTY_ALLOWED = {"zmq", "msgpack"}
-RUNTIME_TYPE_NAMES = {"int", "str", "float", "bytes", "bool", "list", "dict", "tuple", "set", "type", "object"}
-
-
-def _annotation_nodes(tree: ast.AST) -> set[int]:
-    """ids of every node inside an annotation (never evaluated thanks to `from __future__ import annotations`)."""
-    inside: set[int] = set()
-    for node in ast.walk(tree):
-        annotations = []
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            args = node.args
-            annotations += [a.annotation for a in args.args + args.kwonlyargs + args.posonlyargs if a.annotation]
-            annotations += [a.annotation for a in (args.vararg, args.kwarg) if a is not None and a.annotation]
-            if node.returns is not None:
-                annotations.append(node.returns)
-        elif isinstance(node, ast.AnnAssign):
-            annotations.append(node.annotation)
-        for annotation in annotations:
-            inside.update(id(n) for n in ast.walk(annotation))
-    return inside
-
-
 def _problems(path: Path) -> list[str]:
-    source = path.read_text()
-    problems = []
-    try:
-        tree = ast.parse(source, filename=str(path), feature_version=(3, 9))
-    except SyntaxError as exc:
-        return [f"{path.name}:{exc.lineno}: not Python 3.9 syntax: {exc.msg}"]
-    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
-                 any(a.name == "annotations" for a in n.names) for n in tree.body)
-    if not future:
+    tree, problems = py39.parse(path)
+    if tree is None:
+        return problems
+    if not py39.has_future_annotations(tree):
         problems.append(f"{path.name}: needs `from __future__ import annotations`")
-    annotations = _annotation_nodes(tree)
     optional_imports: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Try) and any(
@@ -58,35 +32,21 @@ def _problems(path: Path) -> list[str]:
             optional_imports.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     stdlib = set(sys.stdlib_module_names)
     for node in ast.walk(tree):
-        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if isinstance(node, ast.ImportFrom) and node.level > 0:
-                continue
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for name in names:
-                top = name.split(".")[0]
-                if top == "samroto":
-                    problems.append(f"{where}: absolute import of {name}; use relative imports inside bridge")
-                elif top not in stdlib and top not in THIRD_PARTY_ALLOWED and top != "__future__":
-                    if top == "numpy" and id(node) in optional_imports:
-                        continue
-                    problems.append(f"{where}: imports {name}, which the host may not have")
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and id(node) not in annotations:
-            sides = (node.left, node.right)
-            if any((isinstance(s, ast.Constant) and s.value is None) or (isinstance(s, ast.Name) and s.id in
-                   RUNTIME_TYPE_NAMES) or isinstance(s, ast.Subscript) for s in sides):
-                problems.append(f"{where}: `X | Y` type union evaluated at runtime (3.10+)")
-        elif isinstance(node, ast.Call):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            keywords = {k.arg for k in node.keywords}
-            if name == "zip" and "strict" in keywords:
-                problems.append(f"{where}: zip(strict=) is 3.10+")
-            if name == "dataclass" and keywords & {"slots", "kw_only", "match_args"}:
-                problems.append(f"{where}: dataclass({', '.join(keywords)}) is 3.10+")
-            if name in ("pairwise", "aiter", "anext", "bit_count"):
-                problems.append(f"{where}: {name} is 3.10+")
-    return problems
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            continue
+        where = f"{path.name}:{node.lineno}"
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        for name in names:
+            top = name.split(".")[0]
+            if top == "samroto":
+                problems.append(f"{where}: absolute import of {name}; use relative imports inside bridge")
+            elif top not in stdlib and top not in THIRD_PARTY_ALLOWED and top != "__future__":
+                if top == "numpy" and id(node) in optional_imports:
+                    continue
+                problems.append(f"{where}: imports {name}, which the host may not have")
+    return problems + py39.runtime_problems(tree, path.name)
 
 
 @pytest.mark.parametrize("name", CLIENT_FILES)

@@ -13,6 +13,7 @@ from typing import Callable, List, Set
 
 import pytest
 
+from ... import py39
 from .conftest import PLUGIN_DIR
 
 PACKAGE = PLUGIN_DIR / "samroto_nuke"
@@ -20,7 +21,6 @@ FILES = sorted(PACKAGE.glob("*.py")) + [PLUGIN_DIR / "init.py", PLUGIN_DIR / "me
 HOST_MODULE = "host.py"
 ALLOWED_TOP_LEVEL = {"__future__", "samroto_nuke", "nuke"}
 CLIENT_FILES = ("__init__.py", "protocol.py", "codec.py", "auth.py", "client.py", "preview.py")
-RUNTIME_TYPE_NAMES = {"int", "str", "float", "bytes", "bool", "list", "dict", "tuple", "set", "type", "object"}
 
 
 def _inside(tree: ast.AST, predicate: Callable[[ast.AST], bool]) -> Set[int]:
@@ -32,60 +32,31 @@ def _inside(tree: ast.AST, predicate: Callable[[ast.AST], bool]) -> Set[int]:
 
 
 def _problems(path: Path) -> List[str]:
-    source = path.read_text()
-    try:
-        tree = ast.parse(source, filename=str(path), feature_version=(3, 9))
-    except SyntaxError as exc:
-        return [f"{path.name}:{exc.lineno}: not Python 3.9 syntax: {exc.msg}"]
-    problems = []
+    tree, problems = py39.parse(path)
+    if tree is None:
+        return problems
     is_script = path.parent == PLUGIN_DIR
-    if not is_script and not any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body):
+    if not is_script and not py39.has_future_annotations(tree):
         problems.append(f"{path.name}: needs `from __future__ import annotations`")
     type_checking = _inside(tree, lambda n: isinstance(n, ast.If) and isinstance(n.test, ast.Name)
                             and n.test.id == "TYPE_CHECKING")
-    annotations: Set[int] = set()
-    for node in ast.walk(tree):
-        targets = []
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            args = node.args
-            targets += [a.annotation for a in args.args + args.kwonlyargs + args.posonlyargs if a.annotation]
-            targets += [node.returns] if node.returns is not None else []
-        elif isinstance(node, ast.AnnAssign):
-            targets.append(node.annotation)
-        for target in targets:
-            annotations.update(id(n) for n in ast.walk(target))
     stdlib = set(sys.stdlib_module_names)
     for node in ast.walk(tree):
-        where = f"{path.name}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if isinstance(node, ast.ImportFrom) and node.level > 0:
-                continue
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            for name in names:
-                top = name.split(".")[0]
-                if top == "nuke" and path.name != HOST_MODULE:
-                    problems.append(f"{where}: imports nuke; only {HOST_MODULE} may")
-                elif top == "samroto" and id(node) not in type_checking:
-                    problems.append(f"{where}: imports {name} at run time (Nuke has the bundled client only)")
-                elif top not in stdlib and top not in ALLOWED_TOP_LEVEL | {"samroto"}:
-                    problems.append(f"{where}: imports {name}, which Nuke does not have")
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and id(node) not in annotations:
-            sides = (node.left, node.right)
-            if any((isinstance(s, ast.Constant) and s.value is None) or (isinstance(s, ast.Name) and s.id in
-                   RUNTIME_TYPE_NAMES) or isinstance(s, ast.Subscript) for s in sides):
-                problems.append(f"{where}: `X | Y` type union evaluated at run time (3.10+)")
-        elif isinstance(node, ast.Call):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            keywords = {k.arg for k in node.keywords}
-            if name == "zip" and "strict" in keywords:
-                problems.append(f"{where}: zip(strict=) is 3.10+")
-            if name == "dataclass" and keywords & {"slots", "kw_only", "match_args"}:
-                problems.append(f"{where}: dataclass({', '.join(sorted(k for k in keywords if k))}) is 3.10+")
-        elif isinstance(node, ast.Subscript) and id(node) not in annotations and isinstance(node.value, ast.Name) \
-                and node.value.id in ("list", "dict", "tuple", "set", "type"):
-            problems.append(f"{where}: {node.value.id}[...] evaluated at run time (3.9 typing: use typing.List...)")
-    return problems
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            continue
+        where = f"{path.name}:{node.lineno}"
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        for name in names:
+            top = name.split(".")[0]
+            if top == "nuke" and path.name != HOST_MODULE:
+                problems.append(f"{where}: imports nuke; only {HOST_MODULE} may")
+            elif top == "samroto" and id(node) not in type_checking:
+                problems.append(f"{where}: imports {name} at run time (Nuke has the bundled client only)")
+            elif top not in stdlib and top not in ALLOWED_TOP_LEVEL | {"samroto"}:
+                problems.append(f"{where}: imports {name}, which Nuke does not have")
+    return problems + py39.runtime_problems(tree, path.name)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
