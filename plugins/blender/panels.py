@@ -26,6 +26,16 @@ class _ClipPanel:
     bl_category = "samroto"
 
 
+class _ClipSubPanel(_ClipPanel):
+    """A sub-panel of the main one, shown when the editor has a clip."""
+
+    bl_parent_id = "SAMROTO_PT_main"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return clip_in_context(context) is not None
+
+
 class SAMROTO_PT_main(_ClipPanel, bpy.types.Panel):
     bl_label = "samroto"
     bl_idname = "SAMROTO_PT_main"
@@ -55,14 +65,9 @@ class SAMROTO_PT_main(_ClipPanel, bpy.types.Panel):
             layout.label(text=runtime.message, icon="ERROR" if runtime.message_is_error else "INFO")
 
 
-class SAMROTO_PT_objects(_ClipPanel, bpy.types.Panel):
+class SAMROTO_PT_objects(_ClipSubPanel, bpy.types.Panel):
     bl_label = "Objects"
     bl_idname = "SAMROTO_PT_objects"
-    bl_parent_id = "SAMROTO_PT_main"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return clip_in_context(context) is not None
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -80,14 +85,9 @@ class SAMROTO_PT_objects(_ClipPanel, bpy.types.Panel):
         row.operator("samroto.clear_frame", icon="X", text="")
 
 
-class SAMROTO_PT_track(_ClipPanel, bpy.types.Panel):
+class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
     bl_label = "Track"
     bl_idname = "SAMROTO_PT_track"
-    bl_parent_id = "SAMROTO_PT_main"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return clip_in_context(context) is not None
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -113,14 +113,9 @@ class SAMROTO_PT_track(_ClipPanel, bpy.types.Panel):
         col.prop(state, "matte_dir_override")
 
 
-class SAMROTO_PT_results(_ClipPanel, bpy.types.Panel):
+class SAMROTO_PT_results(_ClipSubPanel, bpy.types.Panel):
     bl_label = "Results"
     bl_idname = "SAMROTO_PT_results"
-    bl_parent_id = "SAMROTO_PT_main"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return clip_in_context(context) is not None
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

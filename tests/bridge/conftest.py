@@ -11,14 +11,6 @@ from .bridge_support import InProcessWorker, start_in_process
 
 
 @pytest.fixture
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "config"
-    monkeypatch.setenv("SAMROTO_CONFIG_DIR", str(folder))
-    monkeypatch.delenv("SAMROTO_WORKER", raising=False)
-    return folder
-
-
-@pytest.fixture
 def fake_worker(config_dir: Path, tmp_path: Path) -> Iterator[InProcessWorker]:
     handle = start_in_process(config_dir, tmp_path / "sessions", keepalive_interval_s=0.2)
     try:

@@ -27,14 +27,6 @@ def plates(addon_module):
 
 
 @pytest.fixture
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "config"
-    monkeypatch.setenv("SAMROTO_CONFIG_DIR", str(folder))
-    monkeypatch.delenv("SAMROTO_WORKER", raising=False)
-    return folder
-
-
-@pytest.fixture
 def fake_worker(config_dir: Path, tmp_path: Path) -> Iterator[InProcessWorker]:
     handle = start_in_process(config_dir, tmp_path / "sessions", delay=0.02)
     try:
