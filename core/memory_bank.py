@@ -12,6 +12,7 @@ the two and for very short shots.
 
 from __future__ import annotations
 
+import abc
 import json
 import shutil
 import threading
@@ -58,23 +59,28 @@ class ObjectIndex:
         return sorted(f for f, key in self.committed.items() if key)
 
 
-class RecordStore:
+class RecordStore(abc.ABC):
     """Where records live. Keys: (object id, frame index, pending)."""
 
+    @abc.abstractmethod
     def put(self, obj_id: int, frame: int, record: FrameRecord, *, pending: bool) -> None:
-        raise NotImplementedError
+        """Store (or replace) a record."""
 
+    @abc.abstractmethod
     def get(self, obj_id: int, frame: int, *, pending: bool) -> FrameRecord:
-        raise NotImplementedError
+        """A stored record (KeyError or OSError when absent)."""
 
+    @abc.abstractmethod
     def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
-        raise NotImplementedError
+        """Forget a record (no error when absent)."""
 
+    @abc.abstractmethod
     def delete_object(self, obj_id: int) -> None:
-        raise NotImplementedError
+        """Forget every record of an object."""
 
+    @abc.abstractmethod
     def clear(self) -> None:
-        raise NotImplementedError
+        """Forget everything."""
 
     def flush(self) -> None:
         """Make every record durable (no-op in memory)."""
