@@ -571,19 +571,23 @@ class RemoteSession:
     def propagate(self, start: Optional[int] = None, *, first: Optional[int] = None, last: Optional[int] = None,
                   direction: str = protocol.FORWARD, write_mattes: bool = True, matte_dir: Optional[str] = None,
                   preview_size: int = protocol.DEFAULT_PREVIEW_SIZE,
-                  credit: int = protocol.DEFAULT_CREDIT) -> "Propagation":
+                  credit: int = protocol.DEFAULT_CREDIT, refine_edges: bool = False,
+                  smooth_edges: bool = False) -> "Propagation":
         """Track the objects through the shot; iterate the result for one `FrameUpdate` per frame.
 
         start: first frame to track from (default: the earliest prompted frame); first/last:
         limit the frames; direction: "forward", "backward" or "both". The worker writes the
-        mattes (to the session's matte folder or `matte_dir`) and names them in each update.
-        `credit` is how many frames the worker may run ahead of your loop."""
+        mattes (to the session's matte folder or `matte_dir`) and names them in each update, with
+        a confidence report beside them; `refine_edges` snaps them to the plate's edges,
+        `smooth_edges` calms edge chatter. `credit` is how many frames the worker may run ahead
+        of your loop."""
         if direction not in protocol.DIRECTIONS:
             raise ValueError("direction must be one of %s, got %r" % (", ".join(protocol.DIRECTIONS), direction))
         if credit < 1:
             raise ValueError("credit must be at least 1")
         body = {"start": start, "first": first, "last": last, "direction": direction, "write_mattes": write_mattes,
-                "matte_dir": matte_dir, "preview_size": preview_size, "credit": int(credit)}
+                "matte_dir": matte_dir, "preview_size": preview_size, "credit": int(credit),
+                "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
         self._current = Propagation(self, body, int(credit))
         return self._current
 
@@ -606,10 +610,12 @@ class RemoteSession:
         return self.get_frame(frame, what="logits")
 
     def write_mattes(self, frames: Optional[Sequence[int]] = None, *, matte_dir: Optional[str] = None,
-                     matte_format: Optional[str] = None) -> Dict[int, Dict[int, str]]:
+                     matte_format: Optional[str] = None, refine_edges: bool = False,
+                     smooth_edges: bool = False) -> Dict[int, Dict[int, str]]:
         """Write the stored mattes of `frames` (default: all); returns frame -> {obj_id: path}."""
         body: Dict[str, Any] = {"frames": [int(f) for f in frames] if frames is not None else None,
-                                "matte_dir": matte_dir, "matte_format": matte_format}
+                                "matte_dir": matte_dir, "matte_format": matte_format,
+                                "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
         reply = self._request(protocol.WRITE_MATTES, body, timeout=max(self.client.timeout, 300.0))
         out: Dict[int, Dict[int, str]] = {}
         for item in reply.body.get("written", []):

@@ -38,7 +38,8 @@ class Engine(Protocol):
     def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any: ...
     def create_session(self, frames: Any, state_dir: Path) -> SessionLike: ...
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike: ...
-    def matte_writer(self, out_dir: Path, name: str, fmt: str) -> Any: ...
+    def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
+                     options: Optional[dict] = None) -> Any: ...
 
 
 class ModelEngine:
@@ -88,8 +89,15 @@ class ModelEngine:
 
         return VideoSession.open(state_dir, self.model, frames=frames)
 
-    def matte_writer(self, out_dir: Path, name: str, fmt: str) -> Any:
+    def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
+                     options: Optional[dict] = None) -> Any:
+        """A `MatteOutput`: mattes (optionally refined/smoothed), their confidence in EXR headers and
+        `<name>.confidence.json` beside them when `finish()` is called."""
+        from ..core.matte_output import MatteOptions, MatteOutput
         from ..core.mattes import MatteSequenceWriter
+
+        writer = MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
+        return MatteOutput(writer, frames=frames, options=MatteOptions(**(options or {})))
 
         return MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
 

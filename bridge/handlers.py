@@ -423,7 +423,7 @@ def _propagate(s: Scheduler, job: Job) -> None:
         plan.append((b, b - lo, True))
     total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
     iterator = _propagation(record.session, plan, lo, hi)
-    writer = s.writer_for(record, out_dir) if write_mattes else None
+    writer = s.writer_for(record, out_dir, None, _matte_options(body)) if write_mattes else None
     s.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
     s.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
            {"total": total, "first": lo, "last": hi, "start": anchor, "direction": direction,
@@ -502,7 +502,7 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
     fmt = get_field(body, "matte_format", str, None)
     if fmt is not None and fmt not in ("exr", "png"):
         raise bad("matte_format must be 'exr' or 'png'")
-    writer = s.writer_for(record, out_dir, fmt)
+    writer = s.writer_for(record, out_dir, fmt, _matte_options(body))
     written = []
     for f in frames:
         result = record.live.frame_result(f)
@@ -511,7 +511,14 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
         paths = s.write_mattes(writer, result)
         written.append({"frame": f, "obj_ids": [int(o) for o in result.obj_ids],
                         "matte_paths": [paths.get(int(o)) for o in result.obj_ids]})
+    s.finish_mattes(writer)
     return {"written": written}, None
+
+
+def _matte_options(body: dict) -> dict:
+    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`)."""
+    return {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
+            "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
 
 
 @_handles(protocol.GET_SHAPES)

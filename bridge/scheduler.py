@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
-import numpy as np
 import zmq
 
 from . import codec, protocol
@@ -324,19 +323,21 @@ class Scheduler:
             self.save(stream.record)
         except Exception as exc:
             log.error("saving session %s failed: %s", stream.record.id, exc)
+        if stream.writer is not None:
+            self.finish_mattes(stream.writer)
         body = dict(body, sent=stream.sent, total=stream.total)
         self._outbox.send(stream.identity, kind, stream.request_id, body, session=stream.record.id)
 
     def write_mattes(self, writer: Any, result: Any) -> dict[int, str]:
-        obj_ids = [int(o) for o in result.obj_ids]
-        scores = np.asarray(result.scores, dtype=np.float32).reshape(-1)
-        ious = np.asarray(getattr(result, "ious", np.full(len(obj_ids), np.nan)), dtype=np.float32).reshape(-1)
-        attributes = {
-            obj: {"samroto/object_score": float(scores[i]), "samroto/predicted_iou": float(ious[i])}
-            for i, obj in enumerate(obj_ids)
-        }
-        written = writer.write(int(result.frame), obj_ids, np.asarray(result.logits), attributes=attributes)
-        return {int(k): str(v) for k, v in written.items()}
+        """One frame's mattes through the session's matte output (confidence in the EXR headers)."""
+        return {int(k): str(v) for k, v in writer.write(result).items()}
+
+    def finish_mattes(self, writer: Any) -> None:
+        """Write the confidence report beside the mattes (after a stream or a write_mattes request)."""
+        try:
+            writer.finish()
+        except Exception:
+            log.error("writing the confidence report failed:\n%s", traceback.format_exc())
 
     def _shutdown(self) -> None:
         """Stop: end streams after the frame in flight, refuse queued jobs, flush sessions."""
@@ -371,7 +372,7 @@ class Scheduler:
             log.error("closing session %s failed:\n%s", record.id, traceback.format_exc())
         finally:
             record.session = None
-            record.writer = None
+            record.outputs = {}
             if record.frames is not None:
                 try:
                     record.frames.close()
@@ -422,13 +423,17 @@ class Scheduler:
             return self.engine.open_frames(record.source, record.first, record.last)
         return self.engine.open_frames(plate, record.first, record.last)
 
-    def writer_for(self, record: SessionRecord, out_dir: Optional[str] = None,
-                   fmt: Optional[str] = None) -> Any:
-        if out_dir is None and fmt is None:
-            if record.writer is None:
-                record.writer = self.engine.matte_writer(Path(record.matte_dir), record.name, record.matte_format)
-            return record.writer
-        return self.engine.matte_writer(Path(out_dir or record.matte_dir), record.name, fmt or record.matte_format)
+    def writer_for(self, record: SessionRecord, out_dir: Optional[str] = None, fmt: Optional[str] = None,
+                   options: Optional[dict] = None) -> Any:
+        """The session's matte output for a folder, format and options (kept while the session is
+        loaded, so its confidence report covers every pass)."""
+        folder = out_dir or record.matte_dir
+        fmt = fmt or record.matte_format
+        key = (folder, fmt, tuple(sorted((options or {}).items())))
+        if key not in record.outputs:
+            record.outputs[key] = self.engine.matte_writer(Path(folder), record.name, fmt, frames=record.frames,
+                                                          options=options)
+        return record.outputs[key]
 
     def new_record(self, *, name: str, plate: Any, numbers: Sequence[int], height: int, width: int,
                    matte_dir: Optional[str], matte_format: str, source: Optional[dict] = None) -> SessionRecord:

@@ -62,7 +62,7 @@ class SessionRecord:
     folder: Path = field(repr=False, default=Path("."))
     session: Optional[SessionLike] = field(repr=False, default=None)
     frames: Any = field(repr=False, default=None)
-    writer: Any = field(repr=False, default=None)
+    outputs: dict = field(repr=False, default_factory=dict)  # (folder, format, options) -> matte output
     stream: Optional["Stream"] = field(repr=False, default=None)
     last_used: float = 0.0
 
@@ -94,7 +94,7 @@ class SessionRecord:
 
 def read_record(folder: Path) -> SessionRecord:
     data = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
-    names = {f.name for f in dataclasses.fields(SessionRecord)} - {"folder", "session", "frames", "writer",
+    names = {f.name for f in dataclasses.fields(SessionRecord)} - {"folder", "session", "frames", "outputs",
                                                                   "stream", "last_used"}
     return SessionRecord(**{k: v for k, v in data.items() if k in names}, folder=folder)
 

@@ -408,14 +408,24 @@ class MatteSequenceWriter:
         attributes: obj_id -> extra EXR header entries (`{"samroto/score": 0.93}`); in a layered
         file they are stored as `<layer>/<key>`.
         """
+        return self.write_alphas(frame, obj_ids, matte_from_logits(logits, soft=self.soft), attributes)
+
+    def write_alphas(
+        self,
+        frame: int,
+        obj_ids: Sequence[int],
+        alphas: Any,
+        attributes: Mapping[int, Mapping[str, AttributeValue]] | None = None,
+    ) -> dict[int, str]:
+        """Like `write`, from mattes already made (N*H*W in [0, 1]: refined, smoothed ...)."""
         ids = [int(obj_id) for obj_id in obj_ids]
         if len(set(ids)) != len(ids):
             raise MatteError(f"object ids must be unique, got {ids}")
-        alphas = matte_from_logits(logits, soft=self.soft)
+        alphas = np.asarray(alphas, dtype=np.float32)
         if alphas.ndim == 2 and len(ids) == 1:
             alphas = alphas[None]
         if alphas.ndim != 3 or alphas.shape[0] != len(ids):
-            raise MatteError(f"logits must be N*H*W with N = {len(ids)} objects, got shape {alphas.shape}")
+            raise MatteError(f"mattes must be N*H*W with N = {len(ids)} objects, got shape {alphas.shape}")
         attributes = attributes or {}
         unknown = set(attributes) - set(ids)
         if unknown:

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder: one sub-folder of mattes per shot")
     parser.add_argument("--format", choices=["exr", "png"], default="exr", help="EXR half alpha or 16-bit PNG")
     parser.add_argument("--binary", action="store_true", help="hard 0/1 mattes instead of soft")
+    parser.add_argument("--refine-edges", action="store_true",
+                        help="snap the mattes to the plate's edges at full resolution (guided filter)")
+    parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
     parser.add_argument("--restart", action="store_true",
                         help="redo shots whose prompts, plate, model or options changed since their mattes were "
                              "made (their old mattes are deleted); without it such shots fail")
@@ -138,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot create --out {args.out}: {exc}", file=sys.stderr)
         return 2
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
-                           restart=args.restart, keep_state=args.keep_state, threads=args.threads)
+                           restart=args.restart, keep_state=args.keep_state, threads=args.threads,
+                           refine_edges=args.refine_edges, smooth_edges=args.smooth_edges)
 
     def on_result(result: "ShotResult") -> None:
         line = _result_line(result)

@@ -36,6 +36,7 @@ from samroto.core.fileio import write_json_atomic
 
 if TYPE_CHECKING:
     from samroto.core.frames import FrameSource
+    from samroto.core.matte_output import MatteOutput
     from samroto.core.mattes import MatteSequenceWriter
     from samroto.core.model import SAM2Model
     from samroto.core.sidecar import Sidecar
@@ -101,6 +102,8 @@ class BatchOptions:
     restart: bool = False  # redo shots whose inputs changed since their mattes were made
     keep_state: bool = False  # keep each finished shot's session state (for later corrections)
     threads: int | None = None  # torch CPU threads (None: torch's default locally, cpus_per_worker on Ray)
+    refine_edges: bool = False  # snap mattes to the plate's edges (core.edges)
+    smooth_edges: bool = False  # calm edge chatter over time (restarts where a pass resumes)
 
 
 @dataclass
@@ -137,6 +140,8 @@ def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptio
         "precision": precision,
         "format": options.format,
         "soft": options.soft,
+        "refine_edges": options.refine_edges,
+        "smooth_edges": options.smooth_edges,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -183,6 +188,7 @@ class ShotRunner:
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
         from samroto.core.frames import FrameSource, ViewTransform, open_frames
+        from samroto.core.matte_output import MatteOptions, MatteOutput
         from samroto.core.mattes import MatteSequenceWriter
 
         out = Path(self.options.out_dir)
@@ -238,9 +244,13 @@ class ShotRunner:
 
         session, result.resumed = self._open_session(sidecar, frames, open_plate, session_dir, state_root, status)
         bar = self.progress(name, len(numbers)) if self.progress else None
+        # mattes and, beside them, <shot>.confidence.json (carried on across interruptions)
+        output = MatteOutput(writer, frames=session.frames, options=MatteOptions(
+            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges))
         try:
-            self._track(session, keyframe, numbers, done, writer, result, bar)
+            self._track(session, keyframe, numbers, done, output, result, bar)
         finally:
+            output.finish()
             session.close()
             if bar is not None:
                 bar.close()
@@ -303,7 +313,7 @@ class ShotRunner:
         keyframe: int,
         numbers: Sequence[int],
         done: set[int],
-        writer: "MatteSequenceWriter",
+        output: "MatteOutput",
         result: ShotResult,
         bar: ProgressBar | None,
     ) -> None:
@@ -339,7 +349,7 @@ class ShotRunner:
                 if frame_result.frame in done:
                     result.already_there += 1  # its state was lost, its matte was not
                 else:
-                    writer.write(frame_result.frame, frame_result.obj_ids, frame_result.logits)
+                    output.write(frame_result)
                     result.written += 1
                 if bar is not None:
                     bar.update(1)

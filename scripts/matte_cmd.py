@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="first write a fast PREVIEW tracked at SIZE (default 512; files named *_preview_*), "
                              "then the final mattes at full resolution")
     parser.add_argument("--preview-only", action="store_true", help="with --preview: stop after the preview")
+    parser.add_argument("--refine-edges", action="store_true",
+                        help="snap the mattes to the plate's edges at full resolution (guided filter)")
+    parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
     add_model_arguments(parser)
 
 
@@ -46,6 +49,7 @@ def shot_name(plate: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from samroto.core.frames import FrameError, open_frames
+    from samroto.core.matte_output import MatteOptions, MatteOutput
     from samroto.core.mattes import MatteError, MatteSequenceWriter
 
     if not args.point and not args.box:
@@ -89,13 +93,15 @@ def run(args: argparse.Namespace) -> int:
         size = image_size or model.image_size
         if label == "PREVIEW":
             print(f"PREVIEW pass: tracking at {size} px (fast, not the final mattes)", file=sys.stderr)
-        status = _track_and_write(args, model, source, frame, points, labels, writer, image_size, device, label)
+        output = MatteOutput(writer, frames=source,
+                             options=MatteOptions(refine_edges=args.refine_edges, smooth_edges=args.smooth_edges))
+        status = _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label)
         if status:
             return status
     return 0
 
 
-def _track_and_write(args, model, source, frame, points, labels, writer, image_size, device, label) -> int:  # noqa: ANN001
+def _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label) -> int:  # noqa: ANN001
     """One pass: prompt, track forward then backward from the prompted frame, write every frame's matte."""
     from tqdm import tqdm
 
@@ -120,10 +126,15 @@ def _track_and_write(args, model, source, frame, points, labels, writer, image_s
                 for result in session.propagate(frame, reverse=reverse):
                     if reverse and result.frame == frame:
                         continue  # written by the forward pass
-                    writer.write(result.frame, result.obj_ids, result.logits)
+                    output.write(result)
                     written += 1
                     bar.update(1)
     elapsed = time.perf_counter() - started
+    report = output.finish()
     print(f"{label}: {written} mattes in {elapsed:.1f} s ({elapsed / max(written, 1):.2f} s/frame): "
-          f"{os.fspath(writer.pattern_for(obj_id))}")
+          f"{os.fspath(output.writer.pattern_for(obj_id))}")
+    if report is not None:
+        review = output.tracker.review_frames()
+        shown = ", ".join(str(f) for f in review[:20]) + (" ..." if len(review) > 20 else "")
+        print(f"confidence: {report}; frames to review: {shown or 'none'}")
     return 0

@@ -155,17 +155,20 @@ class FakeWriter:
         self.out_dir = Path(out_dir)
         self.name = name
 
-    def write(self, frame: int, obj_ids: list, logits: np.ndarray, attributes: Any = None) -> dict:
+    def write(self, result: Any) -> dict:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         out = {}
-        for i, obj in enumerate(obj_ids):
-            path = self.out_dir / f"{self.name}_obj{obj}.{frame:04d}.npy"
+        for i, obj in enumerate(result.obj_ids):
+            path = self.out_dir / f"{self.name}_obj{obj}.{result.frame:04d}.npy"
             tmp = path.with_suffix(".tmp")
             with open(tmp, "wb") as handle:
-                np.save(handle, (logits[i] > 0).astype(np.uint8))
+                np.save(handle, (np.asarray(result.logits)[i] > 0).astype(np.uint8))
             os.replace(tmp, path)
             out[obj] = str(path)
         return out
+
+    def finish(self) -> None:
+        self.finished = getattr(self, "finished", 0) + 1
 
 
 class FakeEngine:
@@ -197,5 +200,6 @@ class FakeEngine:
         self.sessions.append(session)
         return session
 
-    def matte_writer(self, out_dir: Path, name: str, fmt: str) -> FakeWriter:
+    def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
+                     options: Optional[dict] = None) -> FakeWriter:
         return FakeWriter(out_dir, name)

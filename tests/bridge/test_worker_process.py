@@ -320,3 +320,24 @@ def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerPro
             matte = read_matte(next(out.rglob(f"*obj{obj}_matte.{frame}.exr")))
             alpha = 1 / (1 + np.exp(-logits[i].astype(np.float64)))
             np.testing.assert_allclose(matte, alpha, atol=2e-3, err_msg=f"object {obj} frame {frame}")
+
+
+def test_mattes_carry_confidence_and_a_report_beside_them(worker: WorkerProcess, plate: str, tmp_path: Path) -> None:
+    from samroto.core.confidence import read_sidecar
+    from samroto.core.mattes import read_matte_attributes
+
+    out = tmp_path / "mattes"
+    with connect(worker) as client:
+        shot = client.open_session(plate, name="conf", matte_dir=str(out))
+        shot.add_points(1003, 1, [(80, 60)], [1])
+        forward = list(shot.propagate(last=1006))
+        refined = list(shot.propagate(start=1003, last=1005, refine_edges=True, smooth_edges=True,
+                                      matte_dir=str(tmp_path / "refined")))
+    tracker, name = read_sidecar(out / "conf.confidence.json")
+    assert name == "conf" and [r.frame for r in tracker.records(1)] == [1003, 1004, 1005, 1006]
+    header = read_matte_attributes(forward[1].matte_paths[1])
+    assert header["samroto/frame"] == 1004
+    assert header["samroto/objectScore"] == pytest.approx(forward[1].scores[0], abs=1e-4)
+    plain = read_matte(forward[1].matte_paths[1])
+    smoothed = read_matte(refined[1].matte_paths[1])
+    assert plain.shape == smoothed.shape and not np.allclose(plain, smoothed)

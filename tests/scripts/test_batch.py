@@ -45,7 +45,7 @@ import os, signal, sys
 from samroto.core import mattes
 
 limit = int(os.environ["SAMROTO_TEST_KILL_AFTER"])
-original = mattes.MatteSequenceWriter.write
+original = mattes.MatteSequenceWriter.write_alphas  # every frame's mattes go through it
 written = 0
 
 def write(self, *args, **kwargs):
@@ -56,7 +56,7 @@ def write(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return paths
 
-mattes.MatteSequenceWriter.write = write
+mattes.MatteSequenceWriter.write_alphas = write
 from samroto.scripts.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -93,6 +93,13 @@ def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str
     out, summary = local_run
     assert matte_files(out) == expected_files(out)
     assert f"batch: 3 shots, 3 done, 0 failed; {TOTAL_FRAMES} frames written, 0 already there" in summary
+    # each shot's confidence report sits beside its mattes and covers every frame of every object
+    from samroto.core.confidence import read_sidecar
+
+    for shot, (prefixes, frames) in EXPECTED.items():
+        tracker, name = read_sidecar(out / shot / f"{shot}.confidence.json")
+        assert name == shot and len(tracker.object_ids()) == len(prefixes)
+        assert all([r.frame for r in tracker.records(o)] == list(frames) for o in tracker.object_ids())
     mattes = read_all(out)
     for name, alpha in mattes.items():
         assert alpha.shape == (120, 160) and 0.0 <= alpha.min() < alpha.max() <= 1.0, name
@@ -291,7 +298,7 @@ def test_ctrl_c_then_a_lost_session_state_still_skips_written_frames(
 ) -> None:
     from samroto.core import mattes
 
-    original = mattes.MatteSequenceWriter.write
+    original = mattes.MatteSequenceWriter.write_alphas  # every frame's mattes go through it
     calls = []
 
     def write_then_interrupt(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
@@ -303,9 +310,9 @@ def test_ctrl_c_then_a_lost_session_state_still_skips_written_frames(
 
     out = tmp_path / "out"
     args = ["batch", str(shots / "c.json"), "--out", str(out), "--quiet", *MICRO]
-    monkeypatch.setattr(mattes.MatteSequenceWriter, "write", write_then_interrupt)
+    monkeypatch.setattr(mattes.MatteSequenceWriter, "write_alphas", write_then_interrupt)
     assert main(args) == 130  # Ctrl-C: the command stops, what it wrote stays usable
-    monkeypatch.setattr(mattes.MatteSequenceWriter, "write", original)
+    monkeypatch.setattr(mattes.MatteSequenceWriter, "write_alphas", original)
     assert calls == [0, 1, 2, 3, 4]
     before = stats(matte_files(out))
     assert len(before) == 5

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.core.mattes import read_matte
+from samroto.core.confidence import read_sidecar
+from samroto.core.mattes import read_matte, read_matte_attributes
 from samroto.scripts.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sam2_reference"
@@ -32,13 +33,33 @@ def test_matte_tracks_both_ways_and_writes_the_sequence(tmp_path: Path, capsys: 
     out = tmp_path / "mattes"
     status = main(["matte", plate, "--point", "74,60", "--negative", "5,5", "--frame", "1003", "--out", str(out), *MICRO])
     assert status == 0
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.suffix == ".exr")
     assert files == [f"plate_obj1_matte.{f}.exr" for f in range(1001, 1007)]
     for name in files:
         alpha = read_matte(out / name)
         assert alpha.shape == (120, 160) and alpha.dtype == np.float32
         assert 0.0 <= alpha.min() and alpha.max() <= 1.0
-    assert "6 mattes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "6 mattes" in printed and "frames to review" in printed
+    # confidence beside the mattes: a sidecar with every frame, and the same figures in each EXR header
+    tracker, name = read_sidecar(out / "plate.confidence.json")
+    assert name == "plate" and [r.frame for r in tracker.records(1)] == list(range(1001, 1007))
+    header = read_matte_attributes(out / "plate_obj1_matte.1004.exr")
+    record = tracker.records(1)[3]
+    assert header["samroto/objectScore"] == pytest.approx(record.object_score, abs=1e-5)
+    assert header["samroto/stability"] == pytest.approx(record.stability, abs=1e-5)
+
+
+def test_matte_with_edge_refinement_and_smoothing(tmp_path: Path) -> None:
+    plate = make_plate(tmp_path / "plate", count=4)
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    assert main(["matte", plate, "--point", "60,60", "--out", str(plain), *MICRO]) == 0
+    assert main(["matte", plate, "--point", "60,60", "--refine-edges", "--smooth-edges",
+                 "--out", str(refined), *MICRO]) == 0
+    a = read_matte(plain / "plate_obj1_matte.1002.exr")
+    b = read_matte(refined / "plate_obj1_matte.1002.exr")
+    assert a.shape == b.shape and not np.allclose(a, b), "the options change the mattes"
+    assert 0.0 <= b.min() and b.max() <= 1.0
 
 
 def test_matte_png_and_binary(tmp_path: Path) -> None:
@@ -69,7 +90,7 @@ def test_preview_then_final(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     plate = make_plate(tmp_path / "plate", count=3)
     out = tmp_path / "mattes"
     assert main(["matte", plate, "--point", "60,60", "--preview", "128", "--out", str(out), *MICRO]) == 0
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.suffix == ".exr")
     assert names == sorted(
         [f"plate_preview_obj1_matte.{f}.exr" for f in (1001, 1002, 1003)]
         + [f"plate_obj1_matte.{f}.exr" for f in (1001, 1002, 1003)]
