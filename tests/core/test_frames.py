@@ -46,7 +46,11 @@ def plate_frame(index: int, dtype: type = np.uint8) -> np.ndarray:
 
 
 def write_opencv(path: Path, rgb: np.ndarray) -> None:
-    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), path
+    params = []
+    if path.suffix == ".tif" and rgb.dtype == np.float32:
+        # OpenCV 4 writes 3-channel float TIFF as lossy LogLuv unless told otherwise
+        params = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params), path
 
 
 def write_exr(path: Path, rgb: np.ndarray, pixel_type: type) -> None:
