@@ -201,7 +201,8 @@ def _model_choice(args: argparse.Namespace, jobs: list[ShotJob]) -> ModelChoice:
         resolved = load_config_file(config).to_dict()
     elif isinstance(config, dict):
         resolved = resolve_config(config).to_dict()
-    return ModelChoice(checkpoint=checkpoint, config=resolved, device=args.device, precision=args.precision)
+    return ModelChoice(checkpoint=checkpoint, config=resolved, device=args.device, precision=args.precision,
+                       compile=args.compile)
 
 
 def _result_line(r: ShotResult) -> str:

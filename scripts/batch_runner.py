@@ -72,6 +72,7 @@ class ModelChoice:
     config: dict[str, Any] | None = None  # SAM2Config.to_dict() form; None: inferred from the checkpoint
     device: str | None = None  # None: cuda if the process sees one, else cpu
     precision: str | None = None  # None: bfloat16 on CUDA, float32 on CPU
+    compile: bool = False  # torch.compile the image encoder and memory attention
 
     @property
     def identity(self) -> str:
@@ -91,7 +92,13 @@ class ModelChoice:
     def load(self) -> "SAM2Model":
         from samroto.core.checkpoint import load_model
 
-        return load_model(self.checkpoint, config=self.config, device=self.resolved_device())
+        model = load_model(self.checkpoint, config=self.config, device=self.resolved_device())
+        if self.compile:
+            from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+
+            compile_image_encoder(model)
+            compile_memory_attention(model)
+        return model
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -42,11 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run one measurement in this process (used internally; prints one JSON line)",
     )
     parser.add_argument("--image-size", type=int, default=None, help=argparse.SUPPRESS)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_rss_mb() -> float:

@@ -30,6 +30,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
         default=None,
         help="autocast precision on CUDA (default bfloat16 on CUDA, float32 on CPU)",
     )
+    group.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the image encoder and memory attention (slow first frames, faster after)",
+    )
 
 
 def resolve_device(name: str | None) -> str:
@@ -57,10 +62,16 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
     device = resolve_device(args.device)
     try:
         config = load_config_file(args.config) if args.config else None
-        return load_model(args.model, config=config, device=device)
+        model = load_model(args.model, config=config, device=device)
     except (CheckpointError, ConfigError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if getattr(args, "compile", False):
+        from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+
+        compile_image_encoder(model)
+        compile_memory_attention(model)
+    return model
 
 
 def parse_xy(text: str) -> tuple[float, float]:
