@@ -108,21 +108,24 @@ def axial_rope_frequencies(dim: int, width: int, height: int, theta: float = 100
     return torch.cat([rot_x, rot_y], dim=-1)
 
 
-def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Rotate B*heads*L*D features by L*(D/2) complex rotations (in float32, cast back).
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate B*heads*L*D features by angles given as L*(D/2) cos and sin tables (in float32, cast back).
 
+    Adjacent channel pairs are rotated as complex numbers; the arithmetic is written out with cos
+    and sin (the same as a complex multiply) so that torch.compile can generate code for it.
     When L is a multiple of the table length (memory keys of several frames), the table repeats:
     every memory frame gets the same spatial positions and no temporal rotation.
     """
     if x.shape[-2] == 0:
         return x
-    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    repeats = x.shape[-2] // rotations.shape[0]
+    repeats = x.shape[-2] // cos.shape[0]
+    if repeats * cos.shape[0] != x.shape[-2]:
+        raise ValueError(f"{x.shape[-2]} tokens are not a whole number of {cos.shape[0]}-token maps")
     if repeats != 1:
-        if repeats * rotations.shape[0] != x.shape[-2]:
-            raise ValueError(f"{x.shape[-2]} tokens are not a whole number of {rotations.shape[0]}-token maps")
-        rotations = rotations.repeat(repeats, 1)
-    out = torch.view_as_real(xc * rotations).flatten(-2)
+        cos, sin = cos.repeat(repeats, 1), sin.repeat(repeats, 1)
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    real, imag = pairs[..., 0], pairs[..., 1]
+    out = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1).flatten(-2)
     return out.type_as(x)
 
 
