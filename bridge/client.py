@@ -138,6 +138,7 @@ class FrameUpdate:
     previews: Dict[int, Dict[str, Any]]
     progress: Optional[Tuple[int, int]] = None
     masks: Any = None  # N*H*W uint8 when requested with return_masks=True
+    preview: bool = False  # tracked at a lower resolution (a preview session): not the final mattes
 
     @classmethod
     def from_body(cls, body: Dict[str, Any], arrays: Optional[Dict[str, Any]] = None) -> "FrameUpdate":
@@ -155,6 +156,7 @@ class FrameUpdate:
             previews={o: p for o, p in zip(obj_ids, previews) if p},
             progress=(int(progress["done"]), int(progress["total"])) if isinstance(progress, dict) else None,
             masks=(arrays or {}).get("masks"),
+            preview=bool(body.get("preview", False)),
         )
 
     def present(self, obj_id: int) -> bool:
@@ -438,14 +440,20 @@ class Client:
 
     def open_session(self, plate: Union[str, Dict[str, Any]], first: Optional[int] = None, last: Optional[int] = None,
                      *, name: Optional[str] = None, matte_dir: Optional[str] = None, matte_format: str = "exr",
-                     timeout: Optional[float] = None) -> "RemoteSession":
+                     track_resolution: Optional[int] = None, timeout: Optional[float] = None) -> "RemoteSession":
         """Open a new session on a plate the worker reads: an image-sequence pattern
         (`shot.####.exr`, `shot.%04d.png`) limited to `first`-`last`, or a video file.
-        For frames the host pushes itself, pass `pushed_plate(...)`."""
+        For frames the host pushes itself, pass `pushed_plate(...)`.
+
+        track_resolution: track at this internal size (e.g. 512) for fast feedback: a PREVIEW
+        session, whose results say `preview` and whose mattes are named `*_preview_*`. For the
+        final mattes open a session without it and `import_prompts(preview.export_prompts())`."""
         if not isinstance(plate, (str, dict)):
             plate = os.fspath(plate)
         body: Dict[str, Any] = {"plate": plate, "first": first, "last": last, "name": name,
                                 "matte_dir": matte_dir, "matte_format": matte_format}
+        if track_resolution is not None:
+            body["track_resolution"] = int(track_resolution)
         reply = self.request(protocol.OPEN_SESSION, body, timeout=timeout or max(self.timeout, 60.0))
         return RemoteSession(self, reply.body)
 
@@ -487,6 +495,8 @@ class RemoteSession:
         self.height: int = int(info["height"])
         self.width: int = int(info["width"])
         self.matte_dir: str = str(info.get("matte_dir", ""))
+        # tracked at a lower internal resolution: results and mattes are a preview
+        self.preview: bool = bool(info.get("preview", False))
         self.obj_ids: List[int] = [int(o) for o in (info.get("obj_ids") or [])]
         self._current: Optional[Propagation] = None
 
@@ -650,6 +660,11 @@ class RemoteSession:
         if model is not None:
             body["model"] = model
         return self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+
+    def import_prompts(self, sidecar: Dict[str, Any]) -> List[int]:
+        """Replay a sidecar's prompts (from `export_prompts` of another session, or a sidecar file)
+        onto this session; returns its object ids. Propagate afterwards."""
+        return [int(o) for o in self._request(protocol.IMPORT_PROMPTS, {"sidecar": sidecar}).body["obj_ids"]]
 
     def save(self) -> None:
         """Flush the session's state to the worker's session folder."""

@@ -36,7 +36,7 @@ class Engine(Protocol):
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any: ...
     def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any: ...
-    def create_session(self, frames: Any, state_dir: Path) -> SessionLike: ...
+    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike: ...
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike: ...
     def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
                      options: Optional[dict] = None) -> Any: ...
@@ -78,11 +78,18 @@ class ModelEngine:
     def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any:
         return make_pushed_frames(folder, frame_numbers, height, width)
 
-    def create_session(self, frames: Any, state_dir: Path) -> SessionLike:
+    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike:
         from ..core.video_session import VideoSession
 
         # the model already sits on the device; the session follows it
-        return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision)
+        return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size)
+
+    def check_track_resolution(self, size: int) -> None:
+        """A preview resolution the model can run at (a multiple of 32, below its own)."""
+        full = int(self.model.image_size)
+        if not (64 <= size < full and size % 32 == 0):
+            raise ValueError("track_resolution must be a multiple of 32 from 64 to below the model's %d, got %d"
+                             % (full, size))
 
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
         from ..core.video_session import VideoSession

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # requests that change a session: refused while that session propagates
 MUTATING = frozenset({
-    protocol.PUSH_FRAMES, protocol.ADD_POINTS, protocol.ADD_BOX, protocol.ADD_MASK, protocol.ADD_STROKE,
+    protocol.IMPORT_PROMPTS, protocol.PUSH_FRAMES, protocol.ADD_POINTS, protocol.ADD_BOX, protocol.ADD_MASK, protocol.ADD_STROKE,
     protocol.CLEAR_PROMPTS, protocol.REMOVE_OBJECT, protocol.RESET, protocol.PROPAGATE, protocol.CLOSE,
     protocol.DELETE_SESSION,
 })
@@ -160,6 +160,7 @@ def _obj_id(body: dict) -> int:
 def _prompt_reply(record: SessionRecord, result: Any, body: dict) -> tuple:
     preview_size = get_int(body, "preview_size", protocol.DEFAULT_PREVIEW_SIZE)
     out = frame_body(result, max(0, preview_size), {})
+    out["preview"] = record.preview
     arrays = None
     if body.get("return_masks"):
         arrays = {"masks": (np.asarray(result.logits) > 0).astype(np.uint8)}
@@ -182,6 +183,14 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
     matte_dir = get_field(body, "matte_dir", str, None)
     if matte_dir is not None and not os.path.isabs(matte_dir):
         raise bad("matte_dir must be an absolute path, got %r" % matte_dir)
+    track_resolution = get_field(body, "track_resolution", int, None)
+    if track_resolution is not None:
+        check = getattr(s.engine, "check_track_resolution", None)
+        try:
+            if check is not None:
+                check(track_resolution)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
     if isinstance(plate, str) or (isinstance(plate, dict) and plate.get("kind") in _FILE_KINDS):
         if isinstance(plate, str) and (not plate or "\x00" in plate):
             raise bad("plate path is empty or invalid")
@@ -196,7 +205,8 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
         except Exception:
             source = None
         record = s.new_record(name=name, plate=plate, numbers=list(frames.frame_numbers), height=frames.height,
-                              width=frames.width, matte_dir=matte_dir, matte_format=matte_format, source=source)
+                              width=frames.width, matte_dir=matte_dir, matte_format=matte_format, source=source,
+                              track_resolution=track_resolution)
         record.frames = frames
     elif isinstance(plate, dict) and plate.get("kind") == "pushed":
         first_p, last_p = get_int(plate, "first"), get_int(plate, "last")
@@ -207,7 +217,8 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
         spec = {"kind": "pushed", "first": first_p, "last": last_p, "height": height, "width": width}
         given = get_field(body, "name", str, None)
         record = s.new_record(name=slug(given, is_path=False) if given else "pushed", plate=spec, numbers=numbers,
-                              height=height, width=width, matte_dir=matte_dir, matte_format=matte_format)
+                              height=height, width=width, matte_dir=matte_dir, matte_format=matte_format,
+                              track_resolution=track_resolution)
         (record.folder / PUSHED_DIR).mkdir()
         record.frames = s.engine.pushed_frames(record.folder / PUSHED_DIR, numbers, height, width)
     else:
@@ -215,7 +226,8 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
                    "{'kind': 'pushed', 'first', 'last', 'height', 'width'}")
     s.evict_if_needed(record)
     try:
-        record.session = s.engine.create_session(record.frames, record.folder / STATE_DIR)
+        kwargs = {"image_size": track_resolution} if track_resolution is not None else {}
+        record.session = s.engine.create_session(record.frames, record.folder / STATE_DIR, **kwargs)
         record.live.save()
     except Exception:
         shutil.rmtree(record.folder, ignore_errors=True)
@@ -593,6 +605,21 @@ def _export_prompts(s: Scheduler, job: Job) -> tuple:
     except SidecarError as exc:
         raise bad(str(exc)) from None
     return {"sidecar": sidecar}, None
+
+
+@_handles(protocol.IMPORT_PROMPTS)
+def _import_prompts(s: Scheduler, job: Job) -> tuple:
+    """Replay a sidecar's prompts (e.g. exported from a preview session) onto this session."""
+    from ..core.sidecar import SidecarError, apply_prompts
+
+    record = s.record(job.msg.session)
+    s.check_not_streaming(record, job.msg.type)
+    sidecar = get_field(job.msg.body, "sidecar", dict)
+    try:
+        apply_prompts(record.live, sidecar)
+    except SidecarError as exc:
+        raise bad(str(exc)) from None
+    return {"obj_ids": [int(o) for o in record.live.obj_ids]}, None
 
 
 @_handles(protocol.SAVE)

@@ -284,6 +284,7 @@ class Scheduler:
             if stream.write_mattes and len(result.obj_ids):
                 paths = self.write_mattes(stream.writer, result)
             body = frame_body(result, stream.preview_size, paths)
+            body["preview"] = stream.record.preview
         except StopIteration:
             self._end_stream(stream, protocol.DONE, {})
             return
@@ -431,12 +432,13 @@ class Scheduler:
         fmt = fmt or record.matte_format
         key = (folder, fmt, tuple(sorted((options or {}).items())))
         if key not in record.outputs:
-            record.outputs[key] = self.engine.matte_writer(Path(folder), record.name, fmt, frames=record.frames,
-                                                          options=options)
+            record.outputs[key] = self.engine.matte_writer(Path(folder), record.matte_name, fmt,
+                                                          frames=record.frames, options=options)
         return record.outputs[key]
 
     def new_record(self, *, name: str, plate: Any, numbers: Sequence[int], height: int, width: int,
-                   matte_dir: Optional[str], matte_format: str, source: Optional[dict] = None) -> SessionRecord:
+                   matte_dir: Optional[str], matte_format: str, source: Optional[dict] = None,
+                   track_resolution: Optional[int] = None) -> SessionRecord:
         if not len(numbers):
             raise bad("the plate has no frames")
         session_id = "%s-%s" % (name, uuid.uuid4().hex[:8])
@@ -447,7 +449,8 @@ class Scheduler:
         record = SessionRecord(id=session_id, name=name, plate=plate, first=int(numbers[0]),
                                last=int(numbers[-1]), frame_count=len(numbers), height=int(height),
                                width=int(width), matte_dir=matte_dir, matte_format=matte_format,
-                               created=time.time(), source=source, folder=folder)
+                               created=time.time(), source=source, folder=folder,
+                               track_resolution=track_resolution)
         write_json_atomic(folder / SESSION_FILE, record.persisted())
         return record
 

@@ -59,6 +59,7 @@ class SessionRecord:
     matte_format: str
     created: float
     source: Optional[dict] = None  # the frame source's describe(): how to reopen the plate
+    track_resolution: Optional[int] = None  # a PREVIEW session tracks at this internal size
     folder: Path = field(repr=False, default=Path("."))
     session: Optional[SessionLike] = field(repr=False, default=None)
     frames: Any = field(repr=False, default=None)
@@ -79,6 +80,7 @@ class SessionRecord:
             "frame_count": self.frame_count, "height": self.height, "width": self.width,
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
             "loaded": self.session is not None,
+            "track_resolution": self.track_resolution, "preview": self.preview,
             "obj_ids": [int(o) for o in self.session.obj_ids] if self.session is not None else None,
             "propagating": self.stream.request_id if self.stream is not None else None,
         }
@@ -88,8 +90,18 @@ class SessionRecord:
             "id": self.id, "name": self.name, "plate": self.plate, "first": self.first, "last": self.last,
             "frame_count": self.frame_count, "height": self.height, "width": self.width,
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
-            "source": self.source,
+            "source": self.source, "track_resolution": self.track_resolution,
         }
+
+    @property
+    def preview(self) -> bool:
+        """Tracked at a lower internal resolution: its results and mattes are a preview."""
+        return self.track_resolution is not None
+
+    @property
+    def matte_name(self) -> str:
+        """File-name stem of the session's mattes; preview mattes say so in their names."""
+        return self.name + "_preview" if self.preview else self.name
 
 
 def read_record(folder: Path) -> SessionRecord:

@@ -60,10 +60,10 @@ class RoPEAttention(Attention):
     def __init__(self, *args: object, rope_theta: float = 10000.0, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.rope_theta = rope_theta
-        self._rotations: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rotations: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def rotations(self, num_tokens: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin tables (L*(D/2)) of a square map of `num_tokens` tokens."""
+    def rotations(self, num_tokens: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """cos and sin tables (L*(D/2)) of a square map of `num_tokens` tokens, and the complex table."""
         key = (num_tokens, torch.device(device))
         tables = self._rotations.get(key)
         if tables is None:
@@ -72,7 +72,7 @@ class RoPEAttention(Attention):
                 raise ValueError(f"RoPE needs a square token map, got {num_tokens} tokens")
             head_dim = self.internal_dim // self.num_heads
             rotation = axial_rope_frequencies(head_dim, side, side, self.rope_theta)
-            tables = (rotation.real.contiguous().to(device), rotation.imag.contiguous().to(device))
+            tables = (rotation.real.contiguous().to(device), rotation.imag.contiguous().to(device), rotation.to(device))
             self._rotations[key] = tables
         return tables
 
@@ -82,11 +82,11 @@ class RoPEAttention(Attention):
         q = self._split_heads(self.q_proj(q))
         k = self._split_heads(self.k_proj(k))
         v = self._split_heads(self.v_proj(v))
-        cos, sin = self.rotations(q.shape[-2], q.device)
-        q = apply_rope(q, cos, sin)
+        cos, sin, rotation = self.rotations(q.shape[-2], q.device)
+        q = apply_rope(q, cos, sin, rotation)
         num_rope = k.shape[-2] - num_k_exclude_rope
         if num_k_exclude_rope > 0:
-            k = torch.cat([apply_rope(k[:, :, :num_rope], cos, sin), k[:, :, num_rope:]], dim=2)
+            k = torch.cat([apply_rope(k[:, :, :num_rope], cos, sin, rotation), k[:, :, num_rope:]], dim=2)
         else:
-            k = apply_rope(k, cos, sin)
+            k = apply_rope(k, cos, sin, rotation)
         return self.out_proj(self._merge_heads(F.scaled_dot_product_attention(q, k, v)))

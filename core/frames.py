@@ -57,9 +57,10 @@ OPENCV_IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 IMAGE_EXTENSIONS = OPENCV_IMAGE_EXTENSIONS | {".exr", ".dpx"}
 
 # Decoded video frames kept by a VideoFileFrames, in bytes of the decoder's own pixel format
-# (yuv420p: 1.5 bytes a pixel, so 64 frames of 720p, 43 of 1080p, 10 of 4K; 5 of 4K 10-bit).
-# More frames make backward reading cheaper: one seek per cache-full.
-DEFAULT_VIDEO_CACHE_BYTES = 128 * 1024 * 1024
+# (yuv420p: 1.5 bytes a pixel, so 34 frames of 720p, 15 of 1080p, 3 of 4K). More frames make
+# backward reading cheaper (one seek per cache-full) but cost resident memory for the whole
+# session; forward reading needs none.
+DEFAULT_VIDEO_CACHE_BYTES = 48 * 1024 * 1024
 MIN_VIDEO_CACHE_FRAMES = 2
 MAX_VIDEO_CACHE_FRAMES = 64
 

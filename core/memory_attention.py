@@ -25,14 +25,14 @@ class MemoryAttentionLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_pointer_tokens: int
+        self, x: torch.Tensor, memory: torch.Tensor, memory_keys: torch.Tensor, num_pointer_tokens: int
     ) -> torch.Tensor:
-        """x: B*L*C queries; memory, memory_pos: B*M*D (pointer tokens last)."""
+        """x: B*L*C queries; memory: B*M*D values; memory_keys: memory + its positions (pointer tokens last)."""
         y = self.norm1(x)
         x = x + self.self_attn(y, y, y)
         y = self.norm2(x)
         # positions are added to the keys only, not to the queries
-        x = x + self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope=num_pointer_tokens)
+        x = x + self.cross_attn_image(y, memory_keys, memory, num_k_exclude_rope=num_pointer_tokens)
         y = self.norm3(x)
         return x + self.linear2(F.relu(self.linear1(y)))
 
@@ -54,6 +54,7 @@ class MemoryAttention(nn.Module):
         """current, current_pos: B*L*C (the frame's lowest-res feature and its sine encoding);
         memory, memory_pos: B*M*D. Returns B*L*C."""
         x = current + 0.1 * current_pos
+        memory_keys = memory + memory_pos  # the same for every layer: added once, not per layer
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_pointer_tokens)
+            x = layer(x, memory, memory_keys, num_pointer_tokens)
         return self.norm(x)

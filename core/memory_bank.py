@@ -121,11 +121,13 @@ class InMemoryStore(RecordStore):
 class DiskStore(RecordStore):
     """One small binary file per record under `root/obj_<id>/`, with an LRU window in RAM.
 
-    Files are written atomically (temporary name, then rename), so a crash never leaves a partial
-    record under its final name. Keyframe records stay in the window (every later frame needs them).
+    The window holds `window` records per object: tracking a frame needs the last 15 frames'
+    pointers and the last 6 frames' memories, all recent. Keyframe records stay in RAM besides
+    (every later frame needs them). Files are written atomically (temporary name, then rename), so
+    a crash never leaves a partial record under its final name.
     """
 
-    def __init__(self, root: Path, *, window: int = 64) -> None:
+    def __init__(self, root: Path, *, window: int = 24) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.window = window
@@ -159,13 +161,14 @@ class DiskStore(RecordStore):
         return record
 
     def _evict(self) -> None:
-        if len(self._cache) <= self.window:
-            return
-        for key in list(self._cache):
-            if len(self._cache) <= self.window:
-                break
-            if not self._cache[key].keyframe:
+        counts: dict[int, int] = {}
+        for obj_id, _, _ in self._cache:
+            counts[obj_id] = counts.get(obj_id, 0) + 1
+        for key in list(self._cache):  # oldest first
+            obj_id = key[0]
+            if counts[obj_id] > self.window and not self._cache[key].keyframe:
                 del self._cache[key]
+                counts[obj_id] -= 1
 
     def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
         with self._lock:

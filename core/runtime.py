@@ -43,3 +43,35 @@ def compile_memory_attention(model: SAM2Model, *, mode: str = "max-autotune") ->
     model.memory_attention.forward = torch.compile(  # type: ignore[method-assign]
         model.memory_attention.forward, mode=mode, fullgraph=False, dynamic=True
     )
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the operating system (glibc only; a no-op elsewhere).
+
+    Tensors of a few tens of MB are allocated and freed every frame; glibc serves them from its
+    heap and keeps the freed, fragmented blocks resident, so RSS creeps up over a long shot.
+    `malloc_trim` returns them (a few milliseconds), which keeps memory flat.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+_TRIM: "object | None" = None
+
+
+def _malloc_trim():  # noqa: ANN202 - a ctypes function or None
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+        import ctypes.util
+        import sys
+
+        _TRIM = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _TRIM = libc.malloc_trim
+            except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+                _TRIM = False
+    return _TRIM or None

@@ -36,9 +36,10 @@ from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, Rec
 from .model import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
 from .preprocess import to_model_input
 from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
-from .runtime import DTYPES, autocast_context
+from .runtime import DTYPES, autocast_context, release_free_memory
 
 SESSION_FORMAT = 1
+TRIM_EVERY_FRAMES = 8
 
 
 class SessionError(ValueError):
@@ -85,8 +86,8 @@ class SessionOptions:
     non_overlap_masks: bool = False
     # image features kept for recently used frames (each is ~16 MB at 1024)
     feature_cache_frames: int = 4
-    # records kept in RAM besides keyframes when the state is on disk
-    record_window: int = 64
+    # records per object kept in RAM besides keyframes when the state is on disk
+    record_window: int = 24
     # "float32", or "bfloat16"/"float16" autocast on CUDA
     precision: str = "float32"
 
@@ -107,7 +108,7 @@ class VideoSession:
         last: int | None = None,
         precision: str = "float32",
         feature_cache_frames: int = 4,
-        record_window: int = 64,
+        record_window: int = 24,
         image_size: int | None = None,
     ) -> None:
         """
@@ -628,9 +629,11 @@ class VideoSession:
         # decode and resize the next frames in the background while the model works
         self._prefetcher = FramePrefetcher(self._model_input, [i for i in order if i not in self._features])
         try:
-            for idx in order:
+            for count, idx in enumerate(order, start=1):
                 result = self._track_frame(idx, reverse)
                 self._prefetcher.advance(idx)
+                if count % TRIM_EVERY_FRAMES == 0:
+                    release_free_memory()  # keeps RSS flat over a long shot (glibc heap fragmentation)
                 yield result
         finally:
             self._prefetcher.stop()
@@ -777,7 +780,7 @@ class VideoSession:
             device=device,
             precision=options.get("precision", "float32"),
             feature_cache_frames=options.get("feature_cache_frames", 4),
-            record_window=options.get("record_window", 64),
+            record_window=options.get("record_window", 24),
             image_size=saved_size,
         )
         session._restore()

@@ -190,7 +190,7 @@ class FakeEngine:
     def pushed_frames(self, folder: Path, frame_numbers: Any, height: int, width: int) -> FakeFrames:
         return FakeFrames(frame_numbers[0], frame_numbers[-1], height, width)
 
-    def create_session(self, frames: Any, state_dir: Path) -> FakeSession:
+    def create_session(self, frames: Any, state_dir: Path, **options: Any) -> FakeSession:
         session = FakeSession(frames, state_dir, self.delay)
         self.sessions.append(session)
         return session

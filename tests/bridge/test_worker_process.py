@@ -341,3 +341,26 @@ def test_mattes_carry_confidence_and_a_report_beside_them(worker: WorkerProcess,
     plain = read_matte(forward[1].matte_paths[1])
     smoothed = read_matte(refined[1].matte_paths[1])
     assert plain.shape == smoothed.shape and not np.allclose(plain, smoothed)
+
+
+def test_preview_session_then_final_mattes_from_its_prompts(worker: WorkerProcess, plate: str,
+                                                            tmp_path: Path) -> None:
+    """Track at a lower internal resolution for fast feedback (labelled a preview), then compute the
+    final mattes at full resolution from the same prompts."""
+    with connect(worker) as client:
+        preview = client.open_session(plate, name="pv", matte_dir=str(tmp_path / "m"), track_resolution=128)
+        assert preview.preview
+        prompt = preview.add_points(1002, 1, [(80, 60)], [1])
+        assert prompt.preview
+        updates = list(preview.propagate(last=1004))
+        assert all(u.preview for u in updates)
+        assert Path(updates[0].matte_paths[1]).name == "pv_preview_obj1_matte.1002.exr"
+        final = client.open_session(plate, name="pv", matte_dir=str(tmp_path / "m"))
+        assert not final.preview
+        assert final.import_prompts(preview.export_prompts()) == [1]
+        finals = list(final.propagate(last=1004))
+        assert not any(u.preview for u in finals)
+        assert Path(finals[0].matte_paths[1]).name == "pv_obj1_matte.1002.exr"
+        with pytest.raises(BadRequest, match="track_resolution must be a multiple of 32"):
+            client.open_session(plate, track_resolution=100)
+    assert read_matte(finals[0].matte_paths[1]).shape == read_matte(updates[0].matte_paths[1]).shape == (HEIGHT, WIDTH)

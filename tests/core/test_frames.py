@@ -552,7 +552,7 @@ def test_reading_in_order_keeps_the_cache_bounded(tmp_path: Path) -> None:
     )
     with VideoFileFrames(path) as source:
         assert len(source) == 300
-        # 640x360 yuv420p is 345,600 bytes a frame: the default budget allows the 64-frame cap
+        # 640x360 yuv420p is 345,600 bytes a frame: the default 48 MiB budget holds 145, capped at 64
         assert source.cache_capacity == 64
         for frame in source.frame_numbers:
             assert read_index(source.read(frame)) == frame % 256  # the picture carries 8 bits
