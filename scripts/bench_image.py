@@ -24,16 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from samroto.core.checkpoint import build_model, load_model
     from samroto.core.image_predictor import ImagePredictor
-    from samroto.core.runtime import autocast_context, compile_image_encoder
+    from samroto.core.runtime import autocast_context
+    from samroto.scripts.common import bench_model
 
     device = torch.device(args.device)
-    model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
-    if args.image_size:
-        model = model.at_image_size(args.image_size)
-    if args.compile:
-        compile_image_encoder(model)
+    model = bench_model(args, memory_attention=False)
     predictor = ImagePredictor(model)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(720, 1280, 3), dtype=np.uint8)

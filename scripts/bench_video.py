@@ -58,19 +58,9 @@ def _peak_rss_mb() -> float:
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
-    import torch
+    from samroto.scripts.common import bench_model
 
-    from samroto.core.checkpoint import build_model, load_model
-    from samroto.core.runtime import compile_image_encoder, compile_memory_attention
-
-    device = torch.device(args.device)
-    model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
-    if args.image_size:
-        model = model.at_image_size(args.image_size)
-    if args.compile:
-        compile_image_encoder(model)
-        compile_memory_attention(model)
-    return model
+    return bench_model(args, memory_attention=True)
 
 
 def _prompts(width: int, height: int, count: int) -> list[tuple[float, float]]:

@@ -74,6 +74,25 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
     return model
 
 
+def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Model":
+    """The benchmarks' model: `--model` loaded, or the `--config` preset with random weights, at
+    `--image-size` if given; `--compile` compiles the image encoder (and memory attention if asked)."""
+    import torch
+
+    from samroto.core.checkpoint import build_model, load_model
+    from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+
+    device = torch.device(args.device)
+    model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
+    if args.image_size:
+        model = model.at_image_size(args.image_size)
+    if args.compile:
+        compile_image_encoder(model)
+        if memory_attention:
+            compile_memory_attention(model)
+    return model
+
+
 def parse_xy(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
