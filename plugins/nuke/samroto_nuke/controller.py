@@ -3,7 +3,8 @@
 A button press becomes a `WorkerJob`: plain data read from the node on Nuke's main thread (the
 plate, the prompts, the settings, the node's session id). `JobRunner` runs it in its own thread
 with its own client (clients are not thread-safe): open or resume the worker session, send the
-prompts, track, fetch the Roto shapes. It never touches Nuke: everything the UI must show is
+prompts, track, fetch the Roto shapes, or turn a PREVIEW session (tracked at a lower internal
+resolution) into final mattes. It never touches Nuke: everything the UI must show is
 handed to the injected `run_on_main` function (Nuke's `executeInMainThread` in host.py, a queue
 in the tests) as calls to the `JobObserver`. Progress goes to a `Progress` object (host.py wraps
 `nuke.ProgressTask`, which Nuke designs to be driven from a worker thread) and its cancel button
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 class WorkerJob:
     """One button press. action: "prompts" (send only), "forward", "backward", "both", "frame"
     (the current frame only), "roto" (build shapes of the tracked objects), "reset" (start a new
-    session); nuke_frame: the current frame; session_id: the node's session (None: open one)."""
+    session), "final" (full-resolution mattes from the node's preview session); nuke_frame: the
+    current frame; session_id: the node's session (None: open one); session_resolution: that
+    session's preview size as the node last heard it (0: final)."""
 
     action: str
     node_name: str
@@ -47,10 +50,19 @@ class WorkerJob:
     roto_shapes: Tuple[RotoShapeData, ...] = ()
     roto_grouping: str = "layer"
     settings: PluginSettings = field(default_factory=PluginSettings)
+    session_resolution: int = 0
 
     def __post_init__(self) -> None:
         if self.action not in WORKER_ACTIONS:
             raise ValueError("unknown SamRoto action %r (one of %s)" % (self.action, ", ".join(WORKER_ACTIONS)))
+
+    @property
+    def preview_resolution(self) -> int:
+        """The preview size of the session this job works on (0: final), known before connecting:
+        the node's session, else the one the settings will open."""
+        if self.session_id and self.action != "reset":
+            return self.session_resolution
+        return self.settings.track.preview_resolution or 0
 
 
 @dataclass
@@ -70,6 +82,7 @@ class JobResult:
     tracked_frames: List[int] = field(default_factory=list)
     matte_patterns: Dict[int, str] = field(default_factory=dict)
     roto_plan: Optional[RotoPlan] = None
+    preview_resolution: int = 0  # the session is a PREVIEW tracked at this size (0: final mattes)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +94,9 @@ class JobObserver:
 
     def session_opened(self, job: WorkerJob, session_id: str) -> None:
         """A new worker session now belongs to the node (store its id)."""
+
+    def session_mode(self, job: WorkerJob, preview_resolution: int) -> None:
+        """The node's session is a PREVIEW tracking at `preview_resolution` px, or final (0)."""
 
     def status(self, job: WorkerJob, text: str) -> None:
         """A one-line status for the node."""
@@ -114,6 +130,10 @@ ShapeFetcher = Callable[["RemoteSession", int, "RotoSettings"], Mapping[str, Any
 def fetch_shapes_from_worker(session: "RemoteSession", obj_id: int, settings: "RotoSettings") -> Mapping[str, Any]:
     answer: Mapping[str, Any] = session.get_shapes(obj_id, space="nuke", tolerance=settings.tolerance)
     return answer
+
+
+class NotAPreview(ValueError):
+    """"Compute final mattes" without a preview session to take the prompts from."""
 
 
 class JobRunner:
@@ -163,7 +183,7 @@ class JobRunner:
         """The thread body. Never raises: failures become a "failed" result with a clear message."""
         job = self.job
         result = JobResult(action=job.action, session_id=job.session_id)
-        progress = self._progress_factory("SamRoto %s: %s" % (job.node_name, job.action))
+        progress = self._progress_factory(progress_title(job))
         client: Optional[Client] = None
         try:
             client = self._connect(job.settings.connection)
@@ -194,6 +214,9 @@ class JobRunner:
         job = self.job
         progress.set_message("connecting to the worker")
         client.hello()  # refuses a worker speaking another protocol major
+        if job.action == "final":
+            self._final(client, progress, result)
+            return
         session = self._session(client, result)
         result.width, result.height = session.width, session.height
         if job.action == "reset":
@@ -226,10 +249,46 @@ class JobRunner:
         if session is None:
             track = job.settings.track
             session = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
-                                          matte_dir=track.matte_dir, matte_format=track.matte_format)
+                                          matte_dir=track.matte_dir, matte_format=track.matte_format,
+                                          track_resolution=track.preview_resolution)
             self._post(self._observer.session_opened, session.id)
         result.session_id = session.id
+        result.preview_resolution = preview_resolution_of(session)
+        self._post(self._observer.session_mode, result.preview_resolution)
         return session
+
+    def _final(self, client: "Client", progress: Progress, result: JobResult) -> None:
+        """Final mattes from the node's preview session: a full-resolution session on the same
+        plate replays the preview's prompts, becomes the node's session and tracks the whole
+        range both ways from the earliest prompted frame. The preview session is deleted once
+        that is done (its mattes stay on disk)."""
+        job = self.job
+        if not job.session_id:
+            raise NotAPreview("there is no preview session to compute final mattes from: tick \"preview\", place "
+                              "prompts and track, then press \"Compute final mattes\"")
+        preview = client.resume_session(job.session_id)
+        if not preview.preview:
+            raise NotAPreview("this node's session already tracks at full resolution: its mattes are the final ones")
+        progress.set_message("replaying the preview's prompts at full resolution")
+        sidecar = preview.export_prompts()
+        track = job.settings.track
+        final = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
+                                    matte_dir=track.matte_dir, matte_format=track.matte_format)
+        try:
+            result.obj_ids = final.import_prompts(sidecar)
+        except Exception:
+            client.delete_session(final.id)  # nothing refers to it yet
+            raise
+        self._post(self._observer.session_opened, final.id)
+        self._post(self._observer.session_mode, 0)
+        result.session_id, result.width, result.height = final.id, final.width, final.height
+        self._track(final, progress, result)
+        if result.state == "done" and not self._cancelled(progress):
+            try:
+                client.delete_session(preview.id)
+            except Exception as exc:  # the final mattes are there: a leftover preview must not fail the job
+                if not connection.is_bridge_error(exc):
+                    raise
 
     def _send_prompts(self, session: "RemoteSession", result: JobResult, *, required: bool) -> None:
         job = self.job
@@ -263,12 +322,16 @@ class JobRunner:
         job = self.job
         frame = job.plate.plate_frame_at(job.nuke_frame)
         track = job.settings.track
-        if job.action == "frame":
+        what = "tracking %s from frame %d" % (job.action, job.nuke_frame)
+        if job.action == "final":  # the whole range, both ways from the earliest prompted frame
+            run = session.propagate(direction="both", preview_size=0, credit=track.credit)
+            what = "final mattes at full resolution"
+        elif job.action == "frame":
             run = session.propagate(frame, first=frame, last=frame, direction="forward", preview_size=0,
                                     credit=track.credit)
         else:
             run = session.propagate(frame, direction=job.action, preview_size=0, credit=track.credit)
-        progress.set_message("tracking %s from frame %d" % (job.action, job.nuke_frame))
+        progress.set_message(what)
         last_status = 0.0
         with run:
             for update in run:
@@ -317,21 +380,49 @@ def session_name(job: WorkerJob) -> str:
     return "%s_%s" % (stem.rstrip("._-") or "plate", node)
 
 
+def preview_resolution_of(session: "RemoteSession") -> int:
+    """The size a PREVIEW session tracks at, 0 for a full-resolution session."""
+    return int(session.info.get("track_resolution") or 0) if session.preview else 0
+
+
+def progress_title(job: WorkerJob) -> str:
+    """The progress bar's title, saying "Preview" when the job's session is one."""
+    what = job.action
+    if job.action == "final":
+        what = "final mattes (full resolution)"
+    elif job.preview_resolution:
+        what = "Preview %s (%d px)" % (job.action, job.preview_resolution)
+    return "SamRoto %s: %s" % (job.node_name, what)
+
+
+def mode_text(preview_resolution: int) -> str:
+    """The node's mode line: whether its mattes are a preview or the final ones."""
+    if preview_resolution:
+        return "PREVIEW at %d px - not the final mattes" % preview_resolution
+    return "final mattes (full resolution)"
+
+
+def preview_label(preview_resolution: int) -> str:
+    """The label on the node and its matte Read nodes ("" once the mattes are final)."""
+    return "PREVIEW %d px" % preview_resolution if preview_resolution else ""
+
+
 def summarize(result: JobResult) -> str:
-    """A one-line status for the node."""
+    """A one-line status for the node; a preview's says so first."""
+    prefix = "PREVIEW: " if result.preview_resolution else "final mattes: " if result.action == "final" else ""
     if result.action == "reset":
-        return "new session %s" % result.session_id
+        return prefix + "new session %s" % result.session_id
     if result.action == "roto" and result.roto_plan is not None:
         plan = result.roto_plan
-        return "Roto: %d shape%s, %d keys" % (plan.shape_count, "" if plan.shape_count == 1 else "s", plan.key_count)
+        return prefix + "Roto: %d shape%s, %d keys" % (plan.shape_count, "" if plan.shape_count == 1 else "s",
+                                                      plan.key_count)
     parts: List[str] = []
     if result.prompted:
         parts.append("%d prompt%s sent" % (len(result.prompted), "" if len(result.prompted) == 1 else "s"))
-    if result.action in TRACK_ACTIONS:
+    if result.action in TRACK_ACTIONS or result.action == "final":
         count = len(result.tracked_frames)
         frames = "%d frame%s" % (count, "" if count == 1 else "s")
         parts.append("tracked " + frames if result.state == "done" else "%s after %s" % (result.state, frames))
     if result.obj_ids:
         parts.append("objects %s" % ", ".join(str(o) for o in result.obj_ids))
-    return "; ".join(parts) or result.state
-
+    return prefix + ("; ".join(parts) or result.state)

@@ -4,6 +4,8 @@ It reads the SamRoto node, its upstream plate and the prompt knobs or Roto shape
 dataclasses of the other modules, starts a `controller.JobRunner` thread for each button press,
 and turns the results into nodes: a Read node per object on its matte sequence with a Copy node
 putting that matte into the plate's alpha, and on request a Roto node with the tracked shapes.
+A PREVIEW session (tracked at a lower internal resolution) is labelled as one on the node and
+its matte Read nodes until "Compute final mattes" replaces it with a full-resolution session.
 
 Threading (Foundry's rules): knobs and nodes are read and written on the main thread only. The
 runner thread hands everything UI-related back through `nuke.executeInMainThread`; the one Nuke
@@ -24,15 +26,17 @@ import nuke
 import nuke.rotopaint as rp
 
 from . import connection
-from .controller import JobObserver, JobResult, JobRunner, Progress, WorkerJob
+from .controller import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
 from .plate import PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
-from .settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, HOLE_MODES, HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB,
-                       NODE_CLASS_LABEL, OBJECT_KNOB, PLATE_KEY_KNOB, PROMPT_SOURCE_KNOB, PROMPT_SOURCES,
-                       ROTO_GROUPING_KNOB, ROTO_GROUPINGS, ROTO_INPUT_KNOB, SESSION_KNOB, STATUS_KNOB, TOLERANCE_KNOB,
-                       WORKER_ACTIONS, PluginSettings, PromptLayout, RotoSettings, TrackSettings, negative_enable_knob,
-                       negative_point_knob, positive_enable_knob, positive_point_knob)
+from .settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION, FINAL_KNOB, HOLE_MODES,
+                       HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL, OBJECT_KNOB,
+                       PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB, PREVIEW_TILE_COLOR, PROMPT_SOURCE_KNOB,
+                       PROMPT_SOURCES, ROTO_GROUPING_KNOB, ROTO_GROUPINGS, ROTO_INPUT_KNOB, SESSION_KNOB,
+                       SESSION_RESOLUTION_KNOB, STATUS_KNOB, TOLERANCE_KNOB, WORKER_ACTIONS, PluginSettings,
+                       PromptLayout, RotoSettings, TrackSettings, negative_enable_knob, negative_point_knob,
+                       positive_enable_knob, positive_point_knob)
 
 KnobT = TypeVar("KnobT", bound=nuke.Knob)
 
@@ -93,7 +97,11 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
         hidden.setFlag(nuke.INVISIBLE)
         node.addKnob(hidden)
     _knob(node, MARKER_KNOB, nuke.String_Knob).setValue("1")
+    session_resolution = nuke.Int_Knob(SESSION_RESOLUTION_KNOB, "session preview size")
+    session_resolution.setFlag(nuke.INVISIBLE)
+    node.addKnob(session_resolution)
     node.addKnob(nuke.Text_Knob(STATUS_KNOB, "status", "no session yet"))
+    node.addKnob(nuke.Text_Knob(MODE_KNOB, "mattes", ""))
     source = nuke.Enumeration_Knob(PROMPT_SOURCE_KNOB, "prompts from", list(PROMPT_SOURCES))
     source.setTooltip("knobs: the clicks and box below; roto: the shapes of the Roto node named below "
                       "(one object per layer or per colour, every keyed frame is a prompt)")
@@ -122,12 +130,25 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
     box = nuke.BBox_Knob(BOX_KNOB, "")
     box.setValue([width * 0.25, height * 0.25, width * 0.75, height * 0.75])
     node.addKnob(box)
+    preview = nuke.Boolean_Knob(PREVIEW_KNOB, "preview")
+    preview.setTooltip("new sessions track at the preview resolution for fast feedback; their mattes are a PREVIEW "
+                       "(named *_preview_*) until you press Compute final mattes. Takes effect when a session opens "
+                       "(the first track, Reset session, another plate)")
+    preview.setFlag(nuke.STARTLINE)
+    node.addKnob(preview)
+    resolution = nuke.Int_Knob(PREVIEW_RESOLUTION_KNOB, "preview resolution")
+    resolution.setValue(DEFAULT_PREVIEW_RESOLUTION)
+    resolution.setTooltip("the preview's internal size in pixels: a multiple of 32 below the model's own "
+                          "(1024 for the official checkpoints)")
+    resolution.clearFlag(nuke.STARTLINE)
+    node.addKnob(resolution)
     for i, (name, label, action) in enumerate(ACTIONS):
         button = nuke.PyScript_Knob(name, label, "import samroto_nuke.host\n"
                                                  "samroto_nuke.host.on_button(nuke.thisNode(), %r)" % action)
-        if i in (0, 1, 5):
+        if i in (0, 1, 5) or name == FINAL_KNOB:
             button.setFlag(nuke.STARTLINE)
         node.addKnob(button)
+    _knob(node, FINAL_KNOB, nuke.PyScript_Knob).setEnabled(False)  # until the node has a preview session
     tolerance = nuke.Double_Knob(TOLERANCE_KNOB, "shape tolerance")
     tolerance.setValue(0.0)
     tolerance.setTooltip("largest distance in pixels between a Roto shape and the matte edge "
@@ -194,12 +215,13 @@ def read_job(node: nuke.Node, action: str) -> WorkerJob:
     plate = read_plate(node, reuse_key=None if action == "reset" else stored_key)
     if plate.key != stored_key and action != "reset":
         session_id = None  # another plate: a new session (reset deletes the old one first)
+    session_resolution = int(_knob(node, SESSION_RESOLUTION_KNOB, nuke.Int_Knob).value()) if session_id else 0
     frame = int(nuke.frame())
     knob_prompts: Optional[KnobPrompts] = None
     roto_shapes: Tuple[RotoShapeData, ...] = ()
     source = str(_knob(node, PROMPT_SOURCE_KNOB, nuke.Enumeration_Knob).value())
     grouping = str(_knob(node, ROTO_GROUPING_KNOB, nuke.Enumeration_Knob).value())
-    if action not in ("roto", "reset"):
+    if action not in ("roto", "reset", "final"):
         if source == "roto":
             roto_name = _knob(node, ROTO_INPUT_KNOB, nuke.String_Knob).value().strip()
             roto = nuke.toNode(roto_name) if roto_name else None
@@ -210,7 +232,8 @@ def read_job(node: nuke.Node, action: str) -> WorkerJob:
         else:
             knob_prompts = read_knob_prompts(node, settings.layout, frame)
     return WorkerJob(action=action, node_name=node.fullName(), plate=plate, nuke_frame=frame, session_id=session_id,
-                     knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings)
+                     knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings,
+                     session_resolution=session_resolution)
 
 
 def read_settings(node: nuke.Node) -> PluginSettings:
@@ -225,7 +248,10 @@ def read_settings(node: nuke.Node) -> PluginSettings:
     while node.knob(negative_point_knob(negatives + 1)) is not None:
         negatives += 1
     roto = RotoSettings(tolerance=tolerance if tolerance > 0 else None, holes=holes)
-    return PluginSettings(track=TrackSettings(matte_dir=matte_dir), roto=roto,
+    preview = _knob(node, PREVIEW_KNOB, nuke.Boolean_Knob).value()
+    resolution = int(_knob(node, PREVIEW_RESOLUTION_KNOB, nuke.Int_Knob).value())
+    track = TrackSettings(matte_dir=matte_dir, preview_resolution=resolution if preview else None)
+    return PluginSettings(track=track, roto=roto,
                           layout=PromptLayout(positive_points=max(1, positives), negative_points=negatives))
 
 
@@ -348,6 +374,29 @@ def _set_status(node: nuke.Node, text: str) -> None:
         cast(nuke.Text_Knob, knob).setValue(text)
 
 
+def show_session_mode(node: nuke.Node, preview_resolution: int) -> None:
+    """Say on the node whether its session is a PREVIEW (tracked at `preview_resolution` px) or
+    final (0); "Compute final mattes" is enabled for a preview only."""
+    _knob(node, SESSION_RESOLUTION_KNOB, nuke.Int_Knob).setValue(preview_resolution)
+    _knob(node, MODE_KNOB, nuke.Text_Knob).setValue(mode_text(preview_resolution))
+    _knob(node, FINAL_KNOB, nuke.PyScript_Knob).setEnabled(preview_resolution > 0)
+    _mark_preview(node, preview_resolution)
+
+
+def _mark_preview(node: nuke.Node, preview_resolution: int) -> None:
+    """A "PREVIEW <size> px" label line and an orange tile, or (0) neither: the artist's own
+    label lines and tile colour stay."""
+    mark = preview_label(preview_resolution)
+    label = _knob(node, "label", nuke.EvalString_Knob)
+    lines = [line for line in label.value().splitlines() if not line.startswith("PREVIEW ")]
+    label.setValue("\n".join(([mark] if mark else []) + lines))
+    tile = _knob(node, "tile_color", nuke.Unsigned_Knob)
+    if mark:
+        tile.setValue(PREVIEW_TILE_COLOR)
+    elif tile.value() == PREVIEW_TILE_COLOR:
+        tile.setValue(0)  # 0: the node class's own colour
+
+
 class NukeObserver(JobObserver):
     """Applies a job's results to the node graph (every method runs on the main thread)."""
 
@@ -356,6 +405,11 @@ class NukeObserver(JobObserver):
         if node is not None:
             _knob(node, SESSION_KNOB, nuke.String_Knob).setValue(session_id)
             _knob(node, PLATE_KEY_KNOB, nuke.String_Knob).setValue(job.plate.key)
+
+    def session_mode(self, job: WorkerJob, preview_resolution: int) -> None:
+        node = nuke.toNode(job.node_name)
+        if node is not None:
+            show_session_mode(node, preview_resolution)
 
     def status(self, job: WorkerJob, text: str) -> None:
         node = nuke.toNode(job.node_name)
@@ -372,16 +426,18 @@ class NukeObserver(JobObserver):
             return
         try:
             if result.matte_patterns:
-                matte_nodes(node, job.plate, result.matte_patterns)
+                matte_nodes(node, job.plate, result.matte_patterns, preview_resolution=result.preview_resolution)
             if result.roto_plan is not None:
                 build_roto(result.roto_plan, node)
         except Exception:  # a bug in the glue must not take the session down with it
             tell("SamRoto could not update the node graph:\n" + traceback.format_exc(limit=3))
 
 
-def matte_nodes(node: nuke.Node, plate: PlateSource, patterns: Dict[int, str]) -> Dict[int, Tuple[nuke.Node, nuke.Node]]:
+def matte_nodes(node: nuke.Node, plate: PlateSource, patterns: Dict[int, str], *,
+                preview_resolution: int = 0) -> Dict[int, Tuple[nuke.Node, nuke.Node]]:
     """Per object: a Read node on its matte sequence (EXR alpha, timed like the plate; black
-    where a frame was not tracked) and a Copy node putting that matte into the plate's alpha."""
+    where a frame was not tracked; labelled PREVIEW for a preview's mattes) and a Copy node
+    putting that matte into the plate's alpha. A re-run repoints the same nodes."""
     out: Dict[int, Tuple[nuke.Node, nuke.Node]] = {}
     base = node.name()
     for i, (obj_id, pattern) in enumerate(sorted(patterns.items())):
@@ -395,6 +451,7 @@ def matte_nodes(node: nuke.Node, plate: PlateSource, patterns: Dict[int, str]) -
         _knob(read, "frame_mode", nuke.Enumeration_Knob).setValue("offset" if plate.offset else "expression")
         _knob(read, "frame", nuke.String_Knob).setValue(str(plate.offset) if plate.offset else "")
         read.setXYpos(node.xpos() + 140 * (i + 1), node.ypos() - 40)
+        _mark_preview(read, preview_resolution)
         copy = _named_node("%s_obj%d_alpha" % (base, obj_id), "Copy", node)
         copy.setInput(0, node)  # B: the plate, passed through the SamRoto NoOp
         copy.setInput(1, read)  # A: the matte

@@ -29,6 +29,14 @@ HOLES_KNOB = "samroto_roto_holes"
 MATTE_DIR_KNOB = "samroto_matte_dir"
 BOX_ENABLE_KNOB = "samroto_box_on"
 BOX_KNOB = "samroto_box"
+PREVIEW_KNOB = "samroto_preview"     # checkbox: new sessions track at a lower resolution (fast feedback)
+PREVIEW_RESOLUTION_KNOB = "samroto_preview_resolution"
+SESSION_RESOLUTION_KNOB = "samroto_session_resolution"  # hidden; the session's preview size (0: final)
+MODE_KNOB = "samroto_mode"           # read-only text line: PREVIEW or final mattes
+FINAL_KNOB = "samroto_final"         # button: full-resolution mattes from a preview's prompts
+
+DEFAULT_PREVIEW_RESOLUTION = 512
+PREVIEW_TILE_COLOR = 0xFF8000FF      # orange node tiles: a preview, not the final mattes
 
 PROMPT_SOURCES: Tuple[str, ...] = ("knobs", "roto")
 ROTO_GROUPINGS: Tuple[str, ...] = ("layer", "colour")
@@ -63,9 +71,10 @@ ACTIONS: Tuple[Tuple[str, str, str], ...] = (
     ("samroto_cancel", "Cancel", "cancel"),
     ("samroto_make_roto", "Create Roto shapes", "roto"),
     ("samroto_reset", "Reset session", "reset"),
+    (FINAL_KNOB, "Compute final mattes", "final"),  # enabled while the session is a preview
 )
 TRACK_ACTIONS: Tuple[str, ...] = ("forward", "backward", "both", "frame")
-WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "roto", "reset")
+WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "roto", "reset", "final")
 
 
 @dataclass(frozen=True)
@@ -100,13 +109,20 @@ class ConnectionSettings:
 @dataclass(frozen=True)
 class TrackSettings:
     """How propagations run. `matte_dir`: where the worker writes the mattes (None: next to the
-    plate when that folder is writable, else in the worker's session folder)."""
+    plate when that folder is writable, else in the worker's session folder).
+    `preview_resolution`: new sessions are PREVIEW sessions tracking at this internal size (a
+    multiple of 32 below the model's, which the worker checks); None: full resolution."""
 
     matte_dir: Optional[str] = None
     credit: int = 8
     matte_format: str = "exr"
+    preview_resolution: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.preview_resolution is not None and not (self.preview_resolution >= 64
+                                                        and self.preview_resolution % 32 == 0):
+            raise ValueError("the preview resolution must be a multiple of 32 from 64 up (e.g. 512), got %d"
+                             % self.preview_resolution)
         if self.credit < 1:
             raise ValueError("credit must be at least 1, got %d" % self.credit)
         if self.matte_format not in ("exr", "png"):

@@ -24,8 +24,9 @@ __all__ = [
     "GUI", "INVISIBLE", "STARTLINE", "NUKE_VERSION_MAJOR", "NUKE_VERSION_STRING",
     # classes
     "Node", "Knob", "Array_Knob", "Int_Knob", "Double_Knob", "Boolean_Knob", "XY_Knob", "BBox_Knob", "String_Knob",
-    "EvalString_Knob", "File_Knob", "Unsigned_Knob", "Enumeration_Knob", "Text_Knob", "Tab_Knob", "Script_Knob",
-    "PyScript_Knob", "Channel_Knob", "ChannelMask_Knob", "Format", "ProgressTask", "Root", "Menu", "ToolBar",
+    "EvalString_Knob", "Multiline_Eval_String_Knob", "File_Knob", "Unsigned_Knob", "ColorChip_Knob",
+    "Enumeration_Knob", "Text_Knob", "Tab_Knob", "Script_Knob", "PyScript_Knob", "Channel_Knob", "ChannelMask_Knob",
+    "Format", "ProgressTask", "Root", "Menu", "ToolBar",
     "Nodes", "NodeConstructor",
     # functions
     "createNode", "toNode", "delete", "allNodes", "frame", "root", "message", "filename", "execute",
@@ -64,6 +65,7 @@ class Knob:
         self._value: Any = args[0] if args else self._default()
         self._flags = 0
         self._tooltip = ""
+        self._enabled = True
         self._node: Optional[Node] = None
 
     def _default(self) -> Any:
@@ -109,6 +111,13 @@ class Knob:
     def tooltip(self) -> str:
         return self._tooltip
 
+    def setEnabled(self, enabled: bool) -> None:
+        _main_only("Knob.setEnabled")
+        self._enabled = bool(enabled)
+
+    def enabled(self) -> bool:
+        return self._enabled
+
 
 class Array_Knob(Knob):
     _size = 1
@@ -130,6 +139,15 @@ class Array_Knob(Knob):
 
 class Unsigned_Knob(Array_Knob):
     pass
+
+
+class ColorChip_Knob(Unsigned_Knob):
+    """A node's `tile_color`: 0xRRGGBBAA, 0 for the node class's own colour."""
+
+    def setValue(self, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(args[0], int) or not 0 <= args[0] <= 0xFFFFFFFF:
+            raise TypeError("a colour chip takes an int 0xRRGGBBAA, got %r" % (args[0],))
+        return Knob.setValue(self, args[0])
 
 
 class Int_Knob(Array_Knob):
@@ -196,6 +214,10 @@ class String_Knob(Knob):
 
 
 class EvalString_Knob(String_Knob):
+    pass
+
+
+class Multiline_Eval_String_Knob(EvalString_Knob):
     pass
 
 
@@ -426,21 +448,24 @@ def _read_offset(node: Node) -> int:
 
 def _class_knobs(node_class: str) -> List[Knob]:
     """The built-in knobs a node class has (only those the plug-in uses)."""
+    common: List[Knob] = [Multiline_Eval_String_Knob("label"), ColorChip_Knob("tile_color")]  # on every node
     if node_class == "Read":
-        return [File_Knob("file"), Int_Knob("first", None, 1), Int_Knob("last", None, 1),
-                Int_Knob("origfirst", None, 1), Int_Knob("origlast", None, 1),
-                Enumeration_Knob("frame_mode", None, ["expression", "start at", "offset"]), String_Knob("frame"),
-                Enumeration_Knob("before", None, ["hold", "loop", "bounce", "black"]),
-                Enumeration_Knob("after", None, ["hold", "loop", "bounce", "black"]),
-                Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"])]
+        return common + [File_Knob("file"), Int_Knob("first", None, 1), Int_Knob("last", None, 1),
+                         Int_Knob("origfirst", None, 1), Int_Knob("origlast", None, 1),
+                         Enumeration_Knob("frame_mode", None, ["expression", "start at", "offset"]),
+                         String_Knob("frame"),
+                         Enumeration_Knob("before", None, ["hold", "loop", "bounce", "black"]),
+                         Enumeration_Knob("after", None, ["hold", "loop", "bounce", "black"]),
+                         Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"])]
     if node_class == "Write":
-        return [File_Knob("file"), Enumeration_Knob("file_type", None, [" ", "exr", "png", "jpeg", "tiff", "dpx"]),
-                ChannelMask_Knob("channels", None, "rgb")]
+        return common + [File_Knob("file"),
+                         Enumeration_Knob("file_type", None, [" ", "exr", "png", "jpeg", "tiff", "dpx"]),
+                         ChannelMask_Knob("channels", None, "rgb")]
     if node_class == "Copy":
-        return [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
+        return common + [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
     if node_class in ("Roto", "RotoPaint"):
-        return [rotopaint.CurveKnob("curves")]
-    return []
+        return common + [rotopaint.CurveKnob("curves")]
+    return common
 
 
 def _unique_name(node_class: str) -> str:

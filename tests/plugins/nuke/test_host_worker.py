@@ -20,9 +20,11 @@ import pytest
 
 from samroto_nuke import connection
 from samroto_nuke.controller import JobResult
-from samroto_nuke.settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, OBJECT_KNOB, PLATE_KEY_KNOB, PROMPT_SOURCE_KNOB,
-                                   ROTO_INPUT_KNOB, SESSION_KNOB, STATUS_KNOB, ConnectionSettings,
-                                   negative_enable_knob, positive_enable_knob, positive_point_knob)
+from samroto_nuke.settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, FINAL_KNOB, MODE_KNOB, OBJECT_KNOB,
+                                   PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB, PREVIEW_TILE_COLOR,
+                                   PROMPT_SOURCE_KNOB, ROTO_INPUT_KNOB, SESSION_KNOB, SESSION_RESOLUTION_KNOB,
+                                   STATUS_KNOB, ConnectionSettings, negative_enable_knob, positive_enable_knob,
+                                   positive_point_knob)
 
 from ...bridge.bridge_support import WorkerProcess
 from . import fake_nuke
@@ -62,6 +64,19 @@ def click(node: fake_nuke.Node, x: float, y: float, *, obj_id: int = 1) -> None:
     node[OBJECT_KNOB].setValue(obj_id)
     node[positive_enable_knob(1)].setValue(True)
     node[positive_point_knob(1)].setValue([x, y])
+
+
+def worker_sessions() -> Dict[str, bool]:
+    """The worker's sessions, asked with a client of the test's own: id -> whether it is a preview."""
+    client = connection.connect(ConnectionSettings())
+    try:
+        return {str(info["session"]): bool(info["preview"]) for info in client.list_sessions()}
+    finally:
+        client.close()
+
+
+def frame_file(pattern: str, frame: int) -> str:
+    return pattern.replace("####", "%04d" % frame)
 
 
 def test_track_forward_then_backward_from_a_read_node(nuke: object, worker_env: WorkerProcess, plate: str) -> None:
@@ -379,3 +394,108 @@ def test_status_shows_each_step(nuke: object, worker_env: WorkerProcess, plate: 
     result = press(node, "reset")
     assert result.state == "done" and result.session_id != session["id"] and node[SESSION_KNOB].value() == result.session_id
     assert ConnectionSettings().timeout_s > 0 and write_plate is not None
+
+
+def test_a_preview_is_labelled_as_one_until_final_mattes_replace_it(nuke: object, worker_env: WorkerProcess,
+                                                                    plate: str) -> None:
+    control = fake_nuke.control
+    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    assert (node[PREVIEW_KNOB].value(), node[PREVIEW_RESOLUTION_KNOB].value()) == (False, 512)
+    assert not node[FINAL_KNOB].enabled() and node[SESSION_RESOLUTION_KNOB].getFlag(fake_nuke.INVISIBLE)
+    node[PREVIEW_KNOB].setValue(True)
+    node[PREVIEW_RESOLUTION_KNOB].setValue(128)  # below the micro model's 256
+    node["label"].setValue("hero")  # the artist's own label stays throughout
+    click(node, 80.0, 60.0)
+    control.current_frame = 1003
+
+    result = press(node, "forward")
+    assert result.state == "done", result.message
+    assert result.preview_resolution == 128 and result.tracked_frames == list(range(1003, LAST + 1))
+    preview_id = node[SESSION_KNOB].value()
+    assert worker_sessions()[preview_id] is True  # the worker opened a preview session
+    assert node[MODE_KNOB].value() == "PREVIEW at 128 px - not the final mattes"
+    assert node[STATUS_KNOB].value() == "PREVIEW: 1 prompt sent; tracked 6 frames; objects 1"
+    assert (node["label"].value(), node["tile_color"].value()) == ("PREVIEW 128 px\nhero", PREVIEW_TILE_COLOR)
+    assert control.progress_tasks[-1].title == "SamRoto SamRoto: Preview forward (128 px)"
+    matte = control.nodes["SamRoto_obj1_matte"]
+    preview_pattern = matte["file"].value()
+    assert os.path.basename(preview_pattern) == "plate_SamRoto_preview_obj1_matte.####.exr"
+    assert (matte["label"].value(), matte["tile_color"].value()) == ("PREVIEW 128 px", PREVIEW_TILE_COLOR)
+    assert node[FINAL_KNOB].enabled() and node[SESSION_RESOLUTION_KNOB].value() == 128
+
+    result = press(node, "final")
+    assert result.state == "done", result.message
+    final_id = node[SESSION_KNOB].value()
+    assert final_id == result.session_id and final_id != preview_id
+    sessions = worker_sessions()
+    assert sessions[final_id] is False and preview_id not in sessions  # the preview is deleted once replaced
+    assert result.obj_ids == [1] and sorted(result.tracked_frames) == list(range(FIRST, LAST + 1))
+    assert control.progress_tasks[-1].title == "SamRoto SamRoto: final mattes (full resolution)"
+    assert control.nodes["SamRoto_obj1_matte"] is matte  # the same Read node, repointed
+    assert [n for n in control.nodes if n.startswith("SamRoto_obj")] == ["SamRoto_obj1_matte", "SamRoto_obj1_alpha"]
+    pattern = matte["file"].value()
+    assert os.path.basename(pattern) == "plate_SamRoto_obj1_matte.####.exr"
+    assert all(os.path.exists(frame_file(pattern, f)) for f in range(FIRST, LAST + 1))
+    assert all(os.path.exists(frame_file(preview_pattern, f)) for f in range(1003, LAST + 1))  # mattes stay
+    assert node[MODE_KNOB].value() == "final mattes (full resolution)"
+    assert node[STATUS_KNOB].value() == "final mattes: tracked 8 frames; objects 1"
+    assert (node["label"].value(), node["tile_color"].value()) == ("hero", 0)
+    assert (matte["label"].value(), matte["tile_color"].value()) == ("", 0)
+    assert not node[FINAL_KNOB].enabled() and node[SESSION_RESOLUTION_KNOB].value() == 0
+
+    # the node keeps its final session although "preview" is still ticked; a second "final" is refused
+    result = press(node, "frame")
+    assert result.state == "done" and result.preview_resolution == 0 and node[SESSION_KNOB].value() == final_id
+    assert control.progress_tasks[-1].title == "SamRoto SamRoto: frame"
+    result = press(node, "final")
+    assert result.state == "failed" and "already tracks at full resolution" in result.message
+
+
+def test_the_progress_bar_cancels_computing_final_mattes(nuke: object, worker_env: WorkerProcess,
+                                                         plate: str) -> None:
+    control = fake_nuke.control
+    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT, frame_mode="offset",
+                                        frame="-1000"))
+    node[PREVIEW_KNOB].setValue(True)
+    node[PREVIEW_RESOLUTION_KNOB].setValue(128)
+    click(node, 80.0, 60.0)
+    control.current_frame = 1  # plate frame 1001
+    assert press(node, "forward").preview_resolution == 128
+    preview_id = node[SESSION_KNOB].value()
+    control.cancel_progress_after = 2
+    result = press(node, "final")
+    assert result.state == "cancelled"
+    assert 2 <= len(result.tracked_frames) < LAST - FIRST + 1
+    # the final session is the node's already (the preview stays on the worker until one completes)
+    assert node[SESSION_KNOB].value() == result.session_id != preview_id and preview_id in worker_sessions()
+    assert node[MODE_KNOB].value() == "final mattes (full resolution)" and not node[FINAL_KNOB].enabled()
+    assert node[STATUS_KNOB].value().startswith("final mattes: cancelled after")
+    matte = control.nodes["SamRoto_obj1_matte"]
+    assert "_preview" not in matte["file"].value() and matte["frame"].value() == "-1000"
+    control.cancel_progress_after = None
+    node[positive_enable_knob(1)].setValue(False)
+    result = press(node, "forward")  # goes on at full resolution
+    assert result.state == "done" and result.preview_resolution == 0 and len(result.tracked_frames) == LAST - FIRST + 1
+
+
+def test_preview_resolutions_the_model_cannot_run_and_final_without_a_preview_are_said_plainly(
+        nuke: object, worker_env: WorkerProcess, plate: str) -> None:
+    control = fake_nuke.control
+    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    click(node, 80.0, 60.0)
+    control.current_frame = FIRST
+    node[PREVIEW_KNOB].setValue(True)
+    result = press(node, "forward")  # the default 512 is not below the micro model's 256: the worker refuses
+    assert result.state == "failed"
+    assert "track_resolution must be a multiple of 32 from 64 to below the model's 256, got 512" in result.message
+    assert node[SESSION_KNOB].value() == "" and node[MODE_KNOB].value() == ""
+    node[PREVIEW_RESOLUTION_KNOB].setValue(100)  # refused on the main thread, before any job starts
+    messages = len(control.messages)
+    node[KNOB_OF["forward"]].execute()
+    assert not host.runner_for(node).running and host.runner_for(node).result is result
+    assert control.messages[messages:] == ["the preview resolution must be a multiple of 32 from 64 up (e.g. 512), "
+                                           "got 100"]
+    node[PREVIEW_KNOB].setValue(False)
+    result = press(node, "final")
+    assert result.state == "failed" and result.message.startswith("there is no preview session to compute final")
+    assert node[SESSION_KNOB].value() == ""  # no session was opened for it
