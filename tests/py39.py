@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
+from typing import Iterator, List, Optional, Set, Tuple
 
 RUNTIME_TYPE_NAMES = {"int", "str", "float", "bytes", "bool", "list", "dict", "tuple", "set", "type", "object"}
 
@@ -21,6 +21,18 @@ def parse(path: Path) -> Tuple[Optional[ast.Module], List[str]]:
 def has_future_annotations(tree: ast.Module) -> bool:
     return any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
                any(a.name == "annotations" for a in n.names) for n in tree.body)
+
+
+def absolute_imports(tree: ast.Module, name: str) -> Iterator[Tuple[ast.stmt, str, str, str]]:
+    """Every absolute import: (statement, "file:line", dotted module name, its top-level package)."""
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            continue
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        for module in names:
+            yield node, f"{name}:{node.lineno}", module, module.split(".")[0]
 
 
 def annotation_nodes(tree: ast.AST) -> Set[int]:

@@ -31,21 +31,13 @@ def _problems(path: Path) -> list[str]:
                 isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers):
             optional_imports.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     stdlib = set(sys.stdlib_module_names)
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        if isinstance(node, ast.ImportFrom) and node.level > 0:
-            continue
-        where = f"{path.name}:{node.lineno}"
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-        for name in names:
-            top = name.split(".")[0]
-            if top == "samroto":
-                problems.append(f"{where}: absolute import of {name}; use relative imports inside bridge")
-            elif top not in stdlib and top not in THIRD_PARTY_ALLOWED and top != "__future__":
-                if top == "numpy" and id(node) in optional_imports:
-                    continue
-                problems.append(f"{where}: imports {name}, which the host may not have")
+    for node, where, name, top in py39.absolute_imports(tree, path.name):
+        if top == "samroto":
+            problems.append(f"{where}: absolute import of {name}; use relative imports inside bridge")
+        elif top not in stdlib and top not in THIRD_PARTY_ALLOWED and top != "__future__":
+            if top == "numpy" and id(node) in optional_imports:
+                continue
+            problems.append(f"{where}: imports {name}, which the host may not have")
     return problems + py39.runtime_problems(tree, path.name)
 
 

@@ -41,21 +41,13 @@ def _problems(path: Path) -> List[str]:
     type_checking = _inside(tree, lambda n: isinstance(n, ast.If) and isinstance(n.test, ast.Name)
                             and n.test.id == "TYPE_CHECKING")
     stdlib = set(sys.stdlib_module_names)
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        if isinstance(node, ast.ImportFrom) and node.level > 0:
-            continue
-        where = f"{path.name}:{node.lineno}"
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-        for name in names:
-            top = name.split(".")[0]
-            if top == "nuke" and path.name != HOST_MODULE:
-                problems.append(f"{where}: imports nuke; only {HOST_MODULE} may")
-            elif top == "samroto" and id(node) not in type_checking:
-                problems.append(f"{where}: imports {name} at run time (Nuke has the bundled client only)")
-            elif top not in stdlib and top not in ALLOWED_TOP_LEVEL | {"samroto"}:
-                problems.append(f"{where}: imports {name}, which Nuke does not have")
+    for node, where, name, top in py39.absolute_imports(tree, path.name):
+        if top == "nuke" and path.name != HOST_MODULE:
+            problems.append(f"{where}: imports nuke; only {HOST_MODULE} may")
+        elif top == "samroto" and id(node) not in type_checking:
+            problems.append(f"{where}: imports {name} at run time (Nuke has the bundled client only)")
+        elif top not in stdlib and top not in ALLOWED_TOP_LEVEL | {"samroto"}:
+            problems.append(f"{where}: imports {name}, which Nuke does not have")
     return problems + py39.runtime_problems(tree, path.name)
 
 
