@@ -664,7 +664,8 @@ class RemoteSession:
     def import_prompts(self, sidecar: Dict[str, Any]) -> List[int]:
         """Replay a sidecar's prompts (from `export_prompts` of another session, or a sidecar file)
         onto this session; returns its object ids. Propagate afterwards."""
-        return [int(o) for o in self._request(protocol.IMPORT_PROMPTS, {"sidecar": sidecar}).body["obj_ids"]]
+        self.obj_ids = [int(o) for o in self._request(protocol.IMPORT_PROMPTS, {"sidecar": sidecar}).body["obj_ids"]]
+        return list(self.obj_ids)
 
     def save(self) -> None:
         """Flush the session's state to the worker's session folder."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import bpy
@@ -226,6 +226,7 @@ class SessionArgs:
     matte_dir: Optional[str]
     matte_format: str
     prompts: str  # the clip's prompt book (JSON), replayed into a new session
+    track_resolution: Optional[int] = None  # a preview session tracks at this size
 
 
 def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
@@ -235,7 +236,8 @@ def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
         return session
     # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
     session, resumed = remote.open_session(connection.client, args.plate, session_id=args.session_id,
-                                           matte_dir=args.matte_dir, matte_format=args.matte_format)
+                                           matte_dir=args.matte_dir, matte_format=args.matte_format,
+                                           track_resolution=args.track_resolution)
     if not resumed and args.prompts:
         # the worker lost the clip's session (or never had it): give the new one every click made so far
         remote.replay_prompts(session, PromptBook.from_json(args.prompts))
@@ -254,6 +256,11 @@ def _session_opened(key: str, info: Dict[str, Any]) -> None:
     state.first, state.last = int(info["first"]), int(info["last"])
     state.width, state.height = int(info["width"]), int(info["height"])
     state.matte_dir = str(info.get("matte_dir", ""))
+    preview = bool(info.get("preview", False))
+    if preview != state.preview_session:
+        _forget_results(clip)  # the other kind's mattes, images and layers must not pass for this one's
+    state.preview_session = preview
+    state.track_resolution = int(info.get("track_resolution") or 0)
     known = {item.obj_id for item in state.objects}
     for obj_id in info.get("obj_ids") or []:  # objects of a resumed session made elsewhere
         if int(obj_id) not in known:
@@ -266,7 +273,32 @@ def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
     plate = clip_plate(clip)
     state.plate = plate.pattern
     override = bpy.path.abspath(state.matte_dir_override) if state.matte_dir_override else None
-    return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts)
+    track_resolution = int(state.preview_resolution) if state.preview_mode else None
+    return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts,
+                       track_resolution)
+
+
+def _forget_results(clip: bpy.types.MovieClip) -> None:
+    """Drop what the clip's objects got from their session (tracked frames, matte files, images,
+    layer names): the session changed between preview and final. The old Mask stays in the file."""
+    state = clip.samroto
+    for item in state.objects:
+        image = bpy.data.images.get(item.image_name) if item.image_name else None
+        if image is not None and image.users == 0:
+            bpy.data.images.remove(image)
+        item.tracked = item.matte_path = item.image_name = item.layer_name = ""
+        runtime.tracked.pop((state.key, item.obj_id), None)
+    state.mask_name = ""
+    runtime.previews.pop(state.key, None)
+    runtime.overlay_version += 1
+
+
+def preview_label(clip: bpy.types.MovieClip) -> str:
+    """The warning the panel shows while the clip's session is a preview ("" when final)."""
+    state = clip.samroto
+    if not (state.session_id and state.preview_session):
+        return ""
+    return "PREVIEW at %d px \u2014 not the final mattes" % state.track_resolution
 
 
 def open_session(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remote.Job:
@@ -468,20 +500,76 @@ def _record_update(key: str, update: FrameUpdate) -> None:
     redraw()
 
 
+PREVIEW_LABEL = "Preview propagation"
+FINAL_LABEL = "Final mattes"
+_PREFIXES = {PREVIEW_LABEL: "Preview: ", FINAL_LABEL: "Final mattes: "}
+
+
+def _what(job: remote.Job, verb: str) -> str:
+    """'Tracking', 'Preview: tracking', 'Final mattes: tracking' (or any other verb)."""
+    prefix = _PREFIXES.get(job.label)
+    return prefix + verb if prefix else verb.capitalize()
+
+
+def progress_text(job: remote.Job) -> str:
+    """'Tracking 3/12' for the panel and the status bar; a preview or the final mattes say so."""
+    done, total = job.progress or (0, 0)
+    return "%s %d/%d" % (_what(job, "tracking"), done, total) if total else "%s: starting..." % job.label
+
+
 def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, direction: str = "both",
               start: Optional[int] = None) -> remote.Job:
     """Track all objects of the clip. `start`: plate frame (None: the worker's earliest prompted
     frame). Progress is in `job.progress`; `cancel_propagation()` stops it within a frame."""
+    args = _session_args(clip)
+    return _run_propagation(context, clip, "Propagation", lambda connection: _session(connection, args),
+                            direction=direction, start=start)
+
+
+def compute_final(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remote.Job:
+    """The final mattes of a clip tracked as a preview: a full-resolution session gets the preview's
+    prompts and tracks both ways from the earliest prompted frame; the clip then works on it."""
+    state = clip_state(clip)
+    if not (state.session_id and state.preview_session):
+        raise remote.AddonError("The clip's session is not a preview: its mattes are already the final ones")
+    args = _session_args(clip)
+    preview_args = replace(args, track_resolution=state.track_resolution or args.track_resolution)
+    key = args.key
+
+    def open_final(connection: remote.Connection) -> RemoteSession:
+        final = remote.open_final_session(connection.client, args.plate, _session(connection, preview_args),
+                                          matte_dir=args.matte_dir, matte_format=args.matte_format)
+        runtime.sessions[key] = final
+        info = dict(final.info)
+        tasks.post(lambda: _final_opened(key, info))  # queued before the frames: results land on the final
+        return final
+
+    return _run_propagation(context, clip, FINAL_LABEL, open_final, direction="both", start=None)
+
+
+def _final_opened(key: str, info: Dict[str, Any]) -> None:
+    clip = find_clip(key)
+    if clip is not None:
+        clip.samroto.preview_mode = False  # reopening the clip later must resume the final session
+        _session_opened(key, info)
+
+
+def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, label: str,
+                     session_for: Callable[[remote.Connection], RemoteSession], *, direction: str,
+                     start: Optional[int]) -> remote.Job:
+    """Propagate the session `session_for` gives (on the network thread), recording every frame
+    on the clip; at the end load the mattes and build the mask when the clip asks for it."""
     if propagation_running():
         raise remote.AddonError("A propagation is already running; cancel it first (Esc)")
     if direction not in remote.DIRECTIONS:
         raise ValueError("direction must be one of %s" % ", ".join(remote.DIRECTIONS))
-    args = _session_args(clip)
-    key = args.key
+    key = clip_state(clip).key
     auto_results = bool(clip.samroto.auto_results)
 
     def work(connection: remote.Connection, job: remote.Job) -> remote.PropagationOutcome:
-        session = _session(connection, args)
+        session = session_for(connection)
+        if session.preview:
+            job.label = PREVIEW_LABEL  # before the first frame: progress and messages say "Preview"
 
         def on_update(update: FrameUpdate) -> None:
             job.progress = update.progress
@@ -493,13 +581,15 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
     def done(job: remote.Job) -> None:
         runtime.propagation_active = False
         outcome: remote.PropagationOutcome = job.result
-        if outcome.state == "done":
-            report("Tracked %d frames" % len(outcome.frames))
-        else:
-            report("Propagation %s after %d frames%s" % (
-                outcome.state, len(outcome.frames), ": %s" % outcome.reason if outcome.reason else ""),
-                error=outcome.state == "error")
         target = find_clip(key)
+        if outcome.state == "done":
+            note = " at %d px (not the final mattes)" % target.samroto.track_resolution \
+                if target is not None and job.label == PREVIEW_LABEL else ""
+            report("%s %d frames%s" % (_what(job, "tracked"), len(outcome.frames), note))
+        else:
+            report("%s %s after %d frames%s" % (
+                job.label, outcome.state, len(outcome.frames), ": %s" % outcome.reason if outcome.reason else ""),
+                error=outcome.state == "error")
         if target is not None and auto_results and outcome.frames:
             for item in target.samroto.objects:
                 if item.matte_path:
@@ -509,7 +599,7 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
     def failed(job: remote.Job) -> None:
         runtime.propagation_active = False
 
-    job = submit(context, "Propagation", work, on_done=done, on_error=failed)
+    job = submit(context, label, work, on_done=done, on_error=failed)
     runtime.propagation = job
     runtime.propagation_active = True
     return job
@@ -531,7 +621,8 @@ def cancel_propagation() -> bool:
 
 def mask_name_for(clip: bpy.types.MovieClip) -> str:
     state = clip_state(clip)
-    return state.mask_name or "samroto %s" % clip.name
+    # a preview's shapes live in a Mask of their own whose name says so
+    return state.mask_name or "samroto %s%s" % (clip.name, " (preview)" if state.preview_session else "")
 
 
 def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) -> bpy.types.MaskLayer:
@@ -548,6 +639,8 @@ def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) 
                                 pixel_aspect=pixel_aspect(clip), scene_range=plate.scene_range)
     lo, hi = plate.scene_range
     mask = mask_builder.ensure_mask(mask_name_for(clip), frame_start=lo, frame_end=hi)
+    mask["samroto_clip"] = state.key
+    mask["samroto_preview"] = bool(state.preview_session)
     if item.layer_name and item.layer_name != plan.name:
         mask_builder.remove_layer(mask, item.layer_name)
     layer = mask_builder.apply_layer(mask, plan)
@@ -558,7 +651,8 @@ def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) 
 
 
 def _show_mask(clip: bpy.types.MovieClip, mask: bpy.types.Mask) -> None:
-    """Put the mask on Clip Editors showing this clip that have no mask yet."""
+    """Put the mask on Clip Editors showing this clip that have no mask yet, or another samroto
+    mask of the clip (the final mask replaces the preview's)."""
     wm = bpy.context.window_manager
     if wm is None:
         return
@@ -567,7 +661,7 @@ def _show_mask(clip: bpy.types.MovieClip, mask: bpy.types.Mask) -> None:
             if area.type != "CLIP_EDITOR":
                 continue
             space = area.spaces.active
-            if space.clip == clip and space.mask is None:
+            if space.clip == clip and (space.mask is None or space.mask.get("samroto_clip") == clip.samroto.key):
                 space.mask = mask
 
 
@@ -618,7 +712,7 @@ def load_mattes(clip: bpy.types.MovieClip, obj_id: int) -> bpy.types.Image:
         image.filepath = item.matte_path
     if image is None:
         image = bpy.data.images.load(item.matte_path, check_existing=True)
-        image.name = "%s %s matte" % (clip.name, item.name)
+        image.name = "%s %s%s matte" % (clip.name, item.name, " preview" if clip.samroto.preview_session else "")
     image.source = "SEQUENCE"
     try:
         image.colorspace_settings.name = "Non-Color"

@@ -127,32 +127,14 @@ class SAMROTO_OT_clear_frame(bpy.types.Operator):
         return _started(self, clear)
 
 
-class SAMROTO_OT_propagate(bpy.types.Operator):
-    """Track every object through the clip; progress shows in the status bar, Esc cancels"""
-
-    bl_idname = "samroto.propagate"
-    bl_label = "Propagate"
-
-    direction: EnumProperty(name="Direction", items=DIRECTION_ITEMS, default="both")  # type: ignore[valid-type]
-    from_current: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="From current frame", default=True,
-        description="Start at the current frame when it has clicks (else the earliest prompted frame)")
+class _PropagationOperator:
+    """Start a propagation job, then follow it modally: progress in the status bar, Esc cancels."""
 
     _timer: Any = None
     _job: Optional[remote.Job] = None
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return _has_clip(context) and not controller.propagation_running()
-
     def _start(self, context: bpy.types.Context) -> remote.Job:
-        clip = clip_in_context(context)
-        start = None
-        if self.from_current:
-            frame = controller.plate_frame(clip, context.scene.frame_current)
-            if frame in controller.prompt_book(clip).frames():
-                start = frame
-        return controller.propagate(context, clip, direction=self.direction, start=start)
+        raise NotImplementedError
 
     def execute(self, context: bpy.types.Context) -> Set[str]:
         return _started(self, lambda: self._start(context))
@@ -170,13 +152,8 @@ class SAMROTO_OT_propagate(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def _status(self, context: bpy.types.Context) -> None:
-        job = self._job
-        if job is None:
-            return
-        done, total = job.progress or (0, 0)
-        text = "samroto: tracking %d/%d frames (Esc to cancel)" % (done, total) if total else \
-            "samroto: starting propagation (Esc to cancel)"
-        context.workspace.status_text_set(text)
+        if self._job is not None:
+            context.workspace.status_text_set("samroto: %s (Esc to cancel)" % controller.progress_text(self._job))
 
     def _finish(self, context: bpy.types.Context) -> None:
         context.window_manager.event_timer_remove(self._timer)
@@ -198,6 +175,47 @@ class SAMROTO_OT_propagate(bpy.types.Operator):
             self._status(context)
             controller.redraw()
         return {"PASS_THROUGH"}
+
+
+class SAMROTO_OT_propagate(_PropagationOperator, bpy.types.Operator):
+    """Track every object through the clip; progress shows in the status bar, Esc cancels"""
+
+    bl_idname = "samroto.propagate"
+    bl_label = "Propagate"
+
+    direction: EnumProperty(name="Direction", items=DIRECTION_ITEMS, default="both")  # type: ignore[valid-type]
+    from_current: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="From current frame", default=True,
+        description="Start at the current frame when it has clicks (else the earliest prompted frame)")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _has_clip(context) and not controller.propagation_running()
+
+    def _start(self, context: bpy.types.Context) -> remote.Job:
+        clip = clip_in_context(context)
+        start = None
+        if self.from_current:
+            frame = controller.plate_frame(clip, context.scene.frame_current)
+            if frame in controller.prompt_book(clip).frames():
+                start = frame
+        return controller.propagate(context, clip, direction=self.direction, start=start)
+
+
+class SAMROTO_OT_compute_final(_PropagationOperator, bpy.types.Operator):
+    """Track the preview's clicks again at full resolution for the final mattes and mask; the clip
+    then works on the full-resolution session. Progress shows in the status bar, Esc cancels"""
+
+    bl_idname = "samroto.compute_final"
+    bl_label = "Compute Final Mattes"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        clip = clip_in_context(context)
+        return clip is not None and bool(controller.preview_label(clip)) and not controller.propagation_running()
+
+    def _start(self, context: bpy.types.Context) -> remote.Job:
+        return controller.compute_final(context, clip_in_context(context))
 
 
 class SAMROTO_OT_cancel(bpy.types.Operator):
@@ -255,5 +273,5 @@ class SAMROTO_OT_load_mattes(bpy.types.Operator):
 
 
 CLASSES = (SAMROTO_OT_connect, SAMROTO_OT_open_session, SAMROTO_OT_add_object, SAMROTO_OT_remove_object,
-           SAMROTO_OT_clear_frame, SAMROTO_OT_propagate, SAMROTO_OT_cancel, SAMROTO_OT_build_mask,
-           SAMROTO_OT_load_mattes)
+           SAMROTO_OT_clear_frame, SAMROTO_OT_propagate, SAMROTO_OT_compute_final, SAMROTO_OT_cancel,
+           SAMROTO_OT_build_mask, SAMROTO_OT_load_mattes)

@@ -6,7 +6,7 @@ import os
 
 import bpy
 
-from . import controller
+from . import controller, remote
 from .operators import clip_in_context
 
 
@@ -60,6 +60,12 @@ class SAMROTO_PT_main(_ClipPanel, bpy.types.Panel):
             if state.session_id:
                 col.label(text="Session %s" % state.session_id)
                 col.label(text="Frames %d-%d, %dx%d" % (state.first, state.last, state.width, state.height))
+            warning = controller.preview_label(clip)
+            if warning:  # never let a preview pass for the final mattes
+                preview = col.box()
+                preview.alert = True
+                preview.label(text=warning, icon="ERROR")
+                preview.operator("samroto.compute_final", icon="RENDER_RESULT")
             col.operator("samroto.open_session", icon="FILE_MOVIE")
         if runtime.message:
             layout.label(text=runtime.message, icon="ERROR" if runtime.message_is_error else "INFO")
@@ -97,8 +103,7 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
         state = clip.samroto
         job = controller.runtime.propagation
         if controller.propagation_running() and job is not None:
-            done, total = job.progress or (0, 0)
-            _progress(layout, done, total)
+            _progress(layout, job)
             layout.operator("samroto.cancel", icon="CANCEL")
         else:
             row = layout.row(align=True)
@@ -107,6 +112,11 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
                 op = row.operator("samroto.propagate", text=label, icon=icon)
                 op.direction = direction
         layout.prop(state, "auto_results")
+        row = layout.row(align=True)
+        row.prop(state, "preview_mode")
+        size = row.row(align=True)
+        size.enabled = state.preview_mode
+        size.prop(state, "preview_resolution", text="px")
         col = layout.column()
         col.enabled = not state.session_id  # both are fixed when the session opens
         col.prop(state, "matte_format")
@@ -131,8 +141,9 @@ class SAMROTO_PT_results(_ClipSubPanel, bpy.types.Panel):
             layout.label(text="Mask: %s" % state.mask_name)
 
 
-def _progress(layout: bpy.types.UILayout, done: int, total: int) -> None:
-    text = "Tracking %d/%d" % (done, total) if total else "Starting..."
+def _progress(layout: bpy.types.UILayout, job: remote.Job) -> None:
+    done, total = job.progress or (0, 0)
+    text = controller.progress_text(job)
     if hasattr(layout, "progress"):  # Blender 4.0+
         layout.progress(factor=done / total if total else 0.0, type="BAR", text=text)
     else:  # pragma: no cover - older Blender
@@ -144,10 +155,9 @@ def draw_status(self: bpy.types.Header, context: bpy.types.Context) -> None:
     job = controller.runtime.propagation
     if not controller.propagation_running() or job is None:
         return
-    done, total = job.progress or (0, 0)
     row = self.layout.row(align=True)
     row.label(text="samroto")
-    _progress(row, done, total)
+    _progress(row, job)
 
 
 CLASSES = (SAMROTO_UL_objects, SAMROTO_PT_main, SAMROTO_PT_objects, SAMROTO_PT_track, SAMROTO_PT_results)

@@ -115,6 +115,16 @@ class SamrotoClipState(bpy.types.PropertyGroup):
     matte_dir_override: StringProperty(  # type: ignore[valid-type]
         name="Matte folder", description="Where the worker writes the mattes (empty: next to the clip's files)",
         default="", subtype="DIR_PATH")
+    preview_mode: BoolProperty(  # type: ignore[valid-type]
+        name="Preview mode", default=False,
+        description="Open sessions that track at a lower internal resolution: fast feedback, but the mattes "
+                    "are a preview (Compute Final Mattes makes the final ones). Applies when a session opens")
+    preview_resolution: IntProperty(  # type: ignore[valid-type]
+        name="Preview resolution", default=512, min=64, max=1024, step=32,
+        description="Internal tracking size of a preview session in pixels (a multiple of 32 below the model's)")
+    # what the open session is (from the worker): a preview tracked at track_resolution, or final
+    preview_session: BoolProperty(name="Preview session", default=False)  # type: ignore[valid-type]
+    track_resolution: IntProperty(name="Tracking resolution", default=0)  # type: ignore[valid-type]
 
 
 CLASSES = (SamrotoPreferences, SamrotoObject, SamrotoClipState)

@@ -216,24 +216,41 @@ def describe(exc: BaseException) -> str:
 
 
 def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name: Optional[str] = None,
-                 matte_dir: Optional[str] = None, matte_format: str = "png") -> Tuple[RemoteSession, bool]:
-    """Resume the clip's session when the worker still has it, else open a new one.
-    Returns (session, resumed). `matte_format`: "png" (16-bit grey, which Blender reads exactly)
-    or "exr" (half-float alpha only: Blender leaves the colour channels of such files undefined)."""
+                 matte_dir: Optional[str] = None, matte_format: str = "png",
+                 track_resolution: Optional[int] = None) -> Tuple[RemoteSession, bool]:
+    """Resume the clip's session when the worker still has it (and it is of the kind asked for),
+    else open a new one. Returns (session, resumed). `matte_format`: "png" (16-bit grey, which
+    Blender reads exactly) or "exr" (half-float alpha only: Blender leaves the colour channels of
+    such files undefined). `track_resolution`: open a PREVIEW session tracking at that size."""
     if session_id:
         try:
             session = client.resume_session(session_id)
         except NoSuchSession:
             pass
         else:
-            if (session.first, session.last) == (plate.first, plate.last):
+            # a preview must not stand in for the final session, nor the other way round
+            same_kind = (session.info.get("track_resolution") or None) == track_resolution
+            if (session.first, session.last) == (plate.first, plate.last) and same_kind:
                 return session, True
     try:
         return client.open_session(plate.pattern, plate.first, plate.last, name=name, matte_dir=matte_dir,
-                                   matte_format=matte_format), False
+                                   matte_format=matte_format, track_resolution=track_resolution), False
     except RemoteError as exc:
         raise AddonError("The worker cannot open %s (frames %d-%d): %s" % (plate.pattern, plate.first, plate.last,
                                                                           exc.message)) from None
+
+
+def open_final_session(client: Client, plate: ClipPlate, preview: RemoteSession, *, matte_dir: Optional[str] = None,
+                       matte_format: str = "png") -> RemoteSession:
+    """A full-resolution session on the preview's plate holding the preview's prompts (propagate
+    it for the final mattes). The preview session stays on the worker as it was."""
+    final, _ = open_session(client, plate, matte_dir=matte_dir, matte_format=matte_format)
+    try:
+        final.import_prompts(preview.export_prompts())
+    except RemoteError as exc:
+        raise AddonError("The worker cannot copy the preview's prompts to a full-resolution session: %s"
+                         % exc.message) from None
+    return final
 
 
 def send_prompt(session: RemoteSession, frame: int, obj_id: int, prompt: FramePrompt, *,

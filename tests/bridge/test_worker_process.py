@@ -358,6 +358,7 @@ def test_preview_session_then_final_mattes_from_its_prompts(worker: WorkerProces
         final = client.open_session(plate, name="pv", matte_dir=str(tmp_path / "m"))
         assert not final.preview
         assert final.import_prompts(preview.export_prompts()) == [1]
+        assert final.obj_ids == [1]
         finals = list(final.propagate(last=1004))
         assert not any(u.preview for u in finals)
         assert Path(finals[0].matte_paths[1]).name == "pv_obj1_matte.1002.exr"

@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List
 
 MODULE = "bl_ext.user_default.samroto"
@@ -278,6 +279,10 @@ def run(args: argparse.Namespace) -> None:
                       "worker_frames": frames_with_output(args.address, state.session_id, one.obj_id,
                                                           state.first, state.last)}
 
+    # --- preview mode: track at a lower resolution, then Compute Final Mattes --------------------
+    step("preview")
+    RESULT["preview"] = preview_then_final(bpy, args, controller, tasks, wait)
+
     # --- clear messages --------------------------------------------------------------------------
     step("errors")
     errors: Dict[str, Any] = {}
@@ -325,6 +330,124 @@ def run(args: argparse.Namespace) -> None:
         "runner": controller.runtime.runner is not None,
     }
     del addon
+
+
+class Recorder:
+    """Stands in for a panel's UILayout: records the labels, progress texts and operators drawn."""
+
+    def __init__(self, out: List[Any]) -> None:
+        self.out = out
+        self.alert = False
+        self.enabled = True
+
+    def label(self, text: str = "", icon: str = "NONE", **_: Any) -> None:
+        self.out.append(["label", text, icon, self.alert])
+
+    def progress(self, text: str = "", **_: Any) -> None:
+        self.out.append(["progress", text])
+
+    def operator(self, idname: str, **_: Any) -> Any:
+        self.out.append(["operator", idname])
+        return SimpleNamespace()
+
+    def prop(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def box(self, **_: Any) -> "Recorder":
+        return Recorder(self.out)
+
+    column = row = box
+
+
+def draw(panel_draw: Any, clip: Any) -> List[Any]:
+    """What a panel's (or the status bar's) draw function puts in its layout for the clip."""
+    out: List[Any] = []
+    panel_draw(SimpleNamespace(layout=Recorder(out)), SimpleNamespace(space_data=None, edit_movieclip=clip))
+    return out
+
+
+def preview_then_final(bpy: Any, args: argparse.Namespace, controller: Any, tasks: Any, wait: Any) -> Dict[str, Any]:
+    """A second clip on the same files tracked in preview mode, then its final mattes."""
+    panels = importlib.import_module(MODULE + ".panels")
+    clip = bpy.data.movieclips.load(args.plate)
+    state = controller.clip_state(clip)
+    state.matte_dir_override = str(args.out.parent / "preview_mattes")  # keep the first clip's mattes
+    state.preview_mode = True
+    state.preview_resolution = 100
+    out: Dict[str, Any] = {}
+    job = wait(controller.open_session(bpy.context, clip))
+    out["bad_size"] = [job.state, job.error]
+    state.preview_resolution = 128  # a multiple of 32 below the micro model's 256
+    cup = controller.add_object(clip, "Cup")
+    wait(controller.add_click(bpy.context, clip, cup.obj_id, 1004, (80.0, 60.0), positive=True))
+    messages: List[str] = []  # every panel message (the end of a propagation reports, then Build Mask does)
+    report = controller.report
+
+    def logged(message: str, *, error: bool = False) -> None:
+        messages.append(message)
+        report(message, error=error)
+
+    def track(job: Any) -> Dict[str, Any]:
+        """Follow a propagation to its end and the Build Mask it starts; what the artist saw."""
+        shown: List[Any] = []
+        del messages[:]
+
+        def follow() -> bool:
+            if job.progress and controller.propagation_running():
+                shown.extend(draw(panels.SAMROTO_PT_track.draw, clip) + draw(panels.draw_status, clip))
+            return job.finished and not controller.propagation_running()  # its end was handled too
+
+        tasks.wait_for(follow, timeout=240)
+        wait(job)
+        build = controller.runtime.build
+        wait(build)
+        mask = bpy.data.masks.get(state.mask_name)
+        images = [bpy.data.images.get(item.image_name) for item in state.objects]
+        return {
+            "job": [job.state, job.error, job.label, sorted(job.result.frames) if job.result else None],
+            "messages": list(messages), "build": [build.state, build.error],
+            "progress_texts": sorted({entry[1] for entry in shown if entry[0] == "progress"}),
+            "session": state.session_id, "preview_session": state.preview_session,
+            "track_resolution": state.track_resolution, "preview_mode": state.preview_mode,
+            "label": controller.preview_label(clip), "panel": draw(panels.SAMROTO_PT_main.draw, clip),
+            "tracked": [item.tracked for item in state.objects],
+            "matte_paths": [item.matte_path for item in state.objects],
+            "images": [[image.name, bpy.path.abspath(image.filepath)] if image else None for image in images],
+            "mask": state.mask_name, "mask_preview": mask.get("samroto_preview") if mask else None,
+            "layers": [layer.name for layer in mask.layers] if mask else None,
+            "worker_preview": session_is_preview(args.address, state.session_id),
+            "worker_frames": frames_with_output(args.address, state.session_id, cup.obj_id, state.first, state.last),
+        }
+
+    controller.report = logged
+    out["preview"] = track(controller.propagate(bpy.context, clip, direction="both"))
+    with bpy.context.temp_override(edit_movieclip=clip):
+        out["final_poll"] = bpy.ops.samroto.compute_final.poll()
+    with bpy.context.temp_override(edit_movieclip=bpy.data.movieclips[0]):  # the first clip: not a preview
+        out["final_poll_first_clip"] = bpy.ops.samroto.compute_final.poll()
+    try:
+        controller.compute_final(bpy.context, bpy.data.movieclips[0])
+        out["final_first_clip"] = "no error"
+    except Exception as exc:
+        out["final_first_clip"] = str(exc)
+    with bpy.context.temp_override(edit_movieclip=clip):
+        out["final_op"] = sorted(bpy.ops.samroto.compute_final())
+    out["final"] = track(controller.runtime.propagation)
+    controller.report = report
+    out["masks"] = sorted(mask.name for mask in bpy.data.masks)
+    out["preview_matte_files"] = sorted(os.listdir(str(args.out.parent / "preview_mattes")))
+    return out
+
+
+def session_is_preview(address: str, session_id: str) -> bool:
+    """What the worker itself says about the session."""
+    from samroto.bridge import Client, auth
+
+    client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
+    try:
+        return client.resume_session(session_id).preview
+    finally:
+        client.close()
 
 
 def frames_with_output(address: str, session_id: str, obj_id: int, first: int, last: int) -> List[int]:

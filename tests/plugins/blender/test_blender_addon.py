@@ -196,3 +196,53 @@ def test_clear_messages_when_things_are_missing(scenario: Dict[str, Any]) -> Non
     assert errors["no_files"]["raised"] == "PlateError"
     assert "clip 'gone.0001.png' has no files on disk" in errors["no_files"]["message"]
     assert scenario["runner_replaced"]
+
+
+def test_a_preview_is_labelled_and_compute_final_mattes_makes_the_final_ones(scenario: Dict[str, Any]) -> None:
+    run = scenario["preview"]
+    assert run["bad_size"][0] == "failed" and "track_resolution must be a multiple of 32" in run["bad_size"][1]
+    warning = "PREVIEW at 128 px \u2014 not the final mattes"
+    preview = run["preview"]
+    assert preview["job"] == ["done", None, "Preview propagation", list(range(FIRST, LAST + 1))]
+    assert preview["messages"][:2] == ["Preview: tracked %d frames at 128 px (not the final mattes)" % FRAMES,
+                                       "Building the mask..."]
+    assert preview["messages"][-1] == "Mask %r: 1 layer(s) rebuilt" % preview["mask"]
+    assert preview["progress_texts"] and all(t.startswith("Preview: tracking ") for t in preview["progress_texts"])
+    assert (preview["preview_session"], preview["track_resolution"], preview["worker_preview"]) == (True, 128, True)
+    assert preview["label"] == warning
+    # the sidebar shows the warning (alert, error icon) and offers the final mattes
+    assert ["label", warning, "ERROR", True] in preview["panel"]
+    assert ["operator", "samroto.compute_final"] in preview["panel"]
+    assert preview["matte_paths"][0].endswith("shot_preview_obj1_matte.%04d.png" % FIRST)
+    name, path = preview["images"][0]
+    assert name.endswith(" Cup preview matte") and path == preview["matte_paths"][0]
+    assert preview["mask"].endswith(" (preview)") and preview["mask_preview"] is True
+    assert preview["build"] == ["done", None] and preview["layers"] == ["Cup"]
+    assert preview["tracked"] == ["%d-%d" % (FIRST, LAST)] and preview["worker_frames"] == list(range(FIRST, LAST + 1))
+
+    assert run["final_poll"] is True and run["final_poll_first_clip"] is False
+    assert "not a preview" in run["final_first_clip"]
+    assert run["final_op"] == ["FINISHED"]
+    final = run["final"]
+    assert final["job"] == ["done", None, "Final mattes", list(range(FIRST, LAST + 1))], final["messages"]
+    assert final["job"] == ["done", None, "Final mattes", list(range(FIRST, LAST + 1))]
+    assert final["messages"][0] == "Final mattes: tracked %d frames" % FRAMES
+    assert final["messages"][-1] == "Mask %r: 1 layer(s) rebuilt" % final["mask"]
+    assert final["progress_texts"] and all(t.startswith("Final mattes: tracking ") for t in final["progress_texts"])
+    # the clip now works on a new full-resolution session: nothing says preview any more
+    assert final["session"] not in ("", preview["session"])
+    assert (final["preview_session"], final["track_resolution"], final["preview_mode"]) == (False, 0, False)
+    assert final["worker_preview"] is False and final["label"] == ""
+    assert not any(entry[0] == "label" and "PREVIEW" in entry[1] for entry in final["panel"])
+    assert ["operator", "samroto.compute_final"] not in final["panel"]
+    assert final["matte_paths"][0].endswith(os.sep + "shot_obj1_matte.%04d.png" % FIRST)
+    name, path = final["images"][0]
+    assert name.endswith(" Cup matte") and "preview" not in name and path == final["matte_paths"][0]
+    assert final["mask"] == preview["mask"][:-len(" (preview)")] and final["mask_preview"] is False
+    assert final["build"] == ["done", None] and final["layers"] == ["Cup"]
+    assert final["tracked"] == ["%d-%d" % (FIRST, LAST)] and final["worker_frames"] == list(range(FIRST, LAST + 1))
+    # the preview's mask and matte files stay, labelled, beside the final ones
+    assert preview["mask"] in run["masks"] and final["mask"] in run["masks"]
+    for frame in range(FIRST, LAST + 1):
+        assert "shot_preview_obj1_matte.%04d.png" % frame in run["preview_matte_files"]
+        assert "shot_obj1_matte.%04d.png" % frame in run["preview_matte_files"]

@@ -227,3 +227,22 @@ def test_describe_turns_bridge_errors_into_sentences(remote, addon_module) -> No
     assert remote.describe(client.BadRequest("bad_request", "frame 9 is outside")) == \
         "The worker refused: frame 9 is outside"
     assert remote.describe(RuntimeError("boom")) == "RuntimeError: boom"
+
+
+def test_preview_sessions_are_resumed_only_as_previews(remote, plates, fake_worker: InProcessWorker) -> None:
+    connection = remote.connect(settings_for(remote, fake_worker))
+    client = connection.client
+    try:
+        preview, resumed = remote.open_session(client, _fake_plate(plates), track_resolution=128)
+        assert not resumed and preview.preview and preview.info["track_resolution"] == 128
+        again, resumed = remote.open_session(client, _fake_plate(plates), session_id=preview.id, track_resolution=128)
+        assert resumed and again.id == preview.id
+        # the clip asks for the final session (or another preview size): the preview does not stand in
+        final, resumed = remote.open_session(client, _fake_plate(plates), session_id=preview.id)
+        assert not resumed and final.id != preview.id and not final.preview
+        other, resumed = remote.open_session(client, _fake_plate(plates), session_id=preview.id, track_resolution=64)
+        assert not resumed and other.id != preview.id and other.preview
+        again, resumed = remote.open_session(client, _fake_plate(plates), session_id=final.id)
+        assert resumed and again.id == final.id and not again.preview
+    finally:
+        client.close()
