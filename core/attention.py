@@ -83,10 +83,14 @@ class RoPEAttention(Attention):
         k = self._split_heads(self.k_proj(k))
         v = self._split_heads(self.v_proj(v))
         cos, sin, rotation = self.rotations(q.shape[-2], q.device)
-        q = apply_rope(q, cos, sin, rotation)
+        # q and k are fresh projections: rotated in place where possible (no extra ~100 MB tensors)
+        q = apply_rope(q, cos, sin, rotation, inplace=True)
         num_rope = k.shape[-2] - num_k_exclude_rope
         if num_k_exclude_rope > 0:
-            k = torch.cat([apply_rope(k[:, :, :num_rope], cos, sin, rotation), k[:, :, num_rope:]], dim=2)
+            head = k[:, :, :num_rope]  # object-pointer tokens at the end take no rotation
+            rotated = apply_rope(head, cos, sin, rotation, inplace=True)
+            if rotated is not head:
+                k = torch.cat([rotated, k[:, :, num_rope:]], dim=2)
         else:
-            k = apply_rope(k, cos, sin, rotation)
+            k = apply_rope(k, cos, sin, rotation, inplace=True)
         return self.out_proj(self._merge_heads(F.scaled_dot_product_attention(q, k, v)))

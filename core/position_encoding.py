@@ -109,7 +109,12 @@ def axial_rope_frequencies(dim: int, width: int, height: int, theta: float = 100
 
 
 def apply_rope(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotation: torch.Tensor | None = None
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    rotation: torch.Tensor | None = None,
+    *,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Rotate B*heads*L*D features by angles given as L*(D/2) cos and sin tables (in float32, cast back).
 
@@ -118,12 +123,20 @@ def apply_rope(
     can generate code for. When L is a multiple of the table length (memory keys of several frames)
     the table repeats: every memory frame gets the same spatial positions, no temporal rotation.
     `rotation`: the same table as complex numbers (cos + i sin), when the caller keeps one.
+    `inplace`: rotate x itself when it is float32 and needs no gradient, and return it (memory keys
+    of several objects are ~100 MB a layer: no new tensor, no copy); otherwise returns a new tensor.
     """
     if x.shape[-2] == 0:
         return x
     repeats = x.shape[-2] // cos.shape[0]
     if repeats * cos.shape[0] != x.shape[-2]:
         raise ValueError(f"{x.shape[-2]} tokens are not a whole number of {cos.shape[0]}-token maps")
+    if inplace and not torch.compiler.is_compiling() and _can_rotate_in_place(x):
+        table = torch.complex(cos, sin) if rotation is None else rotation
+        # a view of x as complex pairs, split into `repeats` maps that all take the same table
+        pairs_in_place = torch.view_as_complex(x.unflatten(-1, (-1, 2))).unflatten(-2, (repeats, -1))
+        pairs_in_place.mul_(table)
+        return x
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)
     if torch.compiler.is_compiling():
         if repeats != 1:
@@ -145,3 +158,14 @@ def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> 
     dim_t = temperature ** (2 * (dim_t // 2) / half)
     angles = positions.unsqueeze(-1) / dim_t
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def _can_rotate_in_place(x: torch.Tensor) -> bool:
+    """x can be viewed as complex pairs and changed: float32, the channel pairs adjacent, even
+    strides and offset (what view_as_complex needs), and no autograd history to corrupt."""
+    if x.dtype != torch.float32 or x.stride(-1) != 1 or x.storage_offset() % 2:
+        return False
+    if any(stride % 2 for stride in x.stride()[:-1]):
+        return False
+    return not (x.requires_grad and torch.is_grad_enabled())
+

@@ -38,3 +38,29 @@ def test_autocast_choices() -> None:
         assert torch.is_autocast_enabled("cpu")
     with pytest.raises(ValueError, match="float16 autocast is not available on cpu"):
         autocast_context(cpu, "float16")
+
+
+def test_rope_in_place_rotates_like_the_reference_arithmetic() -> None:
+    """The in-place complex rotation (memory keys of several frames, pointer tokens excluded) gives
+    exactly the cos/sin arithmetic's result; tensors it must not change are rotated into a copy."""
+    from samroto.core.position_encoding import apply_rope, axial_rope_frequencies
+
+    rotation = axial_rope_frequencies(16, 4, 4)
+    cos, sin = rotation.real.contiguous(), rotation.imag.contiguous()
+    keys = torch.randn(3, 1, 16 * 3 + 2, 16)
+    pairs = keys[:, :, :48].reshape(3, 1, 48, 8, 2)
+    real, imag = pairs[..., 0], pairs[..., 1]
+    c, s = cos.repeat(3, 1), sin.repeat(3, 1)
+    expected = torch.stack((real * c - imag * s, real * s + imag * c), dim=-1).flatten(-2)
+    pointers = keys[:, :, 48:].clone()
+    head = keys[:, :, :48]
+    assert apply_rope(head, cos, sin, inplace=True) is head
+    assert torch.allclose(keys[:, :, :48], expected, atol=1e-6)
+    assert torch.equal(keys[:, :, 48:], pointers)
+
+    trained = torch.randn(1, 1, 16, 16, requires_grad=True)
+    before = trained.detach().clone()
+    rotated = apply_rope(trained, cos, sin, inplace=True)
+    assert rotated is not trained and torch.equal(trained.detach(), before)
+    half = torch.randn(1, 1, 16, 16).to(torch.bfloat16)
+    assert apply_rope(half, cos, sin, inplace=True).dtype == torch.bfloat16
