@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+import ctypes
+import ctypes.util
+import functools
+import sys
+from typing import Callable, ContextManager
 
 import torch
 
@@ -57,21 +61,13 @@ def release_free_memory() -> None:
         trim(0)
 
 
-_TRIM: "object | None" = None
-
-
-def _malloc_trim():  # noqa: ANN202 - a ctypes function or None
-    global _TRIM
-    if _TRIM is None:
-        import ctypes
-        import ctypes.util
-        import sys
-
-        _TRIM = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                _TRIM = libc.malloc_trim
-            except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-                _TRIM = False
-    return _TRIM or None
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once; None where there is none (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
