@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
+    parser.add_argument("--review", action="store_true",
+                        help="also write <out>/<name>_review.html: confidence plots and the frames to review")
     add_model_arguments(parser)
 
 
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         passes.append(("PREVIEW", args.preview))
     if not (args.preview and args.preview_only):
         passes.append(("final", None))
+    reports: list[Path] = []
     for label, image_size in passes:
         try:
             writer = MatteSequenceWriter(
@@ -95,14 +98,40 @@ def run(args: argparse.Namespace) -> int:
             print(f"PREVIEW pass: tracking at {size} px (fast, not the final mattes)", file=sys.stderr)
         output = MatteOutput(writer, frames=source,
                              options=MatteOptions(refine_edges=args.refine_edges, smooth_edges=args.smooth_edges))
-        status = _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label)
+        status, report = _track_and_write(args, model, source, frame, points, labels, output, image_size, device,
+                                          label)
         if status:
             return status
+        if report is not None:
+            reports.append(report)
+    if args.review:
+        return _write_review(args, source, reports, shot)
     return 0
 
 
-def _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label) -> int:  # noqa: ANN001
-    """One pass: prompt, track forward then backward from the prompted frame, write every frame's matte."""
+def _write_review(args: argparse.Namespace, source, reports: list[Path], shot: str) -> int:  # noqa: ANN001
+    """The review page of this run's passes (preview and final), named after the shot."""
+    from samroto.core.outputs.review import ReviewError, load_shot
+
+    from .review_cmd import write_report
+
+    if not reports:
+        print("error: --review: no confidence was recorded, nothing to review", file=sys.stderr)
+        return 1
+    try:
+        shots = [load_shot(report, plate=source.describe()) for report in reports]
+        path = write_report(shots, args.out / f"{shot}_review.html", title=f"samroto review: {shot}")
+    except ReviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"review: {path.resolve()}")
+    return 0
+
+
+def _track_and_write(args, model, source, frame, points, labels, output, image_size, device,  # noqa: ANN001
+                     label) -> tuple[int, Path | None]:
+    """One pass: prompt, track forward then backward from the prompted frame, write every frame's matte.
+    Returns (exit status, the confidence file or None)."""
     from tqdm import tqdm
 
     from samroto.core.video_session import SessionError, VideoSession
@@ -118,7 +147,7 @@ def _track_and_write(args, model, source, frame, points, labels, output, image_s
                 session.add_points(frame, obj_id, points, labels)
         except SessionError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return 2, None
         written = 0
         desc = "PREVIEW" if session.preview else "tracking"
         with tqdm(total=len(source), unit="frame", desc=desc, file=sys.stderr) as bar:
@@ -137,4 +166,4 @@ def _track_and_write(args, model, source, frame, points, labels, output, image_s
         review = output.tracker.review_frames()
         shown = ", ".join(str(f) for f in review[:20]) + (" ..." if len(review) > 20 else "")
         print(f"confidence: {report}; frames to review: {shown or 'none'}")
-    return 0
+    return 0, report
