@@ -29,6 +29,8 @@ from . import connection
 from .jobs import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
 from .plate import PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
+from .review import (NO_REVIEW, REVIEW_GO_KNOB, REVIEW_KNOB, ReviewItem, flagged_count, frame_of, review_entries,
+                     with_label_line)
 from .roto_plan import RotoPlan
 from .settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION, FINAL_KNOB, HOLE_MODES,
                        HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL, OBJECT_KNOB,
@@ -425,12 +427,44 @@ class NukeObserver(JobObserver):
             tell(result.message)
             return
         try:
+            if result.tracked_frames:
+                show_review(node, job.plate, result.review)
             if result.matte_patterns:
                 matte_nodes(node, job.plate, result.matte_patterns, preview_resolution=result.preview_resolution)
             if result.roto_plan is not None:
                 build_roto(result.roto_plan, node)
         except Exception:  # a bug in the glue must not take the session down with it
             tell("SamRoto could not update the node graph:\n" + traceback.format_exc(limit=3))
+
+
+def show_review(node: nuke.Node, plate: PlateSource, review: List[ReviewItem]) -> None:
+    """The node's "to review" list (Nuke frames; its knobs are added on first use) and, in its
+    label, how many frames to review (the artist's own label lines stay)."""
+    if node.knob(REVIEW_KNOB) is None:
+        menu = nuke.Enumeration_Knob(REVIEW_KNOB, "to review", [NO_REVIEW])
+        menu.setTooltip("frames whose mattes need a look: the object is lost or reappears, its score drops, its area "
+                        "jumps or its edge is unstable (from the worker, after each track)")
+        menu.setFlag(nuke.STARTLINE)
+        node.addKnob(menu)
+        go = nuke.PyScript_Knob(REVIEW_GO_KNOB, "Go to frame",
+                                "import samroto_nuke.host\nsamroto_nuke.host.jump_to_review(nuke.thisNode())")
+        go.clearFlag(nuke.STARTLINE)
+        node.addKnob(go)
+    entries = review_entries(review, plate.to_nuke_frame)
+    menu = _knob(node, REVIEW_KNOB, nuke.Enumeration_Knob)
+    menu.setValues(entries or [NO_REVIEW])
+    menu.setValue(0)
+    label = _knob(node, "label", nuke.EvalString_Knob)
+    label.setValue(with_label_line(label.value(), flagged_count(review)))
+
+
+def jump_to_review(node: nuke.Node) -> Optional[int]:
+    """"Go to frame": the viewer to the chosen frame to review (None when there is none)."""
+    knob = node.knob(REVIEW_KNOB)
+    frame = frame_of(str(knob.value())) if knob is not None else None
+    if frame is not None:
+        nuke.frame(frame)
+    return frame
 
 
 def matte_nodes(node: nuke.Node, plate: PlateSource, patterns: Dict[int, str], *,

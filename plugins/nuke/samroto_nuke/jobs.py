@@ -83,6 +83,7 @@ class JobResult:
     matte_patterns: Dict[int, str] = field(default_factory=dict)
     roto_plan: Optional[RotoPlan] = None
     preview_resolution: int = 0  # the session is a PREVIEW tracked at this size (0: final mattes)
+    review: List[Tuple[int, int, Tuple[str, ...]]] = field(default_factory=list)  # (plate frame, obj_id, reasons)
 
     @property
     def ok(self) -> bool:
@@ -350,6 +351,8 @@ class JobRunner:
                     break
         if run.state == "cancelled":
             result.state = "cancelled"
+        if result.tracked_frames:
+            result.review = fetch_review(session)
 
     def _take_frame(self, update: "FrameUpdate", result: JobResult) -> None:
         result.tracked_frames.append(update.frame)
@@ -370,6 +373,20 @@ class JobRunner:
             answers.append(self._fetch_shapes(session, obj_id, job.settings.roto))
         return plan_roto(job.node_name + "_roto", answers, offset=job.plate.offset,
                          shot_range=(job.plate.nuke_first, job.plate.nuke_last), settings=job.settings.roto)
+
+
+def fetch_review(session: "RemoteSession") -> List[Tuple[int, int, Tuple[str, ...]]]:
+    """The frames to review of the session's mattes: (plate frame, obj_id, reasons). None from a
+    worker (or bundled client) older than `get_review`, or when asking fails: the mattes are there."""
+    try:
+        items = session.review()
+    except AttributeError:
+        return []
+    except Exception as exc:
+        if connection.is_bridge_error(exc):
+            return []
+        raise
+    return [(int(item.frame), int(item.obj_id), tuple(str(r) for r in item.reasons)) for item in items]
 
 
 def session_name(job: WorkerJob) -> str:
