@@ -191,6 +191,7 @@ def find_shots(paths: Iterable[str | os.PathLike[str]], *,
                on_error: Callable[[str], None] | None = None) -> list[ShotReview]:
     """Every ``*.confidence.json`` in the folders (searched recursively, hidden folders skipped) or
     files given, sorted by path. Unreadable sidecars are passed to `on_error` and left out."""
+    paths = list(paths)
     files: list[Path] = []
     for given in paths:
         path = Path(given)
