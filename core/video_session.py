@@ -34,6 +34,7 @@ from .fileio import write_bytes_atomic, write_json_atomic
 from .frames import ArrayFrames, FrameSource, open_frames
 from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore
 from .model import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
+from .plate_check import off_plate
 from .preprocess import to_model_input
 from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from .runtime import DTYPES, autocast_context, release_free_memory
@@ -294,6 +295,9 @@ class VideoSession:
     ) -> FrameResult:
         self._check_open()
         idx = self._index(frame)
+        problem = off_plate(self.width, self.height, points=pts, box=box)
+        if problem is not None:
+            raise SessionError(problem)
         obj = self._object(obj_id, create=True)
         obj_id = int(obj_id)
         coords, labels = self._to_model_coords(pts), torch.from_numpy(labs.astype(np.int32))

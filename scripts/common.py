@@ -21,7 +21,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
     )
     group.add_argument(
         "--config",
-        help="model configuration as JSON text or file, when the checkpoint is not one of the eight official ones",
+        metavar="JSON|FILE[#NAME]",
+        help="model configuration, when the checkpoint is not one of the eight official ones: JSON text, or a "
+             "JSON file; a file holding several models ({\"models\": {NAME: ...}}) needs #NAME to pick one, "
+             "e.g. micro_config.json#sam2.1",
     )
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     group.add_argument(

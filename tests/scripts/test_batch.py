@@ -115,7 +115,7 @@ def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str
     # the session state is cleaned away once a shot is done; its status stays
     for shot in EXPECTED:
         assert not (out / ".samroto" / shot / "session").exists()
-        assert json.loads((out / ".samroto" / shot / "batch.json").read_text())["complete"] is True
+        assert json.loads((out / ".samroto" / shot / "manifest.json").read_text())["complete"] is True
 
 
 def test_a_finished_batch_run_again_writes_nothing(shots: Path, local_run: tuple[Path, str]) -> None:
