@@ -257,6 +257,20 @@ def _image_buffer(image: Any) -> Any:
     raise ValueError("a pushed frame must be a numpy array or RawArray (H*W*3 uint8, uint16 or float32)")
 
 
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a temporary file beside it, then renamed), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(".%s.%s.tmp" % (path.name, uuid.uuid4().hex[:8]))
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
 # ---------------------------------------------------------------------------------------------
 # Address discovery
 
@@ -703,8 +717,11 @@ class RemoteSession:
                 body[key] = value
         return self._request(protocol.GET_SHAPES, body, timeout=max(self.client.timeout, 300.0)).body
 
-    def export_prompts(self, *, plate: Optional[str] = None, model: Optional[str] = None) -> Dict[str, Any]:
-        """The session's prompts as a batch sidecar dict (save it as JSON for `samroto batch`).
+    def export_prompts(self, *, plate: Optional[str] = None, model: Optional[str] = None,
+                       path: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+        """The session's prompts as a batch sidecar dict; with `path`, also written there as JSON,
+        ready for `samroto batch` (from any folder: the plate and model are recorded as official
+        names or absolute paths).
 
         plate: the path or pattern to record (needed when the frames were pushed by the client);
         model: the checkpoint the batch should use (default: the worker's).
@@ -714,7 +731,10 @@ class RemoteSession:
             body["plate"] = plate
         if model is not None:
             body["model"] = model
-        return self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+        sidecar = self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+        if path is not None:
+            _write_json(Path(path), sidecar)
+        return sidecar
 
     def import_prompts(self, sidecar: Dict[str, Any]) -> List[int]:
         """Replay a sidecar's prompts (from `export_prompts` of another session, or a sidecar file)

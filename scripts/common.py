@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -94,6 +95,24 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
         if memory_attention:
             compile_memory_attention(model)
     return model
+
+
+def portable_checkpoint(model: str) -> str:
+    """How to record `--model` so that it resolves from any folder (a sidecar exported by the worker
+    is run by `samroto batch` elsewhere): an official name as it is, a file as an absolute path."""
+    from samroto.core.config import PRESETS
+
+    if model in PRESETS:
+        return model
+    return str(Path(model).expanduser().resolve())
+
+
+def portable_config(config: str | None) -> str | None:
+    """`--config` likewise: JSON text as it is, a file as an absolute path (keeping its `#NAME`)."""
+    if config is None or config.lstrip().startswith("{"):
+        return config
+    file, hash_, name = config.partition("#")
+    return str(Path(file).expanduser().resolve()) + hash_ + name
 
 
 def parse_xy(text: str) -> tuple[float, float]:

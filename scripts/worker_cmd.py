@@ -17,7 +17,8 @@ from pathlib import Path
 
 from samroto.bridge import auth, protocol
 
-from .common import DEFAULT_MODEL, add_model_arguments, load_model_from_args, resolve_device, resolve_precision
+from .common import (DEFAULT_MODEL, add_model_arguments, load_model_from_args, portable_checkpoint, portable_config,
+                     resolve_device, resolve_precision)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
-    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config)
+    # recorded in exported sidecars: names and absolute paths resolve from any folder
+    engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
+                         config=portable_config(args.config))
     worker = Worker(config, engine)
     try:
         worker.bind()

@@ -295,10 +295,11 @@ def test_shapes_of_a_tracked_object_in_host_spaces(worker: WorkerProcess, tmp_pa
     assert len(coarse_outer["points"][0]) < len(first_outer["points"][0]), "a looser tolerance needs fewer points"
 
 
-def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str,
-                                                               tmp_path: Path) -> None:
-    """An artist's worker session exported as a sidecar, then run by `samroto batch`."""
-    from samroto.core.sidecar import load_sidecar, save_sidecar
+def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An artist's worker session exported as a sidecar, then run by `samroto batch` from another folder
+    (the worker was started with --model and --config relative to its own folder)."""
+    from samroto.core.sidecar import load_sidecar
     from samroto.scripts.cli import main as cli_main
 
     with connect(worker) as client:
@@ -306,16 +307,20 @@ def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerPro
         shot.add_points(1003, 1, [(80, 60)], [1])
         shot.add_box(1003, 2, (10, 10, 70, 100))
         list(shot.propagate(direction="both"))
-        sidecar = shot.export_prompts()
+        path = tmp_path / "jobs" / "exported.json"
+        sidecar = shot.export_prompts(path=path)
         interactive = {f: shot.get_frame(f, what="logits").mattes for f in (1001, 1007, 1012)}
-    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT) and "config" in sidecar["model"]
-    path = tmp_path / "jobs" / "exported.json"
-    path.parent.mkdir()
-    save_sidecar(sidecar, path)
+    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT)
+    assert Path(sidecar["model"]["config"]).is_absolute() and Path(sidecar["shot"]["plate"]).is_absolute()
     loaded = load_sidecar(path)
+    assert loaded.to_dict() == sidecar
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     assert [o.obj_id for o in loaded.objects] == [1, 2]
     out = tmp_path / "batch"
-    assert cli_main(["batch", str(path), "--out", str(out), "--format", "exr", "--threads", "1", "--quiet"]) == 0
+    assert cli_main(["batch", os.path.relpath(path), "--out", "../batch", "--format", "exr", "--threads", "1",
+                     "--quiet"]) == 0
     for frame, logits in interactive.items():
         for i, obj in enumerate((1, 2)):
             matte = read_matte(next(out.rglob(f"*obj{obj}_matte.{frame}.exr")))
