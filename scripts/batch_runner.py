@@ -40,9 +40,9 @@ from samroto.core.fileio import write_json_atomic
 
 if TYPE_CHECKING:
     from samroto.core.frames import FrameSource
-    from samroto.core.matte_output import MatteOutput
-    from samroto.core.mattes import MatteSequenceWriter
-    from samroto.core.model import SAM2Model
+    from samroto.core.outputs.matte_output import MatteOutput
+    from samroto.core.outputs.mattes import MatteSequenceWriter
+    from samroto.core.model.sam2 import SAM2Model
     from samroto.core.sidecar import Sidecar
     from samroto.core.video_session import VideoSession
 
@@ -96,11 +96,11 @@ class ModelChoice:
         return "bfloat16" if self.resolved_device().startswith("cuda") else "float32"
 
     def load(self) -> "SAM2Model":
-        from samroto.core.checkpoint import load_model
+        from samroto.core.model.checkpoint import load_model
 
         model = load_model(self.checkpoint, config=self.config, device=self.resolved_device())
         if self.compile:
-            from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+            from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
 
             compile_image_encoder(model)
             compile_memory_attention(model)
@@ -176,7 +176,7 @@ def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptio
 
 
 def shot_writer(name: str, sidecar: "Sidecar", options: BatchOptions) -> "MatteSequenceWriter":
-    from samroto.core.mattes import MatteSequenceWriter
+    from samroto.core.outputs.mattes import MatteSequenceWriter
 
     out = Path(options.out_dir)
     return MatteSequenceWriter(
@@ -211,7 +211,7 @@ def check_outputs(name: str, sidecar: "Sidecar", choice: ModelChoice, options: B
                    "(no manifest)")
     if not options.restart:
         raise ShotError(f"{problem}; pass {OVERWRITE_FLAG} to redo it (deletes those mattes), or use another --out")
-    from samroto.core.confidence import SIDECAR_SUFFIX
+    from samroto.core.outputs.confidence import SIDECAR_SUFFIX
 
     _delete_mattes(writer, obj_ids)
     (Path(writer.out_dir) / f"{name}{SIDECAR_SUFFIX}").unlink(missing_ok=True)  # its records are of that run
@@ -261,7 +261,7 @@ class ShotRunner:
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
         from samroto.core.frames import ViewTransform, open_frames
-        from samroto.core.matte_output import MatteOptions, MatteOutput
+        from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
         from samroto.core.plate_check import HoldFrames, check_plate
 
         out = Path(self.options.out_dir)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .common import add_model_arguments, parse_box, parse_xy
 
 if TYPE_CHECKING:
-    from samroto.core.model import SAM2Model
+    from samroto.core.model.sam2 import SAM2Model
     from samroto.core.sidecar import Sidecar
 
     from .batch_runner import ModelChoice
@@ -171,7 +171,7 @@ def _preview_size(asked: int, model: "SAM2Model") -> int | str:
 
 
 def _model_choice(args: argparse.Namespace) -> "ModelChoice":
-    from samroto.core.config import load_config_file
+    from samroto.core.model.config import load_config_file
 
     from .batch_runner import ModelChoice
 
@@ -181,9 +181,9 @@ def _model_choice(args: argparse.Namespace) -> "ModelChoice":
 
 
 def _load(choice: "ModelChoice") -> "SAM2Model | None":
-    from samroto.core.checkpoint import CheckpointError
-    from samroto.core.config import ConfigError
-    from samroto.core.download import DownloadError
+    from samroto.core.model.checkpoint import CheckpointError
+    from samroto.core.model.config import ConfigError
+    from samroto.core.model.download import DownloadError
 
     try:
         return choice.load()

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 from samroto.bridge import auth
-from samroto.bridge.server import Worker, WorkerConfig
+from samroto.bridge.worker.server import Worker, WorkerConfig
 
-from .bridge_fakes import FakeEngine
+from .worker.bridge_fakes import FakeEngine
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO_CHECKPOINT = REPO / "tests" / "fixtures" / "sam2_reference" / "micro_sam2.1.pt"
@@ -88,7 +88,8 @@ def start_worker_process(config_dir: Path, session_dir: Path, log_path: Path, *e
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     # paths relative to the worker's folder, as a user types them: exported sidecars must still resolve
     command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", os.path.relpath(MICRO_CHECKPOINT, REPO),
-               "--config", os.path.relpath(config_file, REPO), "--device", "cpu", "--bind", "tcp://127.0.0.1:0", "--session-dir", str(session_dir), *extra]
+               "--config", os.path.relpath(config_file, REPO),
+               "--device", "cpu", "--bind", "tcp://127.0.0.1:0", "--session-dir", str(session_dir), *extra]
     log = open(log_path, "ab")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO))
     log.close()

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.core.confidence import read_sidecar
-from samroto.core.mattes import read_matte, read_matte_attributes
+from samroto.core.outputs.confidence import read_sidecar
+from samroto.core.outputs.mattes import read_matte, read_matte_attributes
 from samroto.scripts.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sam2_reference"
@@ -233,7 +233,7 @@ def test_runs_do_not_mix_unless_overwrite(tmp_path: Path, capsys: pytest.Capture
 
 def test_interrupted_matte_keeps_its_confidence_report_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture) -> None:
-    from samroto.core.matte_output import MatteOutput
+    from samroto.core.outputs.matte_output import MatteOutput
 
     plate = make_plate(tmp_path / "plate", count=6)
     out = tmp_path / "mattes"
