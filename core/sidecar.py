@@ -547,9 +547,9 @@ def session_to_sidecar(
 ) -> dict[str, Any]:
     """A session's prompts as a sidecar dict (see the module docstring for the format).
 
-    plate: the path or pattern to write (default: the session's own plate), or a frame source
-        description (`FrameSource.describe()`, whose view transform is kept). Frames pushed in
-        memory have no path: give `plate`.
+    plate: the path or pattern to write as given (default: the session's own plate, made absolute),
+        or a frame source description (`FrameSource.describe()`, whose view transform is kept; its
+        path made absolute). Frames pushed in memory have no path: give `plate`.
     first/last: the shot's frame range (default: the session's).
     model: checkpoint name or file, or {"checkpoint", "config"} (default: the session model's name
         when it is one of the official ones, else no model entry).
@@ -571,6 +571,9 @@ def session_to_sidecar(
         view = plate.get("view")
     else:
         plate_text = os.fspath(plate)
+    if not isinstance(plate, (str, os.PathLike)):
+        # a path the session opened relative to this process's folder means nothing elsewhere
+        plate_text = os.path.abspath(os.path.expanduser(str(plate_text)))
     if view == {"curve": "srgb", "exposure": 0.0}:
         view = None  # the default: keep files short
     shot = ShotSpec(

@@ -35,14 +35,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="MB", help="largest message accepted (default %(default).0f)")
     group.add_argument("--max-loaded-sessions", type=int, default=8, metavar="N",
                        help="sessions kept in memory; older ones are saved and reopened on demand (default 8)")
-    group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    logging_group = parser.add_argument_group("log")
+    logging_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                               help="INFO (default): sessions opened and closed, each request, each propagation, "
+                                    "errors with tracebacks; DEBUG adds the requests hosts poll (status, ping)")
+    logging_group.add_argument("--log-file", type=Path, default=None, metavar="FILE",
+                               help="also log to FILE, which rotates at --log-max-mb (FILE.1, FILE.2, ...)")
+    logging_group.add_argument("--log-max-mb", type=float, default=10.0, metavar="MB",
+                               help="size at which --log-file rotates (default %(default).0f; 5 old files kept)")
+    logging_group.add_argument("--log-json", action="store_true",
+                               help="log JSON lines (time, level, message and the event's fields) instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s samroto worker %(levelname)s: %(message)s")
-    log = logging.getLogger("samroto.worker")
+    from samroto.bridge.worker import logs
     from samroto.bridge.worker.server import ModelEngine, Worker, WorkerConfig, default_session_dir
+
+    if args.log_max_mb <= 0:
+        print("error: --log-max-mb must be positive", file=sys.stderr)
+        return 2
+    try:
+        logs.configure(args.log_level, log_file=args.log_file, json_lines=args.log_json,
+                       max_bytes=int(args.log_max_mb * 2 ** 20))
+    except OSError as exc:
+        print(f"error: cannot write the log file {args.log_file}: {exc}", file=sys.stderr)
+        return 2
+    log = logging.getLogger(logs.LOGGER)
 
     if args.max_message_mb <= 0 or args.client_timeout <= 0:
         print("error: --max-message-mb and --client-timeout must be positive", file=sys.stderr)
