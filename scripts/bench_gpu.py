@@ -61,10 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speed steps' precision (default: by compute capability)")
     parser.add_argument("--official-src", type=Path, default=None,
                         help="checkout of facebookresearch/sam2 to measure the official predictor beside ours")
+    parser.add_argument("--scenarios", type=int, default=0, help="reference scenarios replayed (default 0: all 4)")
     parser.add_argument("--budget-s", type=float, default=510.0,
                         help="stop starting steps after this many seconds (default %(default)s: under 9 minutes)")
     parser.add_argument("--small", action="store_true",
-                        help="dry-run sizes: 256 input, 160x120 plate, 3 frames, tiny only (CPU tests)")
+                        help="dry-run sizes: the reduced reference model at 256, 160x120 plate, 3 frames, "
+                        "one scenario (CPU tests)")
 
 
 @dataclass
@@ -231,7 +233,7 @@ def step_environment(bench: Bench) -> dict[str, Any]:
     return info
 
 
-def _scenarios(fixtures: Path) -> list[tuple[str, bool]]:
+def _scenarios(fixtures: Path, limit: int = 0) -> list[tuple[str, bool]]:
     found = []
     for variant in ("sam2.1", "sam2"):
         for occluded in (False, True):
@@ -240,7 +242,7 @@ def _scenarios(fixtures: Path) -> list[tuple[str, bool]]:
                 found.append((variant, occluded))
     if not found:
         raise FileNotFoundError(f"no reference scenarios in {fixtures} (give --fixtures)")
-    return found
+    return found[:limit] if limit else found
 
 
 def _scenario_model(fixtures: Path, variant: str, spec: dict, device: Any) -> Any:
@@ -292,6 +294,11 @@ def replay_scenario(fixtures: Path, variant: str, occluded: bool, device: Any, p
             elif op == "propagate":
                 for result in session.propagate(step["start_frame"], step["max_frames"], step["reverse"]):
                     outputs[f"s{i}_video_res_f{result.frame}"] = result.logits
+                for obj_id in session.obj_ids:  # the stored state of every tracked frame
+                    for frame in session.frame_numbers:
+                        stored = session.frame_output(obj_id, frame)
+                        if stored is not None:
+                            outputs[f"s{i}_obj{obj_id}_f{frame}_lowres"] = stored.lowres_logits
             elif op == "remove_object":
                 session.remove_object(step["obj_id"])
     return outputs
@@ -305,7 +312,7 @@ def step_parity(bench: Bench) -> dict[str, Any]:
     set_tf32(False)
     out: dict[str, Any] = {}
     worst = 0.0
-    for variant, occluded in _scenarios(bench.args.fixtures):
+    for variant, occluded in _scenarios(bench.args.fixtures, bench.args.scenarios):
         name = f"scenario_{variant}{'_occluded' if occluded else ''}"
         ref = np.load(bench.args.fixtures / f"{name}.npz")
         ours = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, "float32")
@@ -333,7 +340,7 @@ def step_bf16(bench: Bench) -> dict[str, Any]:
         precision = "bfloat16" if precision == "float32" else precision
     out: dict[str, Any] = {"precision": precision}
     worst = 1.0
-    for variant, occluded in _scenarios(bench.args.fixtures):
+    for variant, occluded in _scenarios(bench.args.fixtures, bench.args.scenarios):
         name = f"scenario_{variant}{'_occluded' if occluded else ''}"
         full = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, "float32")
         half = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, precision)
@@ -357,9 +364,14 @@ def _capability(device: Any) -> tuple[int, int] | None:
 
 def _bench_model(bench: Bench, config: str, *, compile_model: bool = False) -> Any:
     from samroto.core.checkpoint import build_model
+    from samroto.core.config import load_config_file
     from samroto.core.runtime import compile_model as compile_for_device
 
-    model = build_model(config, device=bench.device)
+    if config == "micro":  # the reduced reference model (256 input), for dry runs
+        micro = load_config_file(str(bench.args.fixtures / "micro_config.json"), variant="sam2.1")
+        model = build_model(micro, device=bench.device)
+    else:
+        model = build_model(config, device=bench.device)
     if bench.args.image_size != model.image_size:
         model = model.at_image_size(bench.args.image_size)
     if compile_model:
@@ -479,7 +491,7 @@ def step_speed(bench: Bench) -> dict[str, Any]:
             key = f"{config}/{objects}obj"
             try:
                 figures = _propagate_timed(bench, model, plate, objects)
-                figures["model_ms"] = _model_only_ms(bench, model, objects)
+                figures["model_ms"] = _model_only_ms(bench, model, objects, repeats=2 if bench.args.small else 5)
                 out[key] = figures
             except Exception as exc:  # one configuration failing (e.g. out of memory) leaves the others
                 out[key] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -703,7 +715,8 @@ def format_table(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.small:
         args.image_size, args.plate, args.frames = 256, "160x120", 3
-        args.long_frames, args.configs, args.objects = 4, "sam2.1_hiera_tiny", "1,2"
+        args.long_frames, args.configs, args.objects = 4, "micro", "1,2"
+        args.scenarios = args.scenarios or 1
     from samroto.core.device import DeviceError, choose_precision, enable_mps_fallback, resolve_device, set_tf32
 
     enable_mps_fallback()
