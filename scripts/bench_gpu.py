@@ -124,7 +124,7 @@ class Bench:
 
 def _release(device: Any) -> None:
     with contextlib.suppress(Exception):
-        from samroto.core.device import release_device_memory
+        from samroto.core.model.device import release_device_memory
 
         if device is not None:
             release_device_memory(device)
@@ -248,8 +248,8 @@ def _scenarios(fixtures: Path, limit: int = 0) -> list[tuple[str, bool]]:
 def _scenario_model(fixtures: Path, variant: str, spec: dict, device: Any) -> Any:
     import torch
 
-    from samroto.core.checkpoint import load_model
-    from samroto.core.config import load_config_file
+    from samroto.core.model.checkpoint import load_model
+    from samroto.core.model.config import load_config_file
 
     model = load_model(
         fixtures / f"micro_{variant}.pt",
@@ -307,7 +307,7 @@ def replay_scenario(fixtures: Path, variant: str, occluded: bool, device: Any, p
 def step_parity(bench: Bench) -> dict[str, Any]:
     import numpy as np
 
-    from samroto.core.device import set_tf32
+    from samroto.core.model.device import set_tf32
 
     set_tf32(False)
     out: dict[str, Any] = {}
@@ -332,7 +332,7 @@ def step_parity(bench: Bench) -> dict[str, Any]:
 def step_bf16(bench: Bench) -> dict[str, Any]:
     import numpy as np
 
-    from samroto.core.device import default_precision
+    from samroto.core.model.device import default_precision
 
     precision = "bfloat16" if bench.device.type in ("cpu", "cuda") else "float16"
     if bench.device.type == "cuda":
@@ -363,9 +363,9 @@ def _capability(device: Any) -> tuple[int, int] | None:
 
 
 def _bench_model(bench: Bench, config: str, *, compile_model: bool = False) -> Any:
-    from samroto.core.checkpoint import build_model
-    from samroto.core.config import load_config_file
-    from samroto.core.runtime import compile_model as compile_for_device
+    from samroto.core.model.checkpoint import build_model
+    from samroto.core.model.config import load_config_file
+    from samroto.core.model.runtime import compile_model as compile_for_device
 
     if config == "micro":  # the reduced reference model (256 input), for dry runs
         micro = load_config_file(str(bench.args.fixtures / "micro_config.json"), variant="sam2.1")
@@ -452,8 +452,8 @@ def _model_only_ms(bench: Bench, model: Any, objects: int, repeats: int = 5) -> 
     bank (7 memories, 16 pointers), heads and memory encoder, for `objects` objects."""
     import torch
 
-    from samroto.core.device import check_precision
-    from samroto.core.runtime import autocast_context
+    from samroto.core.model.device import check_precision
+    from samroto.core.model.runtime import autocast_context
 
     size = model.image_size
     device = bench.device
@@ -556,7 +556,7 @@ def _rss_mb() -> float | None:
 def step_compile(bench: Bench) -> dict[str, Any]:
     import torch
 
-    from samroto.core.device import check_can_compile
+    from samroto.core.model.device import check_can_compile
     from samroto.core.video_session import VideoSession
 
     check_can_compile(bench.device)
@@ -567,7 +567,7 @@ def step_compile(bench: Bench) -> dict[str, Any]:
     counters.clear()
     t0 = time.perf_counter()
     model = _bench_model(bench, bench.args.configs.split(",")[0], compile_model=True)
-    from samroto.core.runtime import warm_up
+    from samroto.core.model.runtime import warm_up
 
     warm_up(model, precision=bench.precision)
     compile_s = time.perf_counter() - t0
@@ -595,7 +595,7 @@ def step_compile(bench: Bench) -> dict[str, Any]:
 def step_plates(bench: Bench) -> dict[str, Any]:
     import numpy as np
 
-    from samroto.core.preprocess import to_model_input
+    from samroto.core.model.preprocess import to_model_input
 
     size = bench.args.image_size
     plates = {"4K": (2160, 3840), "8K": (4320, 7680)} if not bench.args.small else {"4K": (216, 384),
@@ -717,7 +717,7 @@ def run(args: argparse.Namespace) -> int:
         args.image_size, args.plate, args.frames = 256, "160x120", 3
         args.long_frames, args.configs, args.objects = 4, "micro", "1,2"
         args.scenarios = args.scenarios or 1
-    from samroto.core.device import DeviceError, choose_precision, enable_mps_fallback, resolve_device, set_tf32
+    from samroto.core.model.device import DeviceError, choose_precision, enable_mps_fallback, resolve_device, set_tf32
 
     enable_mps_fallback()
     bench = Bench(args)
