@@ -10,6 +10,7 @@ display/view on one frame, on one thread and in row bands on all cores; and the 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
@@ -89,12 +90,19 @@ def _write_plates(folder: Path, plate: np.ndarray) -> dict[str, Path]:
     return paths
 
 
+def _openexr_read(path: Path) -> np.ndarray:
+    from samroto.core import frames
+
+    return frames._read_exr_rgb(str(path))[0]
+
+
 def _oiio_read(path: Path, sample: str) -> np.ndarray:
     import OpenImageIO as oiio
 
     image_input = oiio.ImageInput.open(str(path))
     try:
-        return image_input.read_image(0, 0, 0, 3, sample)
+        pixels: np.ndarray = image_input.read_image(0, 0, 0, 3, sample)
+        return pixels
     finally:
         image_input.close()
 
@@ -119,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         print("readers (file to pixels, no colour; wall and CPU time, best of interleaved runs):")
         for name in ("exr_half_zip", "exr_half_piz"):
             path = paths[name]
-            _compare(name, ("OpenEXR", lambda path=path: frames._read_exr_rgb(str(path))[0]),
-                     ("OpenImageIO", lambda path=path: _oiio_read(path, "float")), args.runs, path.stat().st_size)
+            _compare(name, ("OpenEXR", functools.partial(_openexr_read, path)),
+                     ("OpenImageIO", functools.partial(_oiio_read, path, "float")), args.runs, path.stat().st_size)
         dpx = paths["dpx_10bit"]
         _compare("dpx_10bit", ("FFmpeg", lambda: frames._read_with_ffmpeg(str(dpx))),
                  ("OpenImageIO", lambda: frames._read_with_openimageio(str(dpx))), args.runs, dpx.stat().st_size)
@@ -138,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 colour._processor.applyRGB(np.array(plate))
 
             single, _ = _best(one_thread, args.runs)
-            banded, _ = _best(lambda colour=colour: colour.apply(plate), args.runs)
+            banded, _ = _best(functools.partial(colour.apply, plate), args.runs)
             print(f"  {colour.describe()}: one thread {single * 1000:7.1f} ms, row bands on all cores "
                   f"{banded * 1000:7.1f} ms")
         curve = resolve_colour(ColourSettings(config="none"), float_pixels=True)
@@ -150,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             pattern = str(path).replace(".1001.", ".####.")
             for label, colour_spec in (("default colour", None), ("no config, sRGB curve", {"config": "none"})):
                 source = frames.open_frames(pattern, colour=colour_spec)
-                seconds, image = _best(lambda source=source: source.read(1001), args.runs)
+                seconds, image = _best(functools.partial(source.read, 1001), args.runs)
                 print(f"  {name:14s} {label:22s} {seconds * 1000:8.1f} ms  -> {image.dtype} "
                       f"({source.colour.describe()})")
     return 0
