@@ -101,8 +101,7 @@ def _oiio_read(path: Path, sample: str) -> np.ndarray:
 
     image_input = oiio.ImageInput.open(str(path))
     try:
-        pixels: np.ndarray = image_input.read_image(0, 0, 0, 3, sample)
-        return pixels
+        return np.asarray(image_input.read_image(0, 0, 0, 3, sample))
     finally:
         image_input.close()
 
