@@ -503,7 +503,9 @@ def resolve_colour(
             f"it has: {', '.join(displays)}"
         )
     views = [str(name) for name in config.getViews(display)]
-    view = settings.view or str(config.getDefaultView(display, colorspace or ""))
+    # the display's default view for this colourspace (viewing rules), else its plain default
+    view = settings.view or (str(config.getDefaultView(display, colorspace)) if colorspace else "")
+    view = view or str(config.getDefaultView(display))
     if view not in views:
         raise ColourError(
             f"view {view!r} is not a view of display {display!r} in OCIO config {loaded.name!r}; "
