@@ -570,8 +570,8 @@ def session_to_sidecar(
     """A session's prompts as a sidecar dict (see the module docstring for the format).
 
     plate: the path or pattern to write (default: the session's own plate), or a frame source
-        description (`FrameSource.describe()`, whose colour settings are kept). Frames pushed in
-        memory have no path: give `plate`.
+        description (`FrameSource.describe()`, whose colour settings are kept; a path keeps the
+        session's own colour settings). Frames pushed in memory have no path: give `plate`.
     first/last: the shot's frame range (default: the session's).
     model: checkpoint name or file, or {"checkpoint", "config"} (default: the session model's name
         when it is one of the official ones, else no model entry).
@@ -594,6 +594,7 @@ def session_to_sidecar(
         view, colour = plate.get("view"), plate.get("colour")
     else:
         plate_text = os.fspath(plate)
+        view, colour = source.get("view"), source.get("colour")  # the colour the prompts were made seeing
     shot = ShotSpec(
         plate=str(plate_text),
         first=session.frames.first_frame if first is None else int(first),

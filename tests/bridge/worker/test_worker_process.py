@@ -390,6 +390,7 @@ def test_open_session_takes_the_hosts_colour_settings(worker: WorkerProcess, pla
         assert colour["config"].startswith("ocio://studio-config-v") and colour["colorspace"] == "ACEScg"
         assert (colour["display"], colour["view"]) == ("Display P3 - Display", "Un-tone-mapped")
         shot.add_points(FIRST, obj_id=1, points=[(80, 60)], labels=[1])
+        assert shot.export_prompts()["shot"]["colour"] == colour  # a batch replays it with the same colour
         # reopened from disk (another client, the same worker): the same choices
         assert client.resume_session(shot.id).info["colour"] == colour
         # the host's colourspace wins over the header; a display-referred PNG plate needs no colour
