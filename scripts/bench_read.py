@@ -145,9 +145,10 @@ def run(args: argparse.Namespace) -> int:
                 colour._processor.applyRGB(np.array(plate))
 
             single, _ = _best(one_thread, args.runs)
-            banded, _ = _best(functools.partial(colour.apply, plate), args.runs)
+            banded, banded_cpu, _ = _best_with_cpu(functools.partial(colour.apply, plate), args.runs)
             print(f"  {colour.describe()}: one thread {single * 1000:7.1f} ms, row bands on all cores "
-                  f"{banded * 1000:7.1f} ms")
+                  f"{banded * 1000:7.1f} ms (CPU {banded_cpu * 1000:7.1f} ms, "
+                  f"{banded_cpu / (width * height) * 1e9:.0f} ns a pixel)")
         curve = resolve_colour(ColourSettings(config="none"), float_pixels=True)
         seconds, _ = _best(lambda: curve.apply(plate), args.runs)
         print(f"  {curve.describe()}: {seconds * 1000:7.1f} ms")
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             pattern = str(path).replace(".1001.", ".####.")
             for label, colour_spec in (("default colour", None), ("no config, sRGB curve", {"config": "none"})):
                 source = frames.open_frames(pattern, colour=colour_spec)
-                seconds, image = _best(functools.partial(source.read, 1001), args.runs)
-                print(f"  {name:14s} {label:22s} {seconds * 1000:8.1f} ms  -> {image.dtype} "
+                seconds, cpu, image = _best_with_cpu(functools.partial(source.read, 1001), args.runs)
+                print(f"  {name:14s} {label:22s} {seconds * 1000:8.1f} ms (CPU {cpu * 1000:8.1f} ms) -> {image.dtype} "
                       f"({source.colour.describe()})")
     return 0
