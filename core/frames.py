@@ -65,8 +65,9 @@ __all__ = [
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mxf", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".gif"}
 )
-OPENCV_IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
-IMAGE_EXTENSIONS = OPENCV_IMAGE_EXTENSIONS | {".exr", ".dpx"}
+OPENCV_IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
+OPENIMAGEIO_EXTENSIONS = frozenset({".dpx", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = OPENCV_IMAGE_EXTENSIONS | OPENIMAGEIO_EXTENSIONS | {".exr"}
 
 # Decoded video frames kept by a VideoFileFrames, in bytes of the decoder's own pixel format
 # (yuv420p: 1.5 bytes a pixel, so 34 frames of 720p, 15 of 1080p, 3 of 4K). More frames make
@@ -166,9 +167,10 @@ def read_image(path: str | os.PathLike[str], *, view: ColourSpec | None = None) 
     Float files (scene-linear), and integer files in a named colourspace, are made display-referred
     by `view` (`ColourSettings`, a resolved `PlateColour`, or a `ViewTransform` curve; default:
     OCIO with the default config, see `samroto.core.colour`). Other integer files pass untouched.
-    PNG/JPEG/TIFF (8/10/12/16-bit) via OpenCV (grayscale is repeated to RGB, alpha dropped, deep
-    integers come back as uint16), EXR via the OpenEXR package (R,G,B or Y, or the first RGB layer
-    of a multi-layer or multi-part file; half or float), DPX via OpenImageIO.
+    PNG/JPEG via OpenCV, TIFF (8 to 16-bit or float) and DPX via OpenImageIO (grayscale is repeated
+    to RGB, alpha dropped, 10/12/16-bit integers come back as uint16 scaled to the full range), EXR
+    via the OpenEXR package (R,G,B or Y, or the first RGB layer of a multi-layer or multi-part file;
+    half or float).
     """
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
@@ -203,7 +205,7 @@ def _read_pixels(path: str) -> tuple[np.ndarray, HeaderColour | None]:
     if extension == ".exr":
         data, header = _read_exr_rgb(path)
         return data, exr_header_colour(header)
-    if extension == ".dpx":
+    if extension in OPENIMAGEIO_EXTENSIONS:
         return _read_with_openimageio(path), None
     return _read_with_opencv(path), None
 
@@ -309,10 +311,11 @@ def _exr_probe(path: str) -> tuple[int, int, HeaderColour | None]:
 
 
 def _read_with_openimageio(path: str) -> np.ndarray:
-    """DPX (and other formats OpenImageIO knows) -> uint8 or uint16 RGB; 10/12-bit scaled to 16-bit.
+    """DPX and TIFF -> uint8, uint16 (10/12-bit scaled to the full 16-bit range) or float32 RGB.
 
-    Chosen over FFmpeg for DPX: about twice as fast on 4K 10-bit scans, same pixels
-    (`samroto bench read` measures both)."""
+    Chosen over FFmpeg for DPX: about twice as fast on 4K 10-bit scans, same pixels (`samroto
+    bench read` measures both). Chosen over OpenCV for TIFF: OpenCV shifts 10/12-bit samples left
+    (10-bit white becomes 65472, not 65535), OpenImageIO scales them."""
     import OpenImageIO as oiio
 
     image_input = oiio.ImageInput.open(path)
@@ -320,9 +323,11 @@ def _read_with_openimageio(path: str) -> np.ndarray:
         raise FrameError(f"cannot decode image {path!r}: {oiio.geterror() or 'unknown format'}")
     try:
         spec = image_input.spec()
-        bits = spec.get_int_attribute("oiio:BitsPerSample", 8 if str(spec.format) == "uint8" else 16)
-        sample = "uint8" if bits <= 8 else "uint16"
-        pixels = image_input.read_image(0, 0, 0, min(spec.nchannels, 3), sample)
+        stored = str(spec.format)
+        bits = spec.get_int_attribute("oiio:BitsPerSample", 8 if stored == "uint8" else 16)
+        sample = "float" if stored in ("half", "float", "double") else "uint8" if bits <= 8 else "uint16"
+        # RGB(A...) gives its first three channels; gray (with or without alpha) its first
+        pixels = image_input.read_image(0, 0, 0, 3 if spec.nchannels >= 3 else 1, sample)
         if pixels is None or not isinstance(pixels, np.ndarray):
             raise FrameError(f"cannot decode image {path!r}: {image_input.geterror() or 'no pixels'}")
     finally:
