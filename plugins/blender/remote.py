@@ -233,7 +233,8 @@ def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name
         else:
             # a preview must not stand in for the final session, nor the other way round
             same_kind = (session.info.get("track_resolution") or None) == track_resolution
-            if (session.first, session.last) == (plate.first, plate.last) and same_kind:
+            if (session.first, session.last) == (plate.first, plate.last) and same_kind and \
+                    _same_colour(session.info, colour):
                 return session, True
     try:
         return client.open_session(plate.pattern, plate.first, plate.last, name=name, matte_dir=matte_dir,
@@ -243,6 +244,16 @@ def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name
     except RemoteError as exc:
         raise AddonError("The worker cannot open %s (frames %d-%d): %s" % (plate.pattern, plate.first, plate.last,
                                                                           exc.message)) from None
+
+
+def _same_colour(info: Dict[str, Any], colour: ClipColour) -> bool:
+    """Whether a session shows the plate as asked (a new view or colourspace needs a new session).
+    A worker that reports no colour (older) is taken at its word."""
+    if "colour" not in info:
+        return True
+    made = info.get("colour") or {}
+    asked = {"config": colour.config, "colorspace": colour.colorspace, "display": colour.display, "view": colour.view}
+    return all(made.get(key) == value for key, value in asked.items() if value)
 
 
 def open_final_session(client: Client, plate: ClipPlate, preview: RemoteSession, *, matte_dir: Optional[str] = None,
