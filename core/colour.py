@@ -23,8 +23,8 @@ Without a config (`config="none"`) the view is a curve: `srgb` (default), `rec70
 with `exposure` in stops (`ViewTransform`); the plate keeps its primaries.
 
 Cost: OCIO converts on the CPU, in row bands on every core. The ACES 2.0 output transforms (the
-built-in configs' default views) take about a microsecond of CPU a pixel, ten times the simpler
-views (`samroto bench read` measures them): a 4K frame is some 9 CPU-seconds.
+built-in configs' default views) take about half a microsecond of CPU a pixel, some fifteen times
+the un-tone-mapped view (`samroto bench read` measures them): a 4K frame is some 4 CPU-seconds.
 
 Errors (`ColourError`, a `ValueError`) say what was asked, where the config came from, and the
 names the config has.
