@@ -386,6 +386,7 @@ def test_open_session_takes_the_hosts_colour_settings(worker: WorkerProcess, pla
     with connect(worker) as client:
         shot = client.open_session(exr, ocio="ocio://studio-config-latest", display="Display P3 - Display",
                                    view="Un-tone-mapped")
+        assert "colour.ocio" in client.hello().capabilities
         colour = shot.info["colour"]
         assert colour["config"].startswith("ocio://studio-config-v") and colour["colorspace"] == "ACEScg"
         assert (colour["display"], colour["view"]) == ("Display P3 - Display", "Un-tone-mapped")
