@@ -51,9 +51,10 @@ class PlateCheck:
 
 
 def check_plate(plate: Any, *, first: int | None = None, last: int | None = None,
-                view: Any = None) -> PlateCheck:
-    """Open the plate (FrameError when it cannot be opened at all) and check each frame's file."""
-    with open_frames(plate, first=first, last=last, view=view) as source:
+                colour: Any = None) -> PlateCheck:
+    """Open the plate (FrameError when it cannot be opened at all) and check each frame's file;
+    `colour` as `open_frames` takes it."""
+    with open_frames(plate, first=first, last=last, colour=colour) as source:
         check = PlateCheck(plate=_name(plate, source), frame_numbers=range(source.first_frame, source.last_frame + 1),
                            width=source.width, height=source.height)
         if isinstance(source, ImageSequenceFrames):

@@ -117,6 +117,7 @@ class BatchOptions:
     threads: int | None = None  # torch CPU threads (None: torch's default locally, cpus_per_worker on Ray)
     refine_edges: bool = False  # snap mattes to the plate's edges (core.edges)
     smooth_edges: bool = False  # calm edge chatter over time (restarts where a pass resumes)
+    colour: dict[str, Any] | None = None  # ColourSettings.to_dict(): defaults where a sidecar records none
     missing: str = "error"  # frames missing from a sequence: "error", "hold" or "skip" (core.plate_check)
     image_size: int | None = None  # track at this internal size: a PREVIEW (None: the model's own)
     flat: bool = False  # mattes straight in out_dir (`samroto matte`) instead of out_dir/<shot>/
@@ -161,6 +162,7 @@ def shot_manifest(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions,
         "soft": options.soft,
         "refine_edges": options.refine_edges,
         "smooth_edges": options.smooth_edges,
+        "colour": options.colour,
     }
     # only when set, so fingerprints of runs made before these options existed stay the same
     if options.missing != "error":
@@ -260,7 +262,8 @@ class ShotRunner:
     # --- one shot ------------------------------------------------------------------------------
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
-        from samroto.core.frames import ViewTransform, open_frames
+        from samroto.core.colour import ColourSettings
+        from samroto.core.frames import open_frames
         from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
         from samroto.core.plate_check import HoldFrames, check_plate
 
@@ -273,15 +276,18 @@ class ShotRunner:
         fingerprint = shot_fingerprint(sidecar, self.choice, self.options, self.precision)
         status = check_outputs(name, sidecar, self.choice, self.options)
 
-        view = ViewTransform.from_dict(sidecar.shot.view) if sidecar.shot.view else None
-        plate = check_plate(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, view=view)
+        # the sidecar's colour settings (what the artist saw), the batch's flags filling what it leaves open
+        recorded = sidecar.shot.colour_settings()
+        defaults = ColourSettings.from_dict(self.options.colour) if self.options.colour else None
+        colour = recorded.merged_over(defaults) if recorded is not None else defaults
+        plate = check_plate(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, colour=colour)
         problems = plate.problems(self.options.missing)
         if problems:
             raise ShotError("; ".join(problems))
         missing = set(plate.missing)
 
         def open_plate() -> FrameSource:
-            source = open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, view=view)
+            source = open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, colour=colour)
             return HoldFrames(source, sorted(missing)) if missing else source
 
         frames = open_plate()

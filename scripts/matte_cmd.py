@@ -18,9 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_model_arguments, parse_box, parse_xy
+from .common import add_colour_arguments, add_model_arguments, colour_from_args, parse_box, parse_xy
 
 if TYPE_CHECKING:
+    from samroto.core.colour import ColourSettings
     from samroto.core.model.sam2 import SAM2Model
     from samroto.core.sidecar import Sidecar
 
@@ -62,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
     parser.add_argument("--quiet", action="store_true", help="no progress (results and errors are still printed)")
+    add_colour_arguments(parser)
     add_model_arguments(parser)
 
 
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         return _error("--preview-only needs --preview")
     # the plate: every frame of the range, before anything heavy
     try:
-        plate = check_plate(args.plate, first=args.first, last=args.last)
+        colour = colour_from_args(args)
+        plate = check_plate(args.plate, first=args.first, last=args.last, colour=colour)
     except FrameError as exc:
         return _error(str(exc))
     problems = plate.problems(args.missing)
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ConfigError
         return _error(str(exc))
     shot = (args.name or shot_name(args.plate)).strip()
-    sidecar = _sidecar(args, shot, frame, points)
+    sidecar = _sidecar(args, shot, frame, points, colour)
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
                            restart=args.overwrite, refine_edges=args.refine_edges, smooth_edges=args.smooth_edges,
                            missing=args.missing, flat=True)
@@ -192,13 +195,15 @@ def _load(choice: "ModelChoice") -> "SAM2Model | None":
         return None
 
 
-def _sidecar(args: argparse.Namespace, shot: str, frame: int, points: list[tuple[float, float]]) -> "Sidecar":
+def _sidecar(args: argparse.Namespace, shot: str, frame: int, points: list[tuple[float, float]],
+             colour: "ColourSettings | None") -> "Sidecar":
     from samroto.core.sidecar import ModelSpec, ObjectPrompts, PromptSpec, SessionSettings, ShotSpec, Sidecar
 
     labels = [1] * len(args.point) + [0] * len(args.negative)
     prompt = PromptSpec(frame=frame, points=list(points), labels=labels, box=args.box)
     return Sidecar(
-        shot=ShotSpec(plate=os.path.abspath(args.plate), first=args.first, last=args.last, name=shot),
+        shot=ShotSpec(plate=os.path.abspath(args.plate), first=args.first, last=args.last, name=shot,
+                      colour=colour.to_dict() if colour is not None else None),
         objects=[ObjectPrompts(obj_id=1, prompts=[prompt])],
         model=ModelSpec(checkpoint=args.model, config=args.config),
         session=SessionSettings(fill_hole_area=args.fill_holes),

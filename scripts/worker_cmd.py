@@ -17,8 +17,17 @@ from pathlib import Path
 
 from samroto.bridge import auth, protocol
 
-from .common import (DEFAULT_MODEL, add_model_arguments, load_model_from_args, portable_checkpoint, portable_config,
-                     resolve_device, resolve_precision)
+from .common import (
+    DEFAULT_MODEL,
+    add_colour_arguments,
+    add_model_arguments,
+    colour_from_args,
+    load_model_from_args,
+    portable_checkpoint,
+    portable_config,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="MB", help="largest message accepted (default %(default).0f)")
     group.add_argument("--max-loaded-sessions", type=int, default=8, metavar="N",
                        help="sessions kept in memory; older ones are saved and reopened on demand (default 8)")
+    add_colour_arguments(parser, defaults_for="defaults for sessions whose client leaves them open")
     logging_group = parser.add_argument_group("log")
     logging_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                                help="INFO (default): sessions opened and closed, each request, each propagation, "
@@ -75,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
     config = WorkerConfig(bind=args.bind, session_dir=args.session_dir or default_session_dir(), token=token,
                           limits=limits, client_timeout_s=args.client_timeout,
                           max_loaded_sessions=max(1, args.max_loaded_sessions))
+    colour = colour_from_args(args)  # a bad config stops the worker here, with one line
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
     # recorded in exported sidecars: names and absolute paths resolve from any folder
     engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
-                         config=portable_config(args.config))
+                         config=portable_config(args.config), colour=colour)
     worker = Worker(config, engine)
     try:
         worker.bind()
