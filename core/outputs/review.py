@@ -117,8 +117,8 @@ class ShotReview:
     tracker: ConfidenceTracker
     plate: dict[str, Any] | str | None = None
     """A spec for `open_frames` (a `describe()` dict or a path), or None when unknown."""
-    view: dict[str, Any] | None = None
-    """The view transform of a scene-linear plate (`ViewTransform.to_dict()`), when `plate` is a path."""
+    colour: dict[str, Any] | None = None
+    """The plate's colour settings (`ColourSettings.to_dict()`), when `plate` is a path."""
     mattes: dict[int, str] = field(default_factory=dict)
     """object id -> matte sequence pattern (absolute, or relative to the sidecar's folder)."""
 
@@ -150,8 +150,8 @@ class ShotSummary:
 
 
 def load_shot(sidecar: str | os.PathLike[str], *, plate: dict[str, Any] | str | None = None,
-              view: dict[str, Any] | None = None, mattes: dict[int, str] | None = None) -> ShotReview:
-    """Read one ``<shot>.confidence.json``; `plate` (and its `view`) and `mattes` (object id ->
+              colour: dict[str, Any] | None = None, mattes: dict[int, str] | None = None) -> ShotReview:
+    """Read one ``<shot>.confidence.json``; `plate` (and its `colour`) and `mattes` (object id ->
     sequence pattern) override what it records."""
     path = Path(sidecar)
     try:
@@ -175,7 +175,7 @@ def load_shot(sidecar: str | os.PathLike[str], *, plate: dict[str, Any] | str | 
             found = _default_matte_pattern(path.parent, name, obj_id)
             if found:
                 patterns[obj_id] = found
-    return ShotReview(name=name, sidecar=path, tracker=tracker, plate=plate, view=view, mattes=patterns)
+    return ShotReview(name=name, sidecar=path, tracker=tracker, plate=plate, colour=colour, mattes=patterns)
 
 
 def _default_matte_pattern(folder: Path, shot: str, obj_id: int) -> str | None:
@@ -366,7 +366,7 @@ class _ThumbnailMaker:
             self.problem = "the plate is not recorded in the confidence file: mattes shown alone"
         else:
             try:
-                self.plate = open_frames(shot.plate, view=shot.view)
+                self.plate = open_frames(shot.plate, colour=shot.colour)
             except (FrameError, OSError, ValueError, TypeError) as error:
                 self.problem = f"plate not readable ({error}): mattes shown alone"
 
