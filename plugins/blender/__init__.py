@@ -36,7 +36,8 @@ def register() -> None:
     prompt_tool.register()
     if not bpy.app.background:  # nothing draws without a window
         overlay.register()
-    tasks.start_timer()
+    if not bpy.app.timers.is_registered(tasks.tick):
+        bpy.app.timers.register(tasks.tick, first_interval=tasks.IDLE_INTERVAL, persistent=True)
     for handlers, name in _HANDLERS:
         getattr(bpy.app.handlers, handlers).append(getattr(controller, name))
     controller.runtime.message = ""
@@ -53,7 +54,8 @@ def unregister() -> None:
         registered = getattr(bpy.app.handlers, handlers)
         if getattr(controller, name) in registered:
             registered.remove(getattr(controller, name))
-    tasks.stop_timer()
+    if bpy.app.timers.is_registered(tasks.tick):
+        bpy.app.timers.unregister(tasks.tick)
     prompt_tool.unregister()
     overlay.unregister()
     panels.unregister()

@@ -465,7 +465,7 @@ def _forget_results(clip: bpy.types.MovieClip) -> None:
     state = clip.samroto
     for item in state.objects:
         image = bpy.data.images.get(item.image_name) if item.image_name else None
-        if image is not None and image.users == 0:
+        if image is not None and _unused(image):
             bpy.data.images.remove(image)
         item.tracked = item.matte_path = item.image_name = item.layer_name = ""
         runtime.tracked.pop((state.key, item.obj_id), None)
@@ -711,7 +711,11 @@ def add_stroke(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: in
 
 
 def remove_object(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> remote.Job:
-    """Remove an object from the worker session, then its layer, matte image, clicks and previews."""
+    """Remove an object: its layer, matte image, prompts and previews at once (so the operator's undo
+    step holds the clip without it; undoing it gives the worker the object's prompts back), then
+    from the worker session."""
+    check_worker(props.settings(context))
+    _forget_object(clip, obj_id)
     args = _session_args(clip)
     key = args.key
 
@@ -723,12 +727,20 @@ def remove_object(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id:
         return False
 
     def done(job: remote.Job) -> None:
-        target = find_clip(key)
-        if target is not None:
-            _forget_object(target, obj_id)
+        held = runtime.synced.get(key)
+        if held is not None:
+            held.remove_object(obj_id)  # an undo that brings it back must send its prompts again
         report("Removed object %d" % obj_id)
 
-    return submit(context, "Remove object", work, on_done=done)
+    def failed(job: remote.Job) -> None:
+        runtime.needs_sync.add(key)  # the next request removes it on the worker
+
+    return submit(context, "Remove object", work, on_done=done, on_error=failed, check=False)
+
+
+def _unused(image: Optional[bpy.types.Image]) -> bool:
+    """Nothing but the add-on's fake user keeps the image."""
+    return image is not None and image.users <= (1 if image.use_fake_user else 0)
 
 
 def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
@@ -740,7 +752,7 @@ def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
         if mask is not None:
             mask_builder.remove_layer(mask, obj_id)
         image = bpy.data.images.get(item.image_name) if item.image_name else None
-        if image is not None and image.users == 0:
+        if image is not None and _unused(image):
             bpy.data.images.remove(image)
         state.objects.remove(index)
         break
@@ -1168,7 +1180,7 @@ def add_matte_strip(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_i
     item = find_object(clip, obj_id)
     image = load_mattes(clip, obj_id)
     frames = plates.ranges_to_frames(item.tracked) if item is not None else []
-    if not frames:
+    if item is None or not frames:
         raise remote.AddonError("%s has no tracked frames yet: propagate first" % (item.name if item else obj_id))
     _, start, _ = matte_frame_settings(image)
     scene = context.scene

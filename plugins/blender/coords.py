@@ -18,7 +18,7 @@ editor's View2D is normalised to the frame: (0, 0) bottom-left, (1, 1) top-right
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 Point = Tuple[float, float]
 Box = Tuple[float, float, float, float]
@@ -147,7 +147,7 @@ def _check_size(width: int, height: int) -> None:
         raise ValueError("the clip size must be positive, got %dx%d" % (width, height))
 
 
-def mask_to_pixels(points: Sequence[Sequence[float]], width: int, height: int, *,
+def mask_to_pixels(points: Any, width: int, height: int, *,
                    pixel_aspect: float = 1.0) -> List[Point]:
     """Inverse of `pixels_to_mask`: Mask-space positions -> clip pixels (x right, y down)."""
     _check_size(width, height)

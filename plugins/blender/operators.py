@@ -170,7 +170,7 @@ class _PropagationOperator:
             self._job = self._start(context)
         except (remote.AddonError, plates.PlateError, ValueError) as exc:
             controller.report(str(exc), error=True)
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, str(exc))  # type: ignore[attr-defined]  # bpy.types.Operator's, mixed in
             return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
@@ -197,7 +197,7 @@ class _PropagationOperator:
         if not self._running():
             self._finish(context)
             if job is not None and job.state == "failed":
-                self.report({"ERROR"}, job.error or "%s failed" % job.label)
+                self.report({"ERROR"}, job.error or "%s failed" % job.label)  # type: ignore[attr-defined]
                 return {"CANCELLED"}
             return {"FINISHED"}
         if event.type == "ESC" and event.value == "PRESS":
@@ -319,6 +319,8 @@ class SAMROTO_OT_add_matte_node(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> Set[str]:
         clip = clip_in_context(context)
         item = controller.active_object(clip)
+        if item is None:
+            return {"CANCELLED"}
         result = _started(self, lambda: controller.add_matte_node(context, clip, item.obj_id))
         if result == {"FINISHED"}:
             self.report({"INFO"}, "Added an Image node with %s's mattes to the compositor" % item.name)
@@ -337,6 +339,8 @@ class SAMROTO_OT_add_matte_strip(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> Set[str]:
         clip = clip_in_context(context)
         item = controller.active_object(clip)
+        if item is None:
+            return {"CANCELLED"}
         result = _started(self, lambda: controller.add_matte_strip(context, clip, item.obj_id))
         if result == {"FINISHED"}:
             self.report({"INFO"}, "Added an image strip with %s's mattes to the Sequencer" % item.name)
@@ -399,6 +403,8 @@ class SAMROTO_OT_send_edits(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> Set[str]:
         clip = clip_in_context(context)
         item = controller.active_object(clip)
+        if item is None:
+            return {"CANCELLED"}
         jobs: list = []
         result = _started(self, lambda: jobs.extend(controller.send_edits(context, clip, item.obj_id)))
         if result == {"FINISHED"}:

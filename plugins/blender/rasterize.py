@@ -29,7 +29,7 @@ def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, coun
     return u ** 3 * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t ** 3 * p3
 
 
-def spline_polygon(points: Sequence[Point], handles_left: Sequence[Point], handles_right: Sequence[Point], *,
+def spline_polygon(points: Sequence[Any], handles_left: Sequence[Any], handles_right: Sequence[Any], *,
                    cyclic: bool = True, samples: int = SAMPLES_PER_SEGMENT) -> np.ndarray:
     """One spline (positions and handles in any 2D space) -> M*2 polygon vertices. Segment i runs
     from point i along its right handle and the next point's left handle to the next point."""
@@ -44,7 +44,7 @@ def spline_polygon(points: Sequence[Point], handles_left: Sequence[Point], handl
     return np.concatenate(pieces, axis=0)
 
 
-def fill_polygons(polygons: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+def fill_polygons(polygons: Sequence[Any], height: int, width: int) -> np.ndarray:
     """H*W bool: pixels whose centre lies inside an odd number of the polygons (clip pixels, y down)."""
     if not (0 < height <= MAX_SIZE and 0 < width <= MAX_SIZE):
         raise ValueError("the mask size %dx%d is out of range" % (width, height))

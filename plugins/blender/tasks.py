@@ -2,8 +2,9 @@
 
 Blender data may only be touched from the main thread, so network threads never do it; they
 `post()` a callable and `drain()` runs it on the main thread. In the Blender application a
-persistent `bpy.app.timers` timer calls `tick()`; in the `bpy` module (tests, scripts) timers do
-not fire, so callers pump `drain()` themselves (`wait_for`).
+persistent `bpy.app.timers` timer calls `tick()` (registered by the add-on's `register()`: this
+module stays free of bpy); in the `bpy` module (tests, scripts) timers do not fire, so callers
+pump `drain()` themselves (`wait_for`).
 """
 
 from __future__ import annotations
@@ -93,17 +94,3 @@ def wait_for(done: Callable[[], bool], *, timeout: float = 120.0, poll: float = 
         if time.monotonic() > deadline:
             return False
         time.sleep(poll)
-
-
-def start_timer() -> None:
-    import bpy
-
-    if not bpy.app.timers.is_registered(tick):
-        bpy.app.timers.register(tick, first_interval=IDLE_INTERVAL, persistent=True)
-
-
-def stop_timer() -> None:
-    import bpy
-
-    if bpy.app.timers.is_registered(tick):
-        bpy.app.timers.unregister(tick)

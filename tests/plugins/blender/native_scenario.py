@@ -221,6 +221,7 @@ def run(args: argparse.Namespace, worker: Any, start_worker_process: Any) -> Non
     step("strokes")
     strokes: Dict[str, Any] = {}
     RESULT["strokes"] = strokes
+
     cup = controller.add_object(clip, "Cup")
     job = wait(controller.add_stroke(bpy.context, clip, cup.obj_id, 1002,
                                      [(30.0, 30.0), (60.0, 40.0), (90.0, 50.0), (120.0, 60.0)], kind="brush",
@@ -253,7 +254,31 @@ def run(args: argparse.Namespace, worker: Any, start_worker_process: Any) -> Non
     strokes["tool_lasso"] = [job.state, sorted(drawn(clip)[str(cup.obj_id)]["1011"])]
     RESULT["strokes"] = strokes
 
+    # --- 8. removing an object asks first (invoke) and is undone with Ctrl+Z ---------------------
+    step("remove and undo")
+    removal: Dict[str, Any] = {}
+    RESULT["removal"] = removal
+    hat = controller.add_object(clip, "Hat")
+    hat_id = hat.obj_id
+    wait(controller.add_click(bpy.context, clip, hat_id, 1009, (60.0, 70.0), positive=True,
+                              undo="SamRoto: include click"))
+    clip_name, key = clip.name, state.key
+    with bpy.context.temp_override(edit_movieclip=clip):
+        removal["op"] = sorted(bpy.ops.samroto.remove_object("EXEC_DEFAULT", True, obj_id=hat_id))
+    wait(controller.runtime.runner.submit("barrier", lambda job: None))
+    clip = bpy.data.movieclips[clip_name]
+    removal["objects_after"] = [item.name for item in clip.samroto.objects]
+    removal["worker_after"] = sorted(worker_book(clip))
+    bpy.ops.ed.undo()
+    tasks.wait_for(lambda: key not in controller.runtime.needs_sync and not _busy(controller), timeout=60)
+    clip = bpy.data.movieclips[clip_name]
+    state = clip.samroto
+    removal["objects_undone"] = [item.name for item in clip.samroto.objects]
+    removal["worker_undone"] = worker_book(clip).get(str(hat_id))
+    cup = controller.find_object(clip, 2)
+
     # --- 2. and 3. shape keys, chunked build, cancel, an artist's edit -------------------------
+    cup_id = cup.obj_id
     step("shapes: propagate")
     shapes: Dict[str, Any] = {}
     RESULT["shapes"] = shapes
@@ -333,8 +358,8 @@ def run(args: argparse.Namespace, worker: Any, start_worker_process: Any) -> Non
                                                                                    {}))
     # the active mask layer as a prompt, on frame 7
     scene.frame_set(7)
-    job = wait(controller.layer_as_prompt(bpy.context, clip, layer, cup.obj_id))
-    shapes["layer_prompt"] = [job.state, job.error, sorted(worker_book(clip)[str(cup.obj_id)]["1007"])]
+    job = wait(controller.layer_as_prompt(bpy.context, clip, layer, cup_id))
+    shapes["layer_prompt"] = [job.state, job.error, sorted(worker_book(clip)[str(cup_id)]["1007"])]
     RESULT["shapes"] = shapes
 
     # --- 5. mattes into the compositor and the sequencer ----------------------------------------
