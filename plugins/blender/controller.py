@@ -367,6 +367,7 @@ class SessionArgs:
     matte_format: str
     prompts: str  # the clip's prompt book (JSON), what the worker must hold
     track_resolution: Optional[int] = None  # a preview session tracks at this size
+    colour: plates.ClipColour = field(default_factory=plates.ClipColour)  # how Blender shows the clip
     objects: Tuple[int, ...] = ()  # the clip's object ids (the worker's others are removed on sync)
     sync: bool = False  # compare the worker's prompts with `prompts` before using the session
 
@@ -393,7 +394,7 @@ def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
     # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
     session, resumed = remote.open_session(connection.client, args.plate, session_id=args.session_id,
                                            matte_dir=args.matte_dir, matte_format=args.matte_format,
-                                           track_resolution=args.track_resolution)
+                                           track_resolution=args.track_resolution, colour=args.colour)
     info = dict(session.info)
     tasks.post(lambda: _session_opened(args.key, info))
     # a new session, or one resumed after a restart, a file load or an undo: it must hold what is drawn
@@ -455,8 +456,24 @@ def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
     override = bpy.path.abspath(state.matte_dir_override) if state.matte_dir_override else None
     track_resolution = int(state.preview_resolution) if state.preview_mode else None
     return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts,
-                       track_resolution, tuple(item.obj_id for item in state.objects),
-                       state.key in runtime.needs_sync)
+                       track_resolution, clip_colour(clip, bpy.context.scene),
+                       tuple(item.obj_id for item in state.objects), state.key in runtime.needs_sync)
+
+
+def clip_colour(clip: bpy.types.MovieClip, scene: Optional[bpy.types.Scene]) -> plates.ClipColour:
+    """The clip's colourspace and the scene's display and view transform, with the OCIO config
+    Blender uses ($OCIO, else its own), so the worker shows the model what the Clip Editor shows."""
+    config = os.environ.get("OCIO", "")
+    if not config:
+        bundled = os.path.join(bpy.utils.resource_path("LOCAL"), "datafiles", "colormanagement", "config.ocio")
+        config = bundled if os.path.isfile(bundled) else ""
+    if not config:  # no config the worker could load: leave colour to the worker
+        return plates.ClipColour()
+    display = view = ""
+    if scene is not None:
+        display, view = str(scene.display_settings.display_device), str(scene.view_settings.view_transform)
+    return plates.ClipColour(config=config, colorspace=str(clip.colorspace_settings.name), display=display,
+                             view=view)
 
 
 def _forget_results(clip: bpy.types.MovieClip) -> None:
@@ -836,7 +853,8 @@ def compute_final(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remo
 
     def open_final(connection: remote.Connection) -> RemoteSession:
         final = remote.open_final_session(connection.client, args.plate, _session(connection, preview_args),
-                                          matte_dir=args.matte_dir, matte_format=args.matte_format)
+                                          matte_dir=args.matte_dir, matte_format=args.matte_format,
+                                          colour=args.colour)
         runtime.sessions[key] = final
         info = dict(final.info)
         tasks.post(lambda: _final_opened(key, info))  # queued before the frames: results land on the final
