@@ -301,13 +301,18 @@ def run(args: argparse.Namespace, worker: Any, start_worker_process: Any) -> Non
     shapes["cancelled"] = [build.state, [layer.name for layer in mask.layers] if mask else None]
     build = controller.start_build(clip, replies)
 
+    status: List[str] = []
+
     def follow() -> bool:
         progress.append(list(build.progress))
+        if not build.finished:  # what the status bar draws meanwhile
+            status.extend(_drawn_texts(panels.draw_status))
         return build.finished
 
     tasks.wait_for(follow, timeout=120)
     shapes["build"] = [build.state, build.error, build.total, controller.runtime.message]
     shapes["progress_steps"] = len({tuple(p) for p in progress})
+    shapes["status_bar"] = sorted(set(status))
     mask = bpy.data.masks[state.mask_name]
     layer = mask_builder.find_layer(mask, chair_id)
     shapes["layers"] = [lay.name for lay in mask.layers]
@@ -417,6 +422,29 @@ def run(args: argparse.Namespace, worker: Any, start_worker_process: Any) -> Non
     checks["plain_settings"] = props.settings(bpy.context).start_command
     RESULT["checks"] = checks
     del prompts_module
+
+
+class _Layout:
+    """Stands in for a UILayout: keeps the texts drawn."""
+
+    def __init__(self, out: List[str]) -> None:
+        self.out = out
+
+    def label(self, text: str = "", **_: Any) -> None:
+        self.out.append(text)
+
+    progress = label
+
+    def row(self, **_: Any) -> "_Layout":
+        return self
+
+
+def _drawn_texts(draw: Any) -> List[str]:
+    from types import SimpleNamespace
+
+    out: List[str] = []
+    draw(SimpleNamespace(layout=_Layout(out)), None)
+    return out
 
 
 def _busy(controller: Any) -> bool:

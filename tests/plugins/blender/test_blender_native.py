@@ -141,6 +141,9 @@ def test_the_build_runs_in_chunks_with_progress_and_cancels(native: Dict[str, An
     assert shapes["cancelled"] == ["cancelled", []]
     assert shapes["build"][:3] == ["done", "", 12] and "1 layer(s) rebuilt" in shapes["build"][3]
     assert shapes["progress_steps"] >= 3
+    # the status bar shows the build's progress while it runs
+    assert any(text.startswith("Building shapes ") and text.endswith("/12") for text in shapes["status_bar"])
+    assert "SamRoto" in shapes["status_bar"]
 
 
 def test_clips_with_frame_offsets_of_every_kind_open(native: Dict[str, Any]) -> None:
