@@ -287,6 +287,7 @@ def run(args: argparse.Namespace, worker: Any, start_worker_process: Any) -> Non
     shapes["built_by_default"] = controller.runtime.build is not None and controller.build_running()
     shapes["images"] = sorted(item.image_name for item in state.objects if item.image_name)
     step("shapes: fetch and build")
+    state.tolerance = 4.0  # coarse shapes: fewer points to fit on this small clip
     fetched = wait(controller.build_mask(bpy.context, clip, [chair_id]))
     replies = fetched.result  # the worker's shapes; the builds below reuse them
     build = controller.runtime.building
