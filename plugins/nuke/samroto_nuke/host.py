@@ -46,7 +46,7 @@ from .preferences import (Preferences, load_preferences, parse_command, render_f
 from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
-from .settings import (ACTIONS, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION,
+from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION,
                        FINAL_KNOB, HOLE_MODES, HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
                        OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB,
                        PREVIEW_TILE_COLOR, PROMPT_SOURCE_KNOB, PROMPT_SOURCES, QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB,
@@ -84,6 +84,7 @@ _PROMPTS: Dict[str, PromptCache] = {}       # by node full name
 _WRITING: Set[str] = set()                  # nodes whose knobs the plug-in is writing (not the artist)
 _TIMERS: Dict[str, threading.Timer] = {}    # pending quick sends, by node
 _WANTS_VIEW: Set[str] = set()               # nodes to read the worker's prompts for once their job ends
+_DROPPED: Dict[str, Gesture] = {}           # an add-point handle's last position, by node, until it rests
 _WORKERS: List[Any] = []                    # worker processes started from this Nuke
 
 
@@ -138,6 +139,7 @@ def create_node(layout: Optional[PromptLayout] = None) -> nuke.Node:
     node = nuke.createNode("Group")
     node.setName(NODE_CLASS_LABEL, uncollide=True)
     add_knobs(node, layout or PromptLayout())
+    write_prompt_knobs(node, FramePrompts(obj_id=1, frame=int(nuke.frame())))
     sync_group(node)
     return node
 
@@ -186,6 +188,13 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
             point.clearFlag(nuke.STARTLINE)
             point.setValue([width * (0.5 + (0.05 * i if sign == "-" else 0.0)), height * (0.5 + 0.05 * (i - 1))])
             node.addKnob(point)
+    for name, label, x in ((ADD_INCLUDE_KNOB, "add include", 0.05), (ADD_EXCLUDE_KNOB, "add exclude", 0.12)):
+        handle = nuke.XY_Knob(name, label)
+        handle.setValue(list(_handle_home(width, height, x)))
+        handle.setTooltip("drag this handle in the viewer onto the image and let go: a new %s point there (or "
+                          "Ctrl+click / Ctrl+Shift+click in the viewer)" % label.split()[-1])
+        handle.setFlag(nuke.STARTLINE)
+        node.addKnob(handle)
     box_on = nuke.Boolean_Knob(BOX_ENABLE_KNOB, "box")
     box_on.setFlag(nuke.STARTLINE)
     node.addKnob(box_on)
@@ -243,6 +252,11 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
                       "machine can read (empty: SamRoto > Render folder..., then $SAMROTO_RENDER_DIR, then the "
                       "temp folder, which only a worker on this machine sees)")
     node.addKnob(render)
+
+
+def _handle_home(width: int, height: int, x: float) -> Tuple[float, float]:
+    """Where an add-point handle waits: near the image's top-left corner."""
+    return float(width) * x, float(height) * 0.95
 
 
 def _format_size(node: nuke.Node) -> Tuple[int, int]:
@@ -616,7 +630,13 @@ def on_knob_changed() -> None:
     if not is_samroto_node(node) or node.fullName() in _WRITING:
         return
     name = nuke.thisKnob().name()
-    if name == OBJECT_KNOB:
+    if name in (ADD_INCLUDE_KNOB, ADD_EXCLUDE_KNOB):
+        # Nuke reports every step of a drag: the point is added where the handle comes to rest
+        xy = _knob(node, name, nuke.XY_Knob)
+        _DROPPED[node.fullName()] = Gesture("include" if name == ADD_INCLUDE_KNOB else "exclude",
+                                            float(xy.x()), float(xy.y()))
+        schedule_quick_result(node)
+    elif name == OBJECT_KNOB:
         _update_alpha(node)
         request_view(node)
     elif name == ALPHA_KNOB:
@@ -682,9 +702,14 @@ def write_prompt_knobs(node: nuke.Node, view: FramePrompts) -> None:
                 (view.positive, layout.positive_points, positive_enable_knob, positive_point_knob),
                 (view.negative, layout.negative_points, negative_enable_knob, negative_point_knob)):
             for i in range(1, count + 1):
-                _knob(node, enable_name(i), nuke.Boolean_Knob).setValue(i <= len(points))
+                enable = _knob(node, enable_name(i), nuke.Boolean_Knob)
+                point = _knob(node, point_name(i), nuke.XY_Knob)
+                enable.setValue(i <= len(points))
                 if i <= len(points):
-                    _knob(node, point_name(i), nuke.XY_Knob).setValue(list(points[i - 1]))
+                    point.setValue(list(points[i - 1]))
+                # the viewer shows handles of the worker's points only; the next free slot stays visible to type in
+                enable.setVisible(i <= len(points) + 1)
+                point.setVisible(i <= len(points))
         _knob(node, BOX_ENABLE_KNOB, nuke.Boolean_Knob).setValue(view.box is not None)
         if view.box is not None:
             _knob(node, BOX_KNOB, nuke.BBox_Knob).setValue(list(view.box))
@@ -732,6 +757,18 @@ def _send_quick(node_name: str) -> None:
     if running is not None and running.running:
         schedule_quick_result(node)  # after the running job
         return
+    dropped = _DROPPED.pop(node_name, None)
+    if dropped is not None:  # an add-point handle came to rest: a new point there, the handle goes home
+        layout = _layout(node)
+        write_prompt_knobs(node, apply_gesture(knob_view(node), dropped,
+                                               slots=(layout.positive_points, layout.negative_points)))
+        width, height = _format_size(node)
+        name, x = (ADD_INCLUDE_KNOB, 0.05) if dropped.kind == "include" else (ADD_EXCLUDE_KNOB, 0.12)
+        _WRITING.add(node_name)
+        try:
+            _knob(node, name, nuke.XY_Knob).setValue(list(_handle_home(width, height, x)))
+        finally:
+            _WRITING.discard(node_name)
     on_button(node, "prompts", quiet=True)
 
 

@@ -43,6 +43,8 @@ RANGE_LAST_KNOB = "samroto_range_last"
 WORKER_KNOB = "samroto_worker"       # worker address for this node ("" : preference, $SAMROTO_WORKER, announced)
 RENDER_DIR_KNOB = "samroto_render_dir"  # shared folder for plates rendered from a non-Read upstream
 VIEW_KNOB = "samroto_view"           # the view of a stereo (%V) plate this node tracks
+ADD_INCLUDE_KNOB = "samroto_add_include"  # viewer handle: drop it on the image to add an include point
+ADD_EXCLUDE_KNOB = "samroto_add_exclude"  # ... an exclude point (the handle then jumps back)
 
 ALPHA_SOURCES: Tuple[str, ...] = ("all objects", "chosen object")
 RANGE_MODES: Tuple[str, ...] = ("input", "global", "custom")

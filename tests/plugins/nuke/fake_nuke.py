@@ -121,6 +121,13 @@ class Knob:
     def enabled(self) -> bool:
         return self._enabled
 
+    def setVisible(self, visible: bool) -> None:
+        _main_only("Knob.setVisible")
+        self._visible = bool(visible)
+
+    def visible(self) -> bool:
+        return getattr(self, "_visible", True)
+
 
 class Array_Knob(Knob):
     _size = 1

@@ -217,6 +217,19 @@ def test_a_knob_edit_sends_the_frame_after_a_pause_and_shows_its_result(nuke: ob
     assert worker_prompts(node)[1][1004]["labels"] == [1, 0]
     assert host.runner_for(node).job.action == "prompts"
 
+    # Nuke's own viewer convention: drag the "add include" handle onto the image; it adds a point where it rests
+    home = node["samroto_add_include"].value()
+    sent = host.runner_for(node)
+    control.user_sets(node, "samroto_add_include", [100.0, 30.0])
+    control.user_sets(node, "samroto_add_include", [120.0, 50.0])
+    settle(node)
+    assert host.runner_for(node) is not sent and host.runner_for(node).result.state == "done"
+    assert node["samroto_add_include"].value() == home  # back, ready for the next point
+    assert node[positive_point_knob(2)].value() == [120.0, 50.0] and node[positive_point_knob(2)].visible()
+    assert not node[positive_point_knob(3)].visible()  # only the worker's points have handles
+    assert worker_prompts(node)[1][1004]["points"] == [[80.0, HEIGHT - 60.0], [120.0, HEIGHT - 50.0],
+                                                       [10.0, HEIGHT - 110.0]]
+
 
 # --- the node is the matte ---------------------------------------------------------------------
 
@@ -674,3 +687,40 @@ def test_a_preview_is_labelled_as_one_until_final_mattes_replace_it(nuke: object
     assert result.state == "done" and result.preview_resolution == 0 and node[SESSION_KNOB].value() == final_id
     result = press(node, "final")
     assert result.state == "failed" and "already tracks at full resolution" in result.message
+
+
+def test_start_worker_launches_a_local_worker_and_waits_for_its_ping(
+        nuke: object, plate: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as json_module
+
+    from samroto_nuke.preferences import Preferences, save_preferences
+
+    from ...bridge.bridge_support import MICRO_CHECKPOINT, MICRO_CONFIG
+
+    control = fake_nuke.control
+    config = tmp_path / "micro.json"
+    config.write_text(json_module.dumps(json_module.loads(MICRO_CONFIG.read_text())["models"]["sam2.1"]))
+    monkeypatch.setenv("SAMROTO_NUKE_PREFERENCES", str(tmp_path / "prefs.json"))
+    monkeypatch.setenv("SAMROTO_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("SAMROTO_WORKER", raising=False)  # the client finds the address the worker announces
+    save_preferences(Preferences(worker_command=[
+        sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(MICRO_CHECKPOINT), "--config",
+        str(config), "--device", "cpu", "--bind", "tcp://127.0.0.1:0", "--session-dir", str(tmp_path / "sessions")]))
+    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    node[KNOB_OF["start_worker"]].execute()
+    process = host._WORKERS[-1]
+    try:
+        assert node[STATUS_KNOB].value() == "starting the worker..."
+        control.run_until(lambda: node[STATUS_KNOB].value() != "starting the worker...", timeout=180)
+        assert node[STATUS_KNOB].value() == "worker started", control.messages
+        control.current_frame = FIRST
+        click(node, 80.0, 60.0)
+        assert press(node, "prompts").state == "done"
+    finally:
+        process.terminate()
+        process.wait(30)
+    save_preferences(Preferences(worker_command=[sys.executable, "-c", "raise SystemExit(3)"]))
+    node[KNOB_OF["start_worker"]].execute()
+    control.run_until(lambda: node[STATUS_KNOB].value() != "starting the worker...", timeout=60)
+    assert "the worker stopped at once (exit code 3)" in control.messages[-1]
