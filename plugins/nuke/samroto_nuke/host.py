@@ -46,8 +46,8 @@ from .preferences import (Preferences, load_preferences, parse_command, render_f
 from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
-from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION,
-                       FINAL_KNOB, HOLE_MODES, HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
+from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB,
+                       BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION, FINAL_KNOB, HOLE_MODES, HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
                        OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB,
                        PREVIEW_TILE_COLOR, PROMPT_SOURCE_KNOB, PROMPT_SOURCES, QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB,
                        RANGE_KNOB, RANGE_LAST_KNOB, RANGE_MODES, RENDER_DIR_KNOB, ROTO_GROUPING_KNOB, ROTO_GROUPINGS,
