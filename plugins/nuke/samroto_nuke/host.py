@@ -519,7 +519,8 @@ def read_track_range(node: nuke.Node) -> Tuple[int, int]:
 
 
 def read_knob_prompts(node: nuke.Node, layout: PromptLayout, frame: int) -> KnobPrompts:
-    def clicks(count: int, enable: Callable[[int], str], point: Callable[[int], str]) -> Tuple[Tuple[float, float], ...]:
+    def clicks(count: int, enable: Callable[[int], str],
+               point: Callable[[int], str]) -> Tuple[Tuple[float, float], ...]:
         out = []
         for i in range(1, count + 1):
             if _knob(node, enable(i), nuke.Boolean_Knob).value():
