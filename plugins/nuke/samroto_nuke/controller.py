@@ -232,6 +232,7 @@ class JobRunner:
         result.width, result.height = session.width, session.height
         if job.action == "reset":
             result.obj_ids = list(session.obj_ids)
+            result.sidecar = {"objects": []}  # the node's knobs empty with it
             return
         if job.action == "roto":
             result.obj_ids = list(session.obj_ids)

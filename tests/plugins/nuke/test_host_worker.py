@@ -602,6 +602,7 @@ def test_reset_asks_first(nuke: object, worker_env: WorkerProcess, plate: str) -
     result = press(node, "reset")
     assert result.state == "done" and node[SESSION_KNOB].value() == result.session_id != session
     assert worker_prompts(node) == {}
+    assert not node[positive_enable_knob(1)].value()  # the knobs show the new, empty session
 
 
 def test_the_menu_command_creates_a_group_with_every_knob(nuke: object) -> None:
