@@ -464,11 +464,12 @@ def export_prompts(session: "RemoteSession") -> Dict[str, Any]:
 
 
 def session_name(job: WorkerJob) -> str:
-    """`<plate name>_<node name>`: names the worker's session and the matte files."""
+    """`<plate name>_<node name>[_<view>]`: names the worker's session and the matte files."""
     stem = os.path.basename(job.plate.plate)
     stem = re.split(r"[#%]", stem)[0] if "#" in stem or "%" in stem else os.path.splitext(stem)[0]
     node = job.node_name.rsplit(".", 1)[-1]
-    return "%s_%s" % (stem.rstrip("._-") or "plate", node)
+    name = "%s_%s" % (stem.rstrip("._-") or "plate", node)
+    return "%s_%s" % (name, job.plate.view) if job.plate.view else name  # a stereo plate's views apart
 
 
 def preview_resolution_of(session: "RemoteSession") -> int:

@@ -38,9 +38,9 @@ import nuke.rotopaint as rp
 
 from . import connection
 from .controller import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
-from .matte_group import ObjectMatte, object_names, plan_group
+from .matte_group import ObjectMatte, object_names, plan_group, stereo_pattern
 from .plate import (PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render,
-                    track_range)
+                    track_range, with_view)
 from .preferences import (Preferences, load_preferences, parse_command, render_folder, save_preferences, start_worker,
                           worker_address)
 from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts
@@ -476,10 +476,27 @@ def read_job(node: nuke.Node, action: str) -> WorkerJob:
         else:
             knob_prompts = read_knob_prompts(node, settings.layout, frame)
     names = _names(node, sorted(set(stored_objects(node)) | {obj_id}))
+    folder = matte_folder_template(node, plate)
+    if folder is not None:
+        settings = replace(settings, track=replace(settings.track, matte_dir=with_view(folder, plate.view)))
     return WorkerJob(action=action, node_name=node.fullName(), plate=plate, nuke_frame=frame, session_id=session_id,
                      knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings,
                      session_resolution=session_resolution, track_range=frames, inherit_session_id=inherit,
                      object_id=obj_id, object_names=names)
+
+
+def matte_folder_template(node: nuke.Node, plate: PlateSource) -> Optional[str]:
+    """The node's matte folder, `%V` standing for the view: the matte folder knob, else for a
+    stereo plate `samroto_mattes/<node>` beside the Read's files (one folder per view, named
+    alike), else None (the worker's default)."""
+    knob = _knob(node, MATTE_DIR_KNOB, nuke.String_Knob).value().strip()
+    if knob or not plate.view:
+        return knob or None
+    read = nuke.toNode(plate.origin)
+    if read is None:
+        return None
+    raw = read_info(read).file
+    return os.path.join(os.path.dirname(raw), "samroto_mattes", node.name())
 
 
 def read_settings(node: nuke.Node) -> PluginSettings:
@@ -976,7 +993,9 @@ class NukeObserver(JobObserver):
                 if job.action == "load":
                     _set_status(node, view.describe())
             if result.matte_patterns:
-                sync_group(node, result.matte_patterns, job.plate, reload=True)
+                folder = matte_folder_template(node, job.plate) or ""
+                patterns = {o: stereo_pattern(p, job.plate.view, folder) for o, p in result.matte_patterns.items()}
+                sync_group(node, patterns, job.plate, reload=True)
             if result.roto_plan is not None:
                 build_roto(result.roto_plan, node)
         except Exception:  # a bug in the glue must not take the session down with it

@@ -13,6 +13,7 @@ This module plans that content as plain data; host.py builds it.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -38,6 +39,21 @@ def object_names(text: str, obj_ids: Sequence[int]) -> Dict[int, str]:
         used.add(name)
         names[obj_id] = name
     return names
+
+
+def stereo_pattern(pattern: str, view: str, folder_template: str = "") -> str:
+    """A view's matte pattern with the view's name as Nuke's `%V` (`sh_SamRoto_left_obj1_matte.####.exr`
+    -> `sh_SamRoto_%V_obj1_matte.####.exr`), so the Group's Read shows each view its own mattes.
+    folder_template: the matte folder with `%V` where the view's folder has its name."""
+    folder, name = os.path.split(pattern)
+    token = "_%s_" % view
+    index = name.rfind(token)
+    if not view or index < 0:
+        return pattern
+    if folder_template and os.path.normpath(folder_template.replace("%V", view).replace("%v", view[:1])) == \
+            os.path.normpath(folder):
+        folder = folder_template
+    return os.path.join(folder, name[:index] + "_%V_" + name[index + len(token):])
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ class PlateSource:
 
     plate: the path the worker opens (a `####` pattern, or a movie file); first/last: the plate's
     own frame numbers the session covers; offset: ``nuke_frame = plate_frame + offset``;
-    origin: the Read node's name, or the node rendered to a temporary sequence."""
+    origin: the Read node's name, or the node rendered to a temporary sequence; view: the view
+    of a stereo (`%V`) Read the plate was taken from."""
 
     plate: str
     first: int
@@ -117,6 +118,7 @@ class PlateSource:
     kind: str = "sequence"  # "sequence" | "video"
     origin: str = ""
     rendered: bool = False
+    view: str = ""  # the view of a stereo Read this plate is ("" : not stereo)
 
     def __post_init__(self) -> None:
         if self.last < self.first:
@@ -202,6 +204,8 @@ def plate_from_read(info: ReadInfo, *, view: str = "", views: Sequence[str] = ()
         if views and view not in views:
             raise UnsupportedInput("the view %r is not one of this script's views (%s)" % (view, ", ".join(views)))
         path = with_view(path, view)
+    else:
+        view = ""
     if info.last < info.first:
         raise UnsupportedInput("%s has an empty frame range %d-%d" % (info.name, info.first, info.last))
     offset = _read_offset(info)
@@ -209,7 +213,7 @@ def plate_from_read(info: ReadInfo, *, view: str = "", views: Sequence[str] = ()
     if ext in VIDEO_EXTENSIONS:
         # Nuke numbers a movie's frames from 1 (its Read first/last are 1-based), the worker from 0
         return PlateSource(plate=path, first=info.first - 1, last=info.last - 1, offset=offset + 1, kind="video",
-                           origin=info.name)
+                           origin=info.name, view=view)
     if ext not in IMAGE_EXTENSIONS:
         raise UnsupportedInput("%s reads %r: SamRoto's worker reads EXR, DPX, PNG, JPEG and TIFF sequences and movie "
                                "files (%s); convert the plate or render it to EXR"
@@ -218,7 +222,7 @@ def plate_from_read(info: ReadInfo, *, view: str = "", views: Sequence[str] = ()
         raise UnsupportedInput("%s reads the single image %r: SamRoto tracks image sequences (name.####.ext) and "
                                "movies" % (info.name, os.path.basename(path)))
     return PlateSource(plate=to_hash_pattern(path), first=info.first, last=info.last, offset=offset,
-                       kind="sequence", origin=info.name)
+                       kind="sequence", origin=info.name, view=view)
 
 
 @dataclass(frozen=True)

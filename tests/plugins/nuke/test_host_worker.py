@@ -458,6 +458,13 @@ def test_a_stereo_read_asks_for_a_view_then_tracks_one_session_per_view(nuke: ob
     node["samroto_view"].setValue("left")  # back to the left view: its own session again
     assert press(node, "forward").state == "done"
     assert node[SESSION_KNOB].value() == sessions[0]
+    # the Group's Read names the view as %V: each view of the render gets its own mattes
+    assert matte_pattern(node) == str(tmp_path / "%V" / "samroto_mattes" / "SamRoto"
+                                      / "plate_SamRoto_%V_obj1_matte.####.exr")
+    for view in ("left", "right"):
+        renderer = Renderer(view)
+        assert renderer.render(node, FIRST)["rgba.alpha"].max() > 0.5
+        assert len(renderer.reads) == 2 and all(p.startswith(str(tmp_path / view) + os.sep) for p in renderer.reads)
 
 
 # --- Roto ------------------------------------------------------------------------------------------

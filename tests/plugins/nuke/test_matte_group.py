@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from samroto_nuke.matte_group import ObjectMatte, alpha_expression, object_names, plan_group
+from samroto_nuke.matte_group import ObjectMatte, alpha_expression, object_names, plan_group, stereo_pattern
 
 
 def test_object_names_are_valid_unique_channel_names() -> None:
@@ -22,3 +22,9 @@ def test_four_channels_a_layer_and_the_alpha_merges_or_picks() -> None:
     assert plan.alpha.count("max(") == 5 and "samroto2.o6" in plan.alpha
     assert plan_group(objects, chosen=5, first=1, last=2).alpha == "samroto2.o5"
     assert alpha_expression({}, None) == "0" and alpha_expression({1: "samroto.a"}, 7) == "0"
+
+
+def test_a_stereo_matte_pattern_names_the_view_as_nukes_token() -> None:
+    assert stereo_pattern("/m/sh_SamRoto_left_obj1_matte.####.exr", "left") == "/m/sh_SamRoto_%V_obj1_matte.####.exr"
+    assert stereo_pattern("/m/left/sh_SamRoto_obj1.####.exr", "left") == "/m/left/sh_SamRoto_obj1.####.exr"
+    assert stereo_pattern("/m/sh_obj1.####.exr", "") == "/m/sh_obj1.####.exr"
