@@ -37,7 +37,7 @@ import nuke
 import nuke.rotopaint as rp
 
 from . import connection
-from .controller import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
+from .jobs import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
 from .matte_group import ObjectMatte, object_names, plan_group, stereo_pattern
 from .plate import (PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render,
                     track_range, with_view)
