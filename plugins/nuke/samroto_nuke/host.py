@@ -351,11 +351,7 @@ def sync_group(node: nuke.Node, patterns: Optional[Dict[int, str]] = None, plate
 
 
 def _group_child(group: nuke.Group, name: str) -> Optional[nuke.Node]:
-    group.begin()
-    try:
-        return group.node(name)
-    finally:
-        group.end()
+    return group.node(name)  # no begin()/end(): this runs inside knobChanged callbacks too
 
 
 def _ensure(group: nuke.Group, name: str, node_class: str) -> nuke.Node:
@@ -451,9 +447,11 @@ def read_job(node: nuke.Node, action: str) -> WorkerJob:
                                "the mattes itself" % node.name())
     settings = read_settings(node)
     frames = read_track_range(node)
-    plate = read_plate(node, frames=frames)
+    plate = read_plate(node, frames=frames, render=action != "load")  # showing prompts never renders
     sessions = _sessions(node)
     session_id = sessions.get(plate.key)
+    if session_id is None and action == "load" and plate.rendered:  # the comp changed: the last render's prompts
+        session_id = _knob(node, SESSION_KNOB, nuke.String_Knob).value() or None
     inherit = None
     stored_key = _knob(node, PLATE_KEY_KNOB, nuke.String_Knob).value()
     if session_id is None and plate.rendered and stored_key and stored_key != plate.key:
@@ -556,10 +554,10 @@ def read_knob_prompts(node: nuke.Node, layout: PromptLayout, frame: int) -> Knob
                        space=(float(width), float(height)))
 
 
-def read_plate(node: nuke.Node, *, frames: Optional[Tuple[int, int]] = None) -> PlateSource:
+def read_plate(node: nuke.Node, *, frames: Optional[Tuple[int, int]] = None, render: bool = True) -> PlateSource:
     """The plate above the node: a Read node's files (the node's view of a stereo Read), or a
     render of the upstream to EXR in the shared render folder, keyed on the upstream's content:
-    a changed comp renders again, an unchanged one reuses the files."""
+    a changed comp renders again (unless `render` is False), an unchanged one reuses the files."""
     chain: List[UpstreamNode] = []
     upstream = node.input(0)
     while upstream is not None and len(chain) < 64:
@@ -583,7 +581,7 @@ def read_plate(node: nuke.Node, *, frames: Optional[Tuple[int, int]] = None) -> 
     plan = plan_render(to_render.name, first, last, script_name=nuke.root().name(), folder=folder,
                        salt=upstream_hash(source))
     rendered = plan.plate()
-    if not all(os.path.isfile(frame_path(plan.pattern, f)) for f in (plan.first, plan.last)):
+    if render and not all(os.path.isfile(frame_path(plan.pattern, f)) for f in (plan.first, plan.last)):
         render_to_exr(source, plan.pattern, plan.first, plan.last)
     return rendered
 
@@ -682,8 +680,16 @@ def on_viewer_changed() -> None:
             request_view(node)
 
 
-def request_view(node: nuke.Node) -> Optional[JobRunner]:
-    """Read the worker's prompts into the knobs (after the running job, if one runs)."""
+def request_view(node: nuke.Node) -> None:
+    """Read the worker's prompts into the knobs, soon: knobChanged callbacks call this, and the
+    job it starts reads the plate, which Nuke does not allow inside a callback."""
+    nuke.executeInMainThread(_load_view, args=(node.fullName(),))
+
+
+def _load_view(node_name: str) -> Optional[JobRunner]:
+    node = nuke.toNode(node_name)
+    if node is None:
+        return None
     running = runner_for(node)
     if running is not None and running.running:
         _WANTS_VIEW.add(node.fullName())
