@@ -25,6 +25,7 @@ signatures, so knobs are cast to their classes here (`_knob(node, name, nuke.XY_
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import threading
@@ -43,19 +44,19 @@ from .plate import (PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_
                     track_range, with_view)
 from .preferences import (Preferences, load_preferences, parse_command, render_folder, save_preferences, start_worker,
                           worker_address)
-from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts
+from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts, sample_gesture, sample_to_pixels
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
 from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB,
-                       BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION, FINAL_KNOB, HOLE_MODES, HOLES_KNOB, MARKER_KNOB,
-                       MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
+                       BOX_KNOB, CLICK_ADDS_KNOB, CLICK_KINDS, ConnectionSettings, DEFAULT_PREVIEW_RESOLUTION,
+                       FINAL_KNOB, HOLES_KNOB, HOLE_MODES, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
                        OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB,
-                       PREVIEW_TILE_COLOR, PROMPT_SOURCE_KNOB, PROMPT_SOURCES, QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB,
-                       RANGE_KNOB, RANGE_LAST_KNOB, RANGE_MODES, RENDER_DIR_KNOB, ROTO_GROUPING_KNOB, ROTO_GROUPINGS,
-                       ROTO_INPUT_KNOB, SESSION_KNOB, SESSION_RESOLUTION_KNOB, SESSIONS_KNOB, STATUS_KNOB,
-                       TOLERANCE_KNOB, VIEW_KNOB, WORKER_ACTIONS, WORKER_KNOB, ConnectionSettings, PluginSettings,
-                       PromptLayout, RotoSettings, TrackSettings, negative_enable_knob, negative_point_knob,
-                       positive_enable_knob, positive_point_knob)
+                       PREVIEW_TILE_COLOR, PROMPT_SOURCES, PROMPT_SOURCE_KNOB, PluginSettings, PromptLayout,
+                       QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB, RANGE_KNOB, RANGE_LAST_KNOB, RANGE_MODES,
+                       RENDER_DIR_KNOB, ROTO_GROUPINGS, ROTO_GROUPING_KNOB, ROTO_INPUT_KNOB, RotoSettings,
+                       SESSIONS_KNOB, SESSION_KNOB, SESSION_RESOLUTION_KNOB, STATUS_KNOB, TOLERANCE_KNOB,
+                       TrackSettings, VIEW_KNOB, WORKER_ACTIONS, WORKER_KNOB, negative_enable_knob,
+                       negative_point_knob, positive_enable_knob, positive_point_knob)
 
 KnobT = TypeVar("KnobT", bound=nuke.Knob)
 
@@ -189,6 +190,12 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
             point.clearFlag(nuke.STARTLINE)
             point.setValue([width * (0.5 + (0.05 * i if sign == "-" else 0.0)), height * (0.5 + 0.05 * (i - 1))])
             node.addKnob(point)
+    clicks = nuke.Enumeration_Knob(CLICK_ADDS_KNOB, "Ctrl+click adds", list(CLICK_KINDS))
+    clicks.setTooltip("with this node in the viewer, Ctrl+click adds an include point, Ctrl+Shift+click an "
+                      "exclude point, Ctrl+Shift+drag sets the box; where Nuke cannot tell whether Shift is held, "
+                      "a click adds this kind")
+    clicks.setFlag(nuke.STARTLINE)
+    node.addKnob(clicks)
     for name, label, x in ((ADD_INCLUDE_KNOB, "add include", 0.05), (ADD_EXCLUDE_KNOB, "add exclude", 0.12)):
         handle = nuke.XY_Knob(name, label)
         handle.setValue(list(_handle_home(width, height, x)))
@@ -672,12 +679,52 @@ def _resync(node_name: str) -> None:
 
 def on_viewer_changed() -> None:
     """knobChanged of Viewers: on a new frame every SamRoto node with a session shows the
-    worker's prompts of that frame."""
-    if nuke.thisKnob().name() != "frame":
+    worker's prompts of that frame; a Ctrl+click or Ctrl+Shift+drag on a viewed SamRoto node
+    (Nuke's colour sampling, which sets the Viewer's colour_sample_bbox) edits its prompts."""
+    name = nuke.thisKnob().name()
+    if name == "colour_sample_bbox":
+        viewer_sample(nuke.thisNode())
+        return
+    if name != "frame":
         return
     for node in nuke.allNodes("Group"):
         if is_samroto_node(node) and _knob(node, SESSION_KNOB, nuke.String_Knob).value():
             request_view(node)
+
+
+def viewer_sample(viewer: nuke.Node) -> Optional[FramePrompts]:
+    """The Viewer's colour sample as a prompt edit of the SamRoto node it shows (None when it
+    shows another node: the colour picker keeps its own use there)."""
+    try:
+        index = int(nuke.activeViewer().activeInput() or 0)
+    except Exception:  # no viewer window (terminal sessions)
+        index = 0
+    node = viewer.input(index)
+    if not is_samroto_node(node):
+        return None
+    assert node is not None
+    box = cast(nuke.BBox_Knob, viewer["colour_sample_bbox"])
+    width, height = _format_size(node)
+    pixels = sample_to_pixels((float(box.x()), float(box.y()), float(box.r()), float(box.t())), width=width,
+                              height=height, pixel_aspect=float(node.pixelAspect()))
+    default = str(_knob(node, CLICK_ADDS_KNOB, nuke.Enumeration_Knob).value())
+    return viewer_gesture(node, sample_gesture(pixels, shift=shift_held(), default_kind=default))
+
+
+def shift_held() -> Optional[bool]:
+    """Whether Shift is down now, asked from Qt (None outside Nuke's GUI, or without Qt)."""
+    for name in ("PySide6.QtGui", "PySide2.QtGui"):
+        try:
+            gui: Any = importlib.import_module(name)
+        except ImportError:
+            continue
+        try:
+            modifiers = gui.QGuiApplication.queryKeyboardModifiers()
+            shift = importlib.import_module(name.replace("QtGui", "QtCore")).Qt.ShiftModifier
+            return bool(modifiers & shift)
+        except Exception:
+            return None
+    return None
 
 
 def request_view(node: nuke.Node) -> None:

@@ -375,8 +375,8 @@ class JobRunner:
             raw_array = importlib.import_module(type(session.client).__module__).RawArray
             for mask in roto_mask_prompts(job.roto_shapes, job.plate, width=session.width, height=session.height,
                                           grouping=job.roto_grouping):
-                session.add_mask(mask.frame, mask.obj_id, raw_array(bytes(mask.data), "uint8", (mask.height, mask.width)),
-                                 preview_size=0)
+                pixels = raw_array(bytes(mask.data), "uint8", (mask.height, mask.width))
+                session.add_mask(mask.frame, mask.obj_id, pixels, preview_size=0)
                 result.prompted.append((mask.obj_id, mask.frame))
                 sent += 1
         if not sent and required:

@@ -138,6 +138,28 @@ def gesture_for(*, ctrl: bool, shift: bool, alt: bool = False, dragged: bool) ->
     return None
 
 
+def sample_to_pixels(bbox: Tuple[float, float, float, float], *, width: int, height: int,
+                     pixel_aspect: float = 1.0) -> Box:
+    """The viewer's colour-sample box (its `colour_sample_bbox` knob, which Ctrl+click and
+    Ctrl+Shift+drag set: x from -1 to 1 across the image, y in the same units scaled by the
+    image's aspect, centred) in pixels of the viewed image (origin bottom-left)."""
+    aspect = float(width) * float(pixel_aspect) / float(height)
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    xs = sorted(((x0 * 0.5 + 0.5) * width, (x1 * 0.5 + 0.5) * width))
+    ys = sorted(((y0 * 0.5 * aspect + 0.5) * height, (y1 * 0.5 * aspect + 0.5) * height))
+    return xs[0], ys[0], xs[1], ys[1]
+
+
+def sample_gesture(box: Box, *, shift: Optional[bool], default_kind: str = "include") -> Gesture:
+    """The gesture of a viewer sample in pixels: a click (a box under 2 px) includes, or
+    excludes with Shift held (`shift` None: unknown, then `default_kind`); a drag is a box."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 2 and y1 - y0 < 2:
+        kind = default_kind if shift is None else ("exclude" if shift else "include")
+        return Gesture(kind, (x0 + x1) / 2.0, (y0 + y1) / 2.0)
+    return Gesture("box", x0, y0, x1, y1)
+
+
 def _nearest(points: Tuple[Point, ...], x: float, y: float) -> Tuple[int, float]:
     best, distance = -1, float("inf")
     for i, (px, py) in enumerate(points):

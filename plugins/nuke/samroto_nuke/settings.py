@@ -43,6 +43,8 @@ RANGE_LAST_KNOB = "samroto_range_last"
 WORKER_KNOB = "samroto_worker"       # worker address for this node ("" : preference, $SAMROTO_WORKER, announced)
 RENDER_DIR_KNOB = "samroto_render_dir"  # shared folder for plates rendered from a non-Read upstream
 VIEW_KNOB = "samroto_view"           # the view of a stereo (%V) plate this node tracks
+CLICK_ADDS_KNOB = "samroto_click_adds"  # what a Ctrl+click in the viewer adds when Shift cannot be read
+CLICK_KINDS: Tuple[str, ...] = ("include", "exclude")
 ADD_INCLUDE_KNOB = "samroto_add_include"  # viewer handle: drop it on the image to add an include point
 ADD_EXCLUDE_KNOB = "samroto_add_exclude"  # ... an exclude point (the handle then jumps back)
 

@@ -27,12 +27,12 @@ __all__ = [
     "Node", "Knob", "Array_Knob", "Int_Knob", "Double_Knob", "Boolean_Knob", "XY_Knob", "BBox_Knob", "String_Knob",
     "EvalString_Knob", "Multiline_Eval_String_Knob", "File_Knob", "Unsigned_Knob", "ColorChip_Knob",
     "Enumeration_Knob", "Text_Knob", "Tab_Knob", "Script_Knob", "PyScript_Knob", "Channel_Knob", "ChannelMask_Knob",
-    "Format", "ProgressTask", "Root", "Menu", "ToolBar", "Group", "Layer",
+    "Format", "ProgressTask", "Root", "Menu", "ToolBar", "Group", "Layer", "ViewerWindow",
     "Nodes", "NodeConstructor",
     # functions
     "createNode", "toNode", "delete", "allNodes", "frame", "root", "message", "filename", "execute",
     "executeInMainThread", "views", "toolbar", "thisNode", "thisKnob", "ask", "getInput", "layers",
-    "addKnobChanged", "removeKnobChanged",
+    "addKnobChanged", "removeKnobChanged", "activeViewer",
     # module attribute
     "nodes",
 ]
@@ -421,6 +421,9 @@ class Node:
     def firstFrame(self) -> int:
         return self._range()[0]
 
+    def pixelAspect(self) -> float:
+        return 1.0
+
     def lastFrame(self) -> int:
         return self._range()[1]
 
@@ -575,6 +578,8 @@ def _class_knobs(node_class: str) -> List[Knob]:
         return common + [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
     if node_class == "Input":
         return common + [Int_Knob("number", None, 0)]
+    if node_class == "Viewer":  # colour_sample_bbox: what Ctrl+click / Ctrl+Shift+drag in the viewer set
+        return common + [Int_Knob("frame", None, 1), BBox_Knob("colour_sample_bbox")]
     if node_class in ("Roto", "RotoPaint"):
         return common + [rotopaint.CurveKnob("curves")]
     return common
@@ -787,6 +792,19 @@ class ToolBar(_MenuBase):
     pass
 
 
+class ViewerWindow:
+    def node(self, *args: Any, **kwargs: Any) -> Any:
+        return control.viewer()
+
+    def activeInput(self, secondary: Any = False) -> int:
+        return control.active_input
+
+
+def activeViewer() -> ViewerWindow:
+    _main_only("nuke.activeViewer")
+    return ViewerWindow()
+
+
 def toolbar(name: str, create: bool = True) -> Optional[ToolBar]:
     _main_only("nuke.toolbar")
     return control.toolbars.setdefault(name, ToolBar(name))
@@ -989,6 +1007,7 @@ class Control:
         self.answers: List[Any] = []
         self.asked: List[str] = []
         self.executed_in_proxy: List[bool] = []
+        self.active_input = 0
         while not self.main_queue.empty():
             self.main_queue.get_nowait()
         self.posted = 0
@@ -1046,12 +1065,23 @@ class Control:
                 self.this_node.pop()
                 self.this_knob.pop()
 
+    def viewer(self) -> Node:
+        """The script's Viewer node (made on first use)."""
+        return self.nodes.get("Viewer1") or Node("Viewer")
+
+    def viewer_sample(self, node: Node, box: Tuple[float, float, float, float]) -> None:
+        """The artist views `node` and Ctrl+clicks (or Ctrl+Shift+drags) in the viewer: Nuke
+        stores the sampled box, in its normalised viewer units, in the Viewer's
+        colour_sample_bbox and calls the knobChanged callbacks."""
+        viewer = self.viewer()
+        viewer.setInput(0, node)
+        self.active_input = 0
+        self.user_sets(viewer, "colour_sample_bbox", list(box))
+
     def change_frame(self, frame: int) -> None:
         """The artist moves the timeline: the viewer's frame knob changes."""
         self.current_frame = int(frame)
-        viewer = self.nodes.get("Viewer1") or Node("Viewer")
-        if viewer.knob("frame") is None:
-            viewer._attach(Int_Knob("frame"))
+        viewer = self.viewer()
         viewer["frame"].setValue(frame)
         self.fire_knob_changed(viewer, viewer["frame"])
 

@@ -230,6 +230,20 @@ def test_a_knob_edit_sends_the_frame_after_a_pause_and_shows_its_result(nuke: ob
     assert worker_prompts(node)[1][1004]["points"] == [[80.0, HEIGHT - 60.0], [120.0, HEIGHT - 50.0],
                                                        [10.0, HEIGHT - 110.0]]
 
+    # Nuke's colour sampling on the viewed node: Ctrl+click adds a point, Ctrl+Shift+drag sets the box
+    node["samroto_click_adds"].setValue("exclude")  # (what a click adds where Qt cannot say if Shift is down)
+    aspect = WIDTH / HEIGHT
+    at = (40 / WIDTH * 2 - 1, (90 / HEIGHT - 0.5) * 2 / aspect)  # pixel (40, 90) in the viewer's units
+    control.viewer_sample(node, (at[0], at[1], at[0], at[1]))
+    control.viewer_sample(node, (-0.75, -0.375 / aspect * 2, 0.25, 0.5 / aspect))  # a drag: pixels 20-100, 15-90
+    settle(node)
+    prompt = worker_prompts(node)[1][1004]
+    assert prompt["points"][-1] == [40.0, HEIGHT - 90.0] and prompt["labels"][-1] == 0
+    assert prompt["box"] == pytest.approx([20.0, HEIGHT - 90.0, 100.0, HEIGHT - 15.0])
+    other = control.make_node("Grade", input=node)
+    control.viewer_sample(other, (0.0, 0.0, 0.0, 0.0))  # the colour picker on another node stays the colour picker
+    assert not host.pending_quick_result(node)
+
 
 # --- the node is the matte ---------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from samroto_nuke.prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts, gesture_for, prompted_frames
+from samroto_nuke.prompt_view import (FramePrompts, Gesture, apply_gesture, frame_prompts, gesture_for, prompted_frames,
+                                      sample_gesture, sample_to_pixels)
 from samroto_nuke.prompts import KnobPrompts, click_prompt
 from samroto_nuke.plate import PlateSource
 
@@ -68,3 +69,15 @@ def test_gestures_edit_the_view() -> None:
         Gesture("lasso", 0, 0)
     with pytest.raises(ValueError, match="no exclude point knobs"):
         apply_gesture(view, Gesture("exclude", 1, 1), slots=(8, 0))
+
+
+def test_viewer_colour_samples_become_clicks_or_boxes() -> None:
+    # x runs from -1 to 1 across the image; y in the same units, centred (a 200x100 image: -0.5 to 0.5)
+    assert sample_to_pixels((-1.0, -0.5, 1.0, 0.5), width=200, height=100) == (0.0, 0.0, 200.0, 100.0)
+    assert sample_to_pixels((0.0, 0.25, 0.0, 0.25), width=200, height=100) == (100.0, 75.0, 100.0, 75.0)
+    # anamorphic pixels: the viewer shows the image twice as wide
+    assert sample_to_pixels((0.0, 0.5, 0.0, 0.5), width=100, height=100, pixel_aspect=2.0)[1] == 100.0
+    assert sample_gesture((10.0, 10.0, 11.0, 11.0), shift=None) == Gesture("include", 10.5, 10.5)
+    assert sample_gesture((10.0, 10.0, 10.0, 10.0), shift=True).kind == "exclude"
+    assert sample_gesture((10.0, 10.0, 10.0, 10.0), shift=None, default_kind="exclude").kind == "exclude"
+    assert sample_gesture((10.0, 10.0, 50.0, 30.0), shift=True) == Gesture("box", 10.0, 10.0, 50.0, 30.0)
