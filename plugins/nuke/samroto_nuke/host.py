@@ -87,6 +87,7 @@ _WRITING: Set[str] = set()                  # nodes whose knobs the plug-in is w
 _TIMERS: Dict[str, threading.Timer] = {}    # pending quick sends, by node
 _WANTS_VIEW: Set[str] = set()               # nodes to read the worker's prompts for once their job ends
 _DROPPED: Dict[str, Gesture] = {}           # an add-point handle's last position, by node, until it rests
+_EDITS: Dict[str, KnobPrompts] = {}         # the prompts as the artist last left them (with their frame), by node
 _WORKERS: List[Any] = []                    # worker processes started from this Nuke
 
 
@@ -133,6 +134,8 @@ def install_callbacks() -> None:
     nuke.removeKnobChanged(on_viewer_changed, nodeClass="Viewer")
     nuke.addKnobChanged(on_knob_changed, nodeClass="Group")
     nuke.addKnobChanged(on_viewer_changed, nodeClass="Viewer")
+    nuke.removeOnScriptClose(reset_state)
+    nuke.addOnScriptClose(reset_state)
 
 
 def create_node(layout: Optional[PromptLayout] = None) -> nuke.Node:
@@ -388,10 +391,11 @@ def _update_alpha(node: nuke.Node) -> None:
 # --- buttons -----------------------------------------------------------------------------------
 
 
-def on_button(node: nuke.Node, action: str, *, quiet: bool = False) -> Optional[JobRunner]:
+def on_button(node: nuke.Node, action: str, *, quiet: bool = False,
+              edits: Optional[KnobPrompts] = None) -> Optional[JobRunner]:
     """A SamRoto button was pressed (main thread). Starts a worker job, or cancels one.
     quiet: failures go to the status line only (prompt edits and frame changes, which the artist
-    did not ask a dialog for)."""
+    did not ask a dialog for); edits: the prompts to send instead of the knobs' (a quick send)."""
     key = node.fullName()
     running = _RUNNERS.get(key)
     if action == "cancel":
@@ -415,7 +419,7 @@ def on_button(node: nuke.Node, action: str, *, quiet: bool = False) -> Optional[
             % node.name()):
         return None
     try:
-        job = read_job(node, action)
+        job = read_job(node, action, edits=edits)
     except Exception as exc:  # bad input: a message, never a stack trace in the artist's face
         message = connection.describe_error(exc)
         _set_status(node, message.splitlines()[0])
@@ -444,7 +448,7 @@ def _sessions(node: nuke.Node) -> Dict[str, str]:
     return {str(k): str(v) for k, v in sessions.items()}
 
 
-def read_job(node: nuke.Node, action: str) -> WorkerJob:
+def read_job(node: nuke.Node, action: str, *, edits: Optional[KnobPrompts] = None) -> WorkerJob:
     """Everything the job needs, read from the node on the main thread; renders the upstream
     to EXR first when it is not a Read node (blocking, with Nuke's own progress bar)."""
     if not is_samroto_node(node):
@@ -470,7 +474,9 @@ def read_job(node: nuke.Node, action: str) -> WorkerJob:
     roto_shapes: Tuple[RotoShapeData, ...] = ()
     source = str(_knob(node, PROMPT_SOURCE_KNOB, nuke.Enumeration_Knob).value())
     grouping = str(_knob(node, ROTO_GROUPING_KNOB, nuke.Enumeration_Knob).value())
-    if action == "prompts":  # the only job that sends prompts
+    if action == "prompts" and edits is not None:  # a prompt edit, on the frame it was made on
+        knob_prompts, frame, obj_id = edits, edits.frame, edits.obj_id
+    elif action == "prompts":  # the only job that sends prompts
         if source == "roto":
             roto_name = _knob(node, ROTO_INPUT_KNOB, nuke.String_Knob).value().strip()
             roto = nuke.toNode(roto_name) if roto_name else None
@@ -813,6 +819,9 @@ def schedule_quick_result(node: nuke.Node) -> None:
     previous = _TIMERS.pop(name, None)
     if previous is not None:
         previous.cancel()
+    if name not in _EDITS or _EDITS[name].frame == int(nuke.frame()):
+        # what is sent is what the knobs hold now, on this frame, even if the frame changes before it goes
+        _EDITS[name] = read_knob_prompts(node, _layout(node), int(nuke.frame()))
     timer = threading.Timer(quick_delay_s, nuke.executeInMainThread, args=(_send_quick, (name,)))
     timer.daemon = True
     _TIMERS[name] = timer
@@ -829,11 +838,17 @@ def _send_quick(node_name: str) -> None:
     if running is not None and running.running:
         schedule_quick_result(node)  # after the running job
         return
+    edits = _EDITS.pop(node_name, None)
     dropped = _DROPPED.pop(node_name, None)
-    if dropped is not None:  # an add-point handle came to rest: a new point there, the handle goes home
+    if dropped is not None and edits is not None:  # an add-point handle came to rest: a point there
         layout = _layout(node)
-        write_prompt_knobs(node, apply_gesture(knob_view(node), dropped,
-                                               slots=(layout.positive_points, layout.negative_points)))
+        view = apply_gesture(FramePrompts(obj_id=edits.obj_id, frame=edits.frame, positive=edits.positive,
+                                          negative=edits.negative, box=edits.box), dropped,
+                             slots=(layout.positive_points, layout.negative_points))
+        edits = view.as_knob_prompts(edits.space)
+        if edits.frame == int(nuke.frame()) and edits.obj_id == int(_knob(node, OBJECT_KNOB, nuke.Int_Knob).value()):
+            write_prompt_knobs(node, view)
+    if dropped is not None:  # the handle goes home, ready for the next point
         width, height = _format_size(node)
         name, x = (ADD_INCLUDE_KNOB, 0.05) if dropped.kind == "include" else (ADD_EXCLUDE_KNOB, 0.12)
         _WRITING.add(node_name)
@@ -841,12 +856,22 @@ def _send_quick(node_name: str) -> None:
             _knob(node, name, nuke.XY_Knob).setValue(list(_handle_home(width, height, x)))
         finally:
             _WRITING.discard(node_name)
-    on_button(node, "prompts", quiet=True)
+    on_button(node, "prompts", quiet=True, edits=edits)
 
 
 def pending_quick_result(node: nuke.Node) -> bool:
     """Whether an edit waits to be sent."""
     return node.fullName() in _TIMERS
+
+
+def reset_state() -> None:
+    """Forget every node's pending edits, prompt caches and timers (a script closes)."""
+    for timer in list(_TIMERS.values()):
+        timer.cancel()
+    for table in (_TIMERS, _PROMPTS, _DROPPED, _EDITS):
+        table.clear()
+    _WANTS_VIEW.clear()
+    _WRITING.clear()
 
 
 # --- the worker: address, start -------------------------------------------------------------------

@@ -32,7 +32,7 @@ __all__ = [
     # functions
     "createNode", "toNode", "delete", "allNodes", "frame", "root", "message", "filename", "execute",
     "executeInMainThread", "views", "toolbar", "thisNode", "thisKnob", "ask", "getInput", "layers",
-    "addKnobChanged", "removeKnobChanged", "activeViewer",
+    "addKnobChanged", "removeKnobChanged", "activeViewer", "addOnScriptClose", "removeOnScriptClose",
     # module attribute
     "nodes",
 ]
@@ -739,6 +739,14 @@ def addKnobChanged(call: Callable[..., Any], args: Any = (), kwargs: Any = None,
     control.knob_changed.append((call, tuple(args), dict(kwargs or {}), nodeClass))
 
 
+def addOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*") -> None:
+    control.on_script_close.append(call)
+
+
+def removeOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*") -> None:
+    control.on_script_close[:] = [c for c in control.on_script_close if c != call]
+
+
 def removeKnobChanged(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*",
                       node: Any = None) -> None:
     control.knob_changed[:] = [c for c in control.knob_changed if (c[0], c[3]) != (call, nodeClass)]
@@ -1008,6 +1016,7 @@ class Control:
         self.asked: List[str] = []
         self.executed_in_proxy: List[bool] = []
         self.active_input = 0
+        self.on_script_close: List[Callable[..., Any]] = []
         while not self.main_queue.empty():
             self.main_queue.get_nowait()
         self.posted = 0

@@ -244,6 +244,14 @@ def test_a_knob_edit_sends_the_frame_after_a_pause_and_shows_its_result(nuke: ob
     control.viewer_sample(other, (0.0, 0.0, 0.0, 0.0))  # the colour picker on another node stays the colour picker
     assert not host.pending_quick_result(node)
 
+    # an edit goes to the frame it was made on, even when the artist moves on before it is sent
+    control.user_sets(node, positive_point_knob(1), [70.0, 60.0])
+    control.change_frame(1006)
+    settle(node)
+    prompts = worker_prompts(node)[1]
+    assert prompts[1004]["points"][0] == [70.0, HEIGHT - 60.0] and 1006 not in prompts
+    assert not node[positive_enable_knob(1)].value()  # the knobs show frame 1006: nothing there
+
 
 # --- the node is the matte ---------------------------------------------------------------------
 
