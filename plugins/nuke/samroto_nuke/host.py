@@ -322,6 +322,11 @@ def sync_group(node: nuke.Node, patterns: Optional[Dict[int, str]] = None, plate
         nuke.Layer(layer, list(channels))
     group.begin()
     try:
+        for name, node_class in ((INPUT_NAME, "Input"), (OUTPUT_NAME, "Output")):
+            if group.node(name) is None:  # a Group Nuke made with its own Input1/Output1: use those
+                found = [n for n in group.nodes() if n.Class() == node_class]
+                if found:
+                    found[0].setName(name, uncollide=False)
         source = _ensure(group, INPUT_NAME, "Input")
         output = _ensure(group, OUTPUT_NAME, "Output")
         upstream = source

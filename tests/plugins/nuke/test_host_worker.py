@@ -652,6 +652,13 @@ def test_the_menu_command_creates_a_group_with_every_knob(nuke: object) -> None:
     assert [c[3] for c in control.knob_changed] == ["Group", "Viewer"]
     second = host.create_node()
     assert second.name() == "SamRoto1" and second.input(0) is node
+    made = fake_nuke.nodes.Group()  # a Group that comes with its own Input1 and Output1
+    with made:
+        fake_nuke.nodes.Input()
+        fake_nuke.nodes.Output()
+    host.add_knobs(made, host.PromptLayout())
+    host.sync_group(made)
+    assert sorted(n.name() for n in made.nodes()) == ["Output1", "alpha", "plate"]
 
 
 def test_init_and_menu_never_stop_nuke_from_starting(capsys: pytest.CaptureFixture[str],
