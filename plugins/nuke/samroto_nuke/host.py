@@ -4,7 +4,8 @@ The SamRoto node is a Group, and it is the matte: its output is the plate with e
 object in a channel of the `samroto` layer and the chosen object (or all of them merged) in
 alpha. Inside are stock nodes only (a Read per object on its matte sequence, Copy nodes, an
 Expression for the alpha), managed by the plug-in: a script renders without the plug-in or the
-worker, from the mattes on disk, and a missing matte fails the render.
+worker, from the mattes on disk, and a missing matte fails the render (a `$gui` Switch shows it as
+black in the viewer instead, while the artist is still tracking).
 
 The worker holds the prompts. The node's point and box knobs are a view of them for the chosen
 object on the current frame: they are read back (`export_prompts`) when the frame or the object
@@ -332,27 +333,35 @@ def sync_group(node: nuke.Node, patterns: Optional[Dict[int, str]] = None, plate
         upstream = source
         keep = {INPUT_NAME, OUTPUT_NAME, ALPHA_NAME}
         for obj in plan.objects:
-            read = _ensure(group, "matte%d" % obj.obj_id, "Read")
-            _knob(read, "file", nuke.File_Knob).setValue(obj.pattern)
-            for name, value in (("first", plan.first), ("last", plan.last), ("origfirst", plan.first),
-                                ("origlast", plan.last)):
-                _knob(read, name, nuke.Int_Knob).setValue(value)
-            for name in ("before", "after"):
-                _knob(read, name, nuke.Enumeration_Knob).setValue("black")  # outside the shot: no matte
-            # a matte missing inside the shot (not tracked yet, or not visible from this machine) fails the render
-            _knob(read, "on_error", nuke.Enumeration_Knob).setValue("error")
-            _knob(read, "frame_mode", nuke.Enumeration_Knob).setValue("offset" if plan.offset else "expression")
-            _knob(read, "frame", nuke.String_Knob).setValue(str(plan.offset) if plan.offset else "")
-            _knob(read, "label", nuke.Multiline_Eval_String_Knob).setValue(obj.name)
+            # two Reads of the same mattes: the render's fails on a missing matte (not tracked yet, or not
+            # visible from a farm machine); the viewer's shows black there while the artist works
+            reads = []
+            for suffix, on_error in (("", "error"), ("_viewer", "black")):
+                read = _ensure(group, "matte%d%s" % (obj.obj_id, suffix), "Read")
+                _knob(read, "file", nuke.File_Knob).setValue(obj.pattern)
+                for name, value in (("first", plan.first), ("last", plan.last), ("origfirst", plan.first),
+                                    ("origlast", plan.last)):
+                    _knob(read, name, nuke.Int_Knob).setValue(value)
+                for name in ("before", "after"):
+                    _knob(read, name, nuke.Enumeration_Knob).setValue("black")  # outside the shot: no matte
+                _knob(read, "on_error", nuke.Enumeration_Knob).setValue(on_error)
+                _knob(read, "frame_mode", nuke.Enumeration_Knob).setValue("offset" if plan.offset else "expression")
+                _knob(read, "frame", nuke.String_Knob).setValue(str(plan.offset) if plan.offset else "")
+                _knob(read, "label", nuke.Multiline_Eval_String_Knob).setValue(obj.name)
+                if reload:
+                    _knob(read, "reload", nuke.Script_Knob).execute()
+                reads.append(read)
+            switch = _ensure(group, "matte%d_switch" % obj.obj_id, "Switch")
+            switch.setInput(0, reads[0])
+            switch.setInput(1, reads[1])
+            _knob(switch, "which", nuke.Array_Knob).setExpression("$gui")  # 1 in the GUI, 0 in any render
             copy = _ensure(group, "channel%d" % obj.obj_id, "Copy")
             copy.setInput(0, upstream)
-            copy.setInput(1, read)
+            copy.setInput(1, switch)
             _knob(copy, "from0", nuke.Channel_Knob).setValue("rgba.alpha")
             _knob(copy, "to0", nuke.Channel_Knob).setValue(plan.channels[obj.obj_id])
             upstream = copy
-            keep.update({read.name(), copy.name()})
-            if reload:
-                _knob(read, "reload", nuke.Script_Knob).execute()
+            keep.update({reads[0].name(), reads[1].name(), switch.name(), copy.name()})
         alpha = _ensure(group, ALPHA_NAME, "Expression")
         alpha.setInput(0, upstream)
         _knob(alpha, "channel3", nuke.ChannelMask_Knob).setValue("alpha")

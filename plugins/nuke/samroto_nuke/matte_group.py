@@ -5,7 +5,8 @@ object in the `samroto` layer (`samroto.<object name>`; four channels a layer, s
 go to `samroto2`, ...) and the alpha: every object merged (the maximum), or the chosen object.
 Inside, per object, a Read node on the object's matte sequence (timed like the plate, an error
 on a missing frame so a farm machine that cannot see the mattes fails instead of rendering
-black) and a Copy node moving its alpha into the object's channel; an Expression node fills the
+black; a second Read that shows black there, chosen by a `$gui` Switch, keeps the viewer usable
+while the artist tracks) and a Copy node moving its alpha into the object's channel; an Expression node fills the
 alpha. Everything inside is a stock Nuke node: a script renders with the plug-in absent.
 
 This module plans that content as plain data; host.py builds it.

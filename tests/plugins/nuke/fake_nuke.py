@@ -121,6 +121,14 @@ class Knob:
     def enabled(self) -> bool:
         return self._enabled
 
+    def setExpression(self, expression: str, index: int = 0, view: Optional[str] = None) -> bool:
+        _main_only("Knob.setExpression")
+        self._expression = str(expression)
+        return True
+
+    def hasExpression(self, index: int = 0) -> bool:
+        return getattr(self, "_expression", None) is not None
+
     def setVisible(self, visible: bool) -> None:
         _main_only("Knob.setVisible")
         self._visible = bool(visible)
@@ -578,6 +586,8 @@ def _class_knobs(node_class: str) -> List[Knob]:
         return common + [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
     if node_class == "Input":
         return common + [Int_Knob("number", None, 0)]
+    if node_class == "Switch":
+        return common + [Int_Knob("which", None, 0)]
     if node_class == "Viewer":  # colour_sample_bbox: what Ctrl+click / Ctrl+Shift+drag in the viewer set
         return common + [Int_Knob("frame", None, 1), BBox_Knob("colour_sample_bbox")]
     if node_class in ("Roto", "RotoPaint"):

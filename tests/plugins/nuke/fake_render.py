@@ -1,5 +1,5 @@
 """A tiny renderer for the fake `nuke`: evaluates the stock nodes the SamRoto Group is made of
-(Read, Copy, Expression, Input, Output, Group, Dot, NoOp) on one frame, from the files on disk,
+(Read, Copy, Expression, Switch, Input, Output, Group, Dot, NoOp) on one frame, from the files on disk,
 as Nuke's render would. It never imports the plug-in, so a script renders here exactly when it
 would render on a farm machine without SamRoto installed.
 
@@ -62,6 +62,17 @@ def _load(path: str) -> Image:
     return out
 
 
+def _fit(pixels: np.ndarray, shape: tuple) -> np.ndarray:
+    """A's channel in B's format, as Copy does: the overlap (from the bottom-left corner, Nuke's
+    origin), black elsewhere."""
+    if pixels.shape == shape:
+        return pixels
+    out = np.zeros(shape, np.float32)
+    rows, cols = min(shape[0], pixels.shape[0]), min(shape[1], pixels.shape[1])
+    out[shape[0] - rows:, :cols] = pixels[pixels.shape[0] - rows:, :cols]
+    return out
+
+
 def _size(node: fake_nuke.Node) -> tuple:
     fmt = node.format()
     return fmt.height(), fmt.width()
@@ -70,8 +81,9 @@ def _size(node: fake_nuke.Node) -> tuple:
 class Renderer:
     """Evaluates one frame of one view; `reads` lists the files the Reads opened."""
 
-    def __init__(self, view: str = "main") -> None:
+    def __init__(self, view: str = "main", *, gui: bool = False) -> None:
         self.view = view
+        self.gui = gui  # the viewer in Nuke's GUI ($gui is 1) rather than a render ($gui is 0)
         self.reads: List[str] = []
 
     def render(self, node: fake_nuke.Node, frame: int) -> Image:
@@ -90,6 +102,16 @@ class Renderer:
             return self._eval(group.input(int(node["number"].value())), frame, groups[:-1])
         if kind == "Output":
             return self._eval(node.input(0), frame, groups)
+        if kind == "Switch":
+            which = node["which"]
+            expression = getattr(which, "_expression", None)
+            if expression is None:
+                index = int(which.value())
+            elif expression == "$gui":
+                index = int(self.gui)
+            else:
+                raise RenderError("the fake renderer does not evaluate the expression %r" % expression)
+            return self._eval(node.input(min(index, node.inputs() - 1)), frame, groups)
         if kind == "Group":
             group = node
             assert isinstance(group, fake_nuke.Group)
@@ -104,7 +126,7 @@ class Renderer:
             if source != "none" and target != "none":
                 if source not in a:
                     raise RenderError("%s: its A input has no channel %s" % (node.name(), source))
-                b[target] = a[source]
+                b[target] = _fit(a[source], next(iter(b.values())).shape)
             return b
         if kind == "Expression":
             image = dict(self._eval(node.input(0), frame, groups))

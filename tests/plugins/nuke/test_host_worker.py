@@ -275,8 +275,10 @@ def test_the_group_carries_alpha_and_a_channel_per_object_and_renders_without_th
     assert (hero["frame_mode"].value(), hero["frame"].value(), hero["on_error"].value()) == ("offset", "-1000",
                                                                                              "error")
     assert inside(node, "channel2")["to0"].value() == "samroto.car"
-    assert sorted(n.name() for n in node.nodes()) == ["Output1", "alpha", "channel1", "channel2", "matte1",
-                                                      "matte2", "plate"]
+    assert sorted(n.name() for n in node.nodes()) == [
+        "Output1", "alpha", "channel1", "channel2", "matte1", "matte1_switch", "matte1_viewer", "matte2",
+        "matte2_switch", "matte2_viewer", "plate"]
+    assert inside(node, "matte1_viewer")["on_error"].value() == "black"
 
     # the farm: no plug-in (importing it fails), and nothing asks the worker; the mattes on disk are the output
     with monkeypatch.context() as farm:
@@ -314,6 +316,7 @@ def test_missing_mattes_fail_the_render(nuke: object, worker_env: WorkerProcess,
     assert Renderer().render(node, 1004)["rgba.alpha"].max() > 0.5
     with pytest.raises(RenderError, match="missing file .*1005"):  # prompted on 1004 only, not tracked yet
         Renderer().render(node, 1005)
+    assert Renderer(gui=True).render(node, 1005)["rgba.alpha"].max() == 0  # the viewer shows no matte there
     os.remove(frame_file(matte_pattern(node), 1004))  # a farm machine that cannot see the mattes
     with pytest.raises(RenderError, match="missing file"):
         Renderer().render(node, 1004)
