@@ -507,7 +507,7 @@ def read_job(node: nuke.Node, action: str, *, edits: Optional[KnobPrompts] = Non
     return WorkerJob(action=action, node_name=node.fullName(), plate=plate, nuke_frame=frame, session_id=session_id,
                      knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings,
                      session_resolution=session_resolution, track_range=frames, inherit_session_id=inherit,
-                     object_id=obj_id, object_names=names)
+                     object_names=names)
 
 
 def matte_folder_template(node: nuke.Node, plate: PlateSource) -> Optional[str]:

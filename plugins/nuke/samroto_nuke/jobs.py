@@ -55,7 +55,6 @@ class WorkerJob:
     session_resolution: int = 0
     track_range: Optional[Tuple[int, int]] = None  # Nuke frames to track (None: the whole plate)
     inherit_session_id: Optional[str] = None  # a new session replays this one's prompts (a re-rendered plate)
-    object_id: int = 1  # the object shown on the node (for "load")
     object_names: Mapping[int, str] = field(default_factory=dict)  # obj_id -> name (Roto layers)
 
     def __post_init__(self) -> None:
@@ -276,6 +275,7 @@ class JobRunner:
         for frame, paths in session.write_mattes(frames).items():
             for obj_id, path in paths.items():
                 result.matte_patterns.setdefault(obj_id, pattern_from_frame_path(path, frame))
+
     def _session(self, client: "Client", result: JobResult) -> "RemoteSession":
         job = self.job
         session: Optional[RemoteSession] = None

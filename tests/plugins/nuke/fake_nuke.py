@@ -121,12 +121,13 @@ class Knob:
     def enabled(self) -> bool:
         return self._enabled
 
-    def setExpression(self, expression: str, index: int = 0, view: Optional[str] = None) -> bool:
+    def setExpression(self, expression: str, *args: Any, **kwargs: Any) -> bool:
+        """(Knob: index, view; Array_Knob: channel, view.) The fake keeps one expression."""
         _main_only("Knob.setExpression")
         self._expression = str(expression)
         return True
 
-    def hasExpression(self, index: int = 0) -> bool:
+    def hasExpression(self, *args: Any, **kwargs: Any) -> bool:
         return getattr(self, "_expression", None) is not None
 
     def setVisible(self, visible: bool) -> None:
