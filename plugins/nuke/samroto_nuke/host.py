@@ -440,8 +440,9 @@ def on_button(node: nuke.Node, action: str, *, quiet: bool = False,
         if not quiet:
             tell(message)
         return None
-    runner = JobRunner(job, run_on_main=run_on_main, observer=NukeObserver(quiet=quiet), progress=NukeProgress,
-                       **runner_options)
+    # a quick send after a prompt edit takes a moment: no progress bar flashing on every edit
+    runner = JobRunner(job, run_on_main=run_on_main, observer=NukeObserver(quiet=quiet),
+                       progress=None if quiet else NukeProgress, **runner_options)
     _RUNNERS[key] = runner
     if not quiet:
         _set_status(node, "%s: working..." % action)

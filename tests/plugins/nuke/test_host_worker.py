@@ -201,12 +201,14 @@ def test_a_knob_edit_sends_the_frame_after_a_pause_and_shows_its_result(nuke: ob
     control.user_sets(node, positive_point_knob(1), [80.0, 60.0])
     control.user_sets(node, positive_enable_knob(1), True)
     assert host.pending_quick_result(node) and host.runner_for(node) is None  # nothing sent yet
+    tasks = len(control.progress_tasks)
     assert node[STATUS_KNOB].value() == "prompt changed: sending in a moment..."
     settle(node)
     runner = host.runner_for(node)
     assert runner.job.action == "prompts" and runner.result.state == "done", runner.result.message
     assert runner.result.prompted == [(1, 1004)]
     assert worker_prompts(node)[1][1004]["points"] == [[80.0, HEIGHT - 60.0]]
+    assert len(control.progress_tasks) == tasks  # no progress bar for a quick send
     alpha = Renderer().render(node, 1004)["rgba.alpha"]  # the node's output is the quick result
     assert alpha.shape == (HEIGHT, WIDTH) and alpha.max() > 0.5 and alpha[HEIGHT - 60, 80] > 0.5
 
