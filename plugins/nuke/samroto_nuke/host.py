@@ -684,6 +684,8 @@ def on_knob_changed() -> None:
     elif name == OBJECT_KNOB:
         _update_alpha(node)
         request_view(node)
+    elif name == "showPanel" and _knob(node, SESSION_KNOB, nuke.String_Knob).value():
+        request_view(node)  # the panel opens: show what the worker holds now
     elif name == ALPHA_KNOB:
         _update_alpha(node)
     elif name == OBJECT_NAMES_KNOB:

@@ -181,6 +181,11 @@ def test_the_knobs_show_the_worker_prompts_of_the_object_and_frame(nuke: object,
     settle(node)
     assert node[BOX_ENABLE_KNOB].value() and node[BOX_KNOB].value() == [10.0, 10.0, 70.0, 60.0]
     assert node[negative_enable_knob(1)].value() and not node[positive_enable_knob(1)].value()
+    write_knob = node[BOX_KNOB]
+    host.write_prompt_knobs(node, host.FramePrompts(obj_id=2, frame=1005))  # stale knobs ...
+    control.fire_knob_changed(node, fake_nuke.Knob("showPanel"))  # ... until the panel opens again
+    settle(node)
+    assert node[BOX_ENABLE_KNOB].value() and write_knob.value() == [10.0, 10.0, 70.0, 60.0]
     # no edit was sent by showing prompts: the worker holds exactly what was sent
     assert {o: sorted(f) for o, f in worker_prompts(node).items()} == {1: [1002], 2: [1005]}
 
