@@ -125,6 +125,7 @@ def install_menus() -> None:
         menu.addCommand("SamRoto (SAM 2 roto)", "import samroto_nuke.host\nsamroto_nuke.host.create_node()")
         menu.addCommand("Worker address...", "import samroto_nuke.host\nsamroto_nuke.host.ask_worker_address()")
         menu.addCommand("Render folder...", "import samroto_nuke.host\nsamroto_nuke.host.ask_render_folder()")
+        menu.addCommand("Worker command...", "import samroto_nuke.host\nsamroto_nuke.host.ask_worker_command()")
         menu.addCommand("Start worker", "import samroto_nuke.host\nsamroto_nuke.host.start_local_worker()")
     install_callbacks()
 
@@ -965,9 +966,18 @@ def start_local_worker(node: Optional[nuke.Node] = None, *, wait_s: float = 180.
     return thread
 
 
-def set_worker_command(text: str) -> None:
-    """Save the command "Start worker" runs (e.g. `samroto worker --model sam2.1_hiera_large`)."""
-    save_preferences(replace(load_preferences(), worker_command=parse_command(text)))
+def ask_worker_command() -> None:
+    """SamRoto > Worker command...: what "Start worker" runs (e.g. `samroto worker --model
+    sam2.1_hiera_large`)."""
+    preferences = load_preferences()
+    text = nuke.getInput("Command that starts a SamRoto worker on this machine",
+                         " ".join(preferences.worker_command))
+    if text is None:
+        return
+    try:
+        save_preferences(replace(preferences, worker_command=parse_command(str(text))))
+    except ValueError as exc:
+        tell(str(exc))
 
 
 def read_roto_shapes(roto: nuke.Node, frame: int) -> Tuple[RotoShapeData, ...]:

@@ -586,10 +586,15 @@ def test_the_worker_address_comes_from_the_knob_or_the_preference_and_a_dead_one
     node["samroto_worker"].setValue("")
     assert press(node, "forward").state == "done"
 
-    control.answers = ["tcp://127.0.0.1:1234"]  # the menu command stores the preference
-    host.ask_worker_address()
     from samroto_nuke.preferences import load_preferences
 
+    control.answers = ["tcp://127.0.0.1:1234", "samroto worker --model 'my model.pt'", "127.0.0.1:99"]
+    host.ask_worker_address()  # the menu commands store the preferences
+    host.ask_worker_command()
+    assert load_preferences().worker_address == "tcp://127.0.0.1:1234"
+    assert load_preferences().worker_command == ["samroto", "worker", "--model", "my model.pt"]
+    host.ask_worker_address()  # not an address: said plainly, nothing stored
+    assert "must look like tcp://host:port" in control.messages[-1]
     assert load_preferences().worker_address == "tcp://127.0.0.1:1234"
 
 
