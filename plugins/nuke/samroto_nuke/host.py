@@ -321,7 +321,10 @@ def sync_group(node: nuke.Node, patterns: Optional[Dict[int, str]] = None, plate
         first = last = offset = 0
     plan = plan_group(mattes, chosen=_chosen(node), first=first, last=last, offset=offset)
     for layer, channels in plan.layers:
-        nuke.Layer(layer, list(channels))
+        try:
+            nuke.Layer(layer, list(channels))
+        except Exception:  # the layer exists already; setting a Copy's channel below adds a new channel to it
+            pass
     group.begin()
     try:
         for name, node_class in ((INPUT_NAME, "Input"), (OUTPUT_NAME, "Output")):
