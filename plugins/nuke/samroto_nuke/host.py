@@ -924,15 +924,14 @@ def ask_render_folder() -> None:
 
 
 def start_local_worker(node: Optional[nuke.Node] = None, *, wait_s: float = 180.0) -> Optional[threading.Thread]:
-    """Start a worker on this machine (the preference's command) and wait in the background
-    until it answers a ping; the node's status (or a message) says how it went."""
+    """Start a worker on this machine (the preference's command) unless one answers already, and
+    wait in the background until it answers a ping; the node's status (or a message) says how it
+    went."""
     try:
         preferences: Preferences = load_preferences()
-        process = start_worker(list(preferences.worker_command))
     except ValueError as exc:
         tell(str(exc))
         return None
-    _WORKERS.append(process)
     address = worker_address(_knob(node, WORKER_KNOB, nuke.String_Knob).value() if node is not None else "",
                              preferences)
     name = node.fullName() if node is not None else None
@@ -946,7 +945,23 @@ def start_local_worker(node: Optional[nuke.Node] = None, *, wait_s: float = 180.
         if failed or target is None:
             tell(text)
 
-    def wait() -> None:
+    def answers() -> bool:
+        try:
+            connection.connect(ConnectionSettings(address=address)).close()
+        except Exception:
+            return False
+        return True
+
+    def run() -> None:
+        if answers():
+            run_on_main(report, "a worker already answers: nothing started", False)
+            return
+        try:
+            process = start_worker(list(preferences.worker_command))
+        except ValueError as exc:
+            run_on_main(report, str(exc), True)
+            return
+        _WORKERS.append(process)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -954,17 +969,14 @@ def start_local_worker(node: Optional[nuke.Node] = None, *, wait_s: float = 180.
                                     "(samroto_worker.log); command: %s"
                             % (process.returncode, " ".join(preferences.worker_command)), True)
                 return
-            try:
-                connection.connect(ConnectionSettings(address=address)).close()
-            except Exception:
-                time.sleep(0.5)
-                continue
-            run_on_main(report, "worker started", False)
-            return
+            if answers():
+                run_on_main(report, "worker started", False)
+                return
+            time.sleep(0.5)
         run_on_main(report, "the worker did not answer within %d s: see samroto_worker.log in the temp folder"
                     % wait_s, True)
 
-    thread = threading.Thread(target=wait, name="samroto-start-worker", daemon=True)
+    thread = threading.Thread(target=run, name="samroto-start-worker", daemon=True)
     thread.start()
     return thread
 

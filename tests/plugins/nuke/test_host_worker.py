@@ -771,14 +771,20 @@ def test_start_worker_launches_a_local_worker_and_waits_for_its_ping(
     save_preferences(Preferences(worker_command=[sys.executable, str(script), str(PLUGIN_DIR.parents[1]),
                                                  str(tmp_path / "sessions"), str(tmp_path / "config")]))
     node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    started = len(host._WORKERS)
     node[KNOB_OF["start_worker"]].execute()
+    assert node[STATUS_KNOB].value() == "starting the worker..."
+    control.run_until(lambda: node[STATUS_KNOB].value() != "starting the worker...", timeout=120)
+    assert len(host._WORKERS) == started + 1
     process = host._WORKERS[-1]
     try:
-        assert node[STATUS_KNOB].value() == "starting the worker..."
-        control.run_until(lambda: node[STATUS_KNOB].value() != "starting the worker...", timeout=120)
         assert node[STATUS_KNOB].value() == "worker started", control.messages
         client = connection.connect(ConnectionSettings())  # found through the announced address
         assert client.hello().worker_version and client.close() is None
+        node[KNOB_OF["start_worker"]].execute()  # one answers already: no second worker
+        control.run_until(lambda: node[STATUS_KNOB].value() != "starting the worker...", timeout=60)
+        assert node[STATUS_KNOB].value() == "a worker already answers: nothing started"
+        assert len(host._WORKERS) == started + 1
     finally:
         process.terminate()
         process.wait(30)
