@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from samroto.core.colour import ColourSettings
     from samroto.core.model.sam2 import SAM2Model
 
 DEFAULT_MODEL = "sam2.1_hiera_base_plus"
@@ -21,7 +23,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
     )
     group.add_argument(
         "--config",
-        help="model configuration as JSON text or file, when the checkpoint is not one of the eight official ones",
+        metavar="JSON|FILE[#NAME]",
+        help="model configuration, when the checkpoint is not one of the eight official ones: JSON text, or a "
+             "JSON file; a file holding several models ({\"models\": {NAME: ...}}) needs #NAME to pick one, "
+             "e.g. micro_config.json#sam2.1",
     )
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     group.add_argument(
@@ -35,6 +40,40 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
         action="store_true",
         help="torch.compile the image encoder and memory attention (slow first frames, faster after)",
     )
+
+
+def add_colour_arguments(parser: argparse.ArgumentParser, *, defaults_for: str = "") -> None:
+    """--ocio, --colorspace, --display, --view: how plates become what the model sees (OpenColorIO)."""
+    what = f" ({defaults_for})" if defaults_for else ""
+    group = parser.add_argument_group("colour" + what)
+    group.add_argument("--ocio", metavar="CONFIG",
+                       help="OCIO config file or built-in URI (ocio://studio-config-latest, ocio://cg-config-latest), "
+                            "or 'none' for a plain curve; default $OCIO, else the built-in ACES studio config")
+    group.add_argument("--colorspace", metavar="NAME",
+                       help="the plate's colourspace (name, alias or role); default: the file's header, else "
+                            "scene_linear for float plates; integer plates without one are taken as display-referred")
+    group.add_argument("--display", metavar="NAME", help="OCIO display (default: the config's default display)")
+    group.add_argument("--view", metavar="NAME",
+                       help="OCIO view of the display (default: the display's default view); with --ocio none: "
+                            "srgb, rec709 or linear")
+
+
+def colour_from_args(args: argparse.Namespace) -> "ColourSettings | None":
+    """The colour flags as settings (None: none given), errors as one line on stderr (exit status 2)."""
+    from samroto.core.colour import ColourError, ColourSettings, load_config
+
+    given = {key: getattr(args, key, None) for key in ("colorspace", "display", "view")}
+    given["config"] = getattr(args, "ocio", None)
+    if all(value is None for value in given.values()):
+        return None
+    try:
+        settings = ColourSettings(**given)
+        if not settings.uses_curves:
+            load_config(settings.config)  # a bad config is said now, not on the first plate
+    except ColourError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
 
 
 def resolve_device(name: str | None) -> str:
@@ -91,6 +130,24 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
         if memory_attention:
             compile_memory_attention(model)
     return model
+
+
+def portable_checkpoint(model: str) -> str:
+    """How to record `--model` so that it resolves from any folder (a sidecar exported by the worker
+    is run by `samroto batch` elsewhere): an official name as it is, a file as an absolute path."""
+    from samroto.core.model.config import PRESETS
+
+    if model in PRESETS:
+        return model
+    return str(Path(model).expanduser().resolve())
+
+
+def portable_config(config: str | None) -> str | None:
+    """`--config` likewise: JSON text as it is, a file as an absolute path (keeping its `#NAME`)."""
+    if config is None or config.lstrip().startswith("{"):
+        return config
+    file, hash_, name = config.partition("#")
+    return str(Path(file).expanduser().resolve()) + hash_ + name
 
 
 def parse_xy(text: str) -> tuple[float, float]:

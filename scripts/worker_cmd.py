@@ -17,7 +17,17 @@ from pathlib import Path
 
 from samroto.bridge import auth, protocol
 
-from .common import DEFAULT_MODEL, add_model_arguments, load_model_from_args, resolve_device, resolve_precision
+from .common import (
+    DEFAULT_MODEL,
+    add_colour_arguments,
+    add_model_arguments,
+    colour_from_args,
+    load_model_from_args,
+    portable_checkpoint,
+    portable_config,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,14 +44,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="MB", help="largest message accepted (default %(default).0f)")
     group.add_argument("--max-loaded-sessions", type=int, default=8, metavar="N",
                        help="sessions kept in memory; older ones are saved and reopened on demand (default 8)")
-    group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_colour_arguments(parser, defaults_for="defaults for sessions whose client leaves them open")
+    logging_group = parser.add_argument_group("log")
+    logging_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                               help="INFO (default): sessions opened and closed, each request, each propagation, "
+                                    "errors with tracebacks; DEBUG adds the requests hosts poll (status, ping)")
+    logging_group.add_argument("--log-file", type=Path, default=None, metavar="FILE",
+                               help="also log to FILE, which rotates at --log-max-mb (FILE.1, FILE.2, ...)")
+    logging_group.add_argument("--log-max-mb", type=float, default=10.0, metavar="MB",
+                               help="size at which --log-file rotates (default %(default).0f; 5 old files kept)")
+    logging_group.add_argument("--log-json", action="store_true",
+                               help="log JSON lines (time, level, message and the event's fields) instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s samroto worker %(levelname)s: %(message)s")
-    log = logging.getLogger("samroto.worker")
+    from samroto.bridge.worker import logs
     from samroto.bridge.worker.server import ModelEngine, Worker, WorkerConfig, default_session_dir
+
+    if args.log_max_mb <= 0:
+        print("error: --log-max-mb must be positive", file=sys.stderr)
+        return 2
+    try:
+        logs.configure(args.log_level, log_file=args.log_file, json_lines=args.log_json,
+                       max_bytes=int(args.log_max_mb * 2 ** 20))
+    except OSError as exc:
+        print(f"error: cannot write the log file {args.log_file}: {exc}", file=sys.stderr)
+        return 2
+    log = logging.getLogger(logs.LOGGER)
 
     if args.max_message_mb <= 0 or args.client_timeout <= 0:
         print("error: --max-message-mb and --client-timeout must be positive", file=sys.stderr)
@@ -56,10 +85,13 @@ def run(args: argparse.Namespace) -> int:
     config = WorkerConfig(bind=args.bind, session_dir=args.session_dir or default_session_dir(), token=token,
                           limits=limits, client_timeout_s=args.client_timeout,
                           max_loaded_sessions=max(1, args.max_loaded_sessions))
+    colour = colour_from_args(args)  # a bad config stops the worker here, with one line
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
-    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config)
+    # recorded in exported sidecars: names and absolute paths resolve from any folder
+    engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
+                         config=portable_config(args.config), colour=colour)
     worker = Worker(config, engine)
     try:
         worker.bind()

@@ -41,8 +41,8 @@ import nuke.rotopaint as rp
 from . import connection
 from .jobs import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
 from .matte_group import ObjectMatte, object_names, plan_group, stereo_pattern
-from .plate import (PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render,
-                    track_range, with_view)
+from .plate import (HostColour, PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, config_source, find_plate,
+                    frame_path, parse_viewer_process, plan_render, track_range, with_view)
 from .preferences import (Preferences, load_preferences, parse_command, render_folder, save_preferences, start_worker,
                           worker_address)
 from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts, sample_gesture, sample_to_pixels
@@ -512,7 +512,7 @@ def read_job(node: nuke.Node, action: str, *, edits: Optional[KnobPrompts] = Non
     return WorkerJob(action=action, node_name=node.fullName(), plate=plate, nuke_frame=frame, session_id=session_id,
                      knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings,
                      session_resolution=session_resolution, track_range=frames, inherit_session_id=inherit,
-                     object_names=names)
+                     object_names=names, colour=read_colour(plate))
 
 
 def matte_folder_template(node: nuke.Node, plate: PlateSource) -> Optional[str]:
@@ -527,6 +527,22 @@ def matte_folder_template(node: nuke.Node, plate: PlateSource) -> Optional[str]:
         return None
     raw = read_info(read).file
     return os.path.join(os.path.dirname(raw), "samroto_mattes", node.name())
+
+
+def read_colour(plate: PlateSource) -> HostColour:
+    """The plate's colourspace (its Read's knob) with the project's OCIO config and the active
+    viewer's display and view: the worker shows the model the plate as this viewer shows it."""
+    root = nuke.root()
+    config_knob, custom_knob = root.knob("OCIO_config"), root.knob("customOCIOConfigPath")
+    config = config_source(str(config_knob.value()) if config_knob is not None else "",
+                           str(custom_knob.value()) if custom_knob is not None else "", os.environ.get("OCIO"))
+    display = view = ""
+    viewer = nuke.activeViewer()
+    viewer_node = viewer.node() if viewer is not None else None
+    process = viewer_node.knob("viewerProcess") if viewer_node is not None else None
+    if process is not None:
+        display, view = parse_viewer_process(str(process.value()))
+    return HostColour(config=config, colorspace=plate.colorspace, display=display, view=view)
 
 
 def read_settings(node: nuke.Node) -> PluginSettings:
@@ -640,12 +656,14 @@ def upstream_hash(node: nuke.Node, *, limit: int = 2000) -> str:
 
 
 def read_info(read: nuke.Node) -> ReadInfo:
+    colorspace = read.knob("colorspace")
     file_name = nuke.filename(read) or str(_knob(read, "file", nuke.File_Knob).value())
     width, height = _format_size(read)
     return ReadInfo(name=read.fullName(), file=file_name, first=int(_knob(read, "first", nuke.Int_Knob).value()),
                     last=int(_knob(read, "last", nuke.Int_Knob).value()),
                     frame_mode=str(_knob(read, "frame_mode", nuke.Enumeration_Knob).value()),
-                    frame=str(_knob(read, "frame", nuke.String_Knob).value()), width=width, height=height)
+                    frame=str(_knob(read, "frame", nuke.String_Knob).value()), width=width, height=height,
+                    colorspace=str(colorspace.value()) if colorspace is not None else "")
 
 
 def render_to_exr(source: nuke.Node, pattern: str, first: int, last: int) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import connection
-from .plate import PlateSource, pattern_from_frame_path
+from .plate import HostColour, PlateSource, pattern_from_frame_path
 from .prompts import KnobPrompts, NoPrompts, RotoShapeData, click_prompt, roto_mask_prompts
 from .roto_plan import RotoPlan, plan_roto
 from .settings import TRACK_ACTIONS, WORKER_ACTIONS, PluginSettings
@@ -56,6 +56,7 @@ class WorkerJob:
     track_range: Optional[Tuple[int, int]] = None  # Nuke frames to track (None: the whole plate)
     inherit_session_id: Optional[str] = None  # a new session replays this one's prompts (a re-rendered plate)
     object_names: Mapping[int, str] = field(default_factory=dict)  # obj_id -> name (Roto layers)
+    colour: HostColour = field(default_factory=HostColour)  # how Nuke shows the plate (Read, viewer)
 
     def __post_init__(self) -> None:
         if self.action not in WORKER_ACTIONS:
@@ -295,7 +296,9 @@ class JobRunner:
             track = job.settings.track
             session = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
                                           matte_dir=track.matte_dir, matte_format=track.matte_format,
-                                          track_resolution=track.preview_resolution)
+                                          track_resolution=track.preview_resolution, ocio=job.colour.config or None,
+                                          colorspace=job.colour.colorspace or None,
+                                          display=job.colour.display or None, view=job.colour.view or None)
             if job.inherit_session_id and job.action != "reset":
                 self._inherit(client, session, job.inherit_session_id)
         self._post(self._observer.session_opened, session.id)  # new or resumed: the node's session now
@@ -332,7 +335,9 @@ class JobRunner:
         sidecar = preview.export_prompts()
         track = job.settings.track
         final = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
-                                    matte_dir=track.matte_dir, matte_format=track.matte_format)
+                                    matte_dir=track.matte_dir, matte_format=track.matte_format,
+                                    ocio=job.colour.config or None, colorspace=job.colour.colorspace or None,
+                                    display=job.colour.display or None, view=job.colour.view or None)
         try:
             result.obj_ids = final.import_prompts(sidecar)
         except Exception:

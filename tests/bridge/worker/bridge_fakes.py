@@ -15,6 +15,10 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+# the errors core raises for a client's mistakes: the worker answers them as bad_request
+from samroto.core.frames import FrameError
+from samroto.core.video_session import SessionError
+
 
 @dataclass
 class FakeResult:
@@ -26,13 +30,17 @@ class FakeResult:
 
 
 class FakeFrames:
-    def __init__(self, first: int, last: int, height: int = 24, width: int = 32) -> None:
+    def __init__(self, first: int, last: int, height: int = 24, width: int = 32, colour: Any = None) -> None:
         self.frame_numbers = range(first, last + 1)
         self.height, self.width = height, width
+        self.colour = dict(colour or {})  # the colour settings asked for, kept as given
 
     def describe(self) -> dict:
-        return {"kind": "fake", "first": self.frame_numbers[0], "last": self.frame_numbers[-1],
+        spec = {"kind": "fake", "first": self.frame_numbers[0], "last": self.frame_numbers[-1],
                 "height": self.height, "width": self.width}
+        if self.colour:
+            spec["colour"] = dict(self.colour)
+        return spec
 
     def close(self) -> None:
         pass
@@ -56,7 +64,7 @@ class FakeSession:
 
     def _check(self, frame: int) -> None:
         if frame not in self.frames.frame_numbers:
-            raise ValueError(f"frame {frame} is outside {self.frames.frame_numbers}")
+            raise SessionError(f"frame {frame} is outside {self.frames.frame_numbers}")
 
     def _disc(self, centre: Optional[tuple[float, float]]) -> np.ndarray:
         h, w = self.frames.height, self.frames.width
@@ -184,8 +192,8 @@ class FakeEngine:
             first = plate.get("first") if first is None else first
             last = plate.get("last") if last is None else last
         elif not str(plate).startswith("fake:"):
-            raise ValueError(f"{plate!r}: the fake engine only opens 'fake:' plates")
-        return FakeFrames(1001 if first is None else first, 1012 if last is None else last)
+            raise FrameError(f"{plate!r}: the fake engine only opens 'fake:' plates")
+        return FakeFrames(1001 if first is None else first, 1012 if last is None else last, colour=view)
 
     def pushed_frames(self, folder: Path, frame_numbers: Any, height: int, width: int) -> FakeFrames:
         return FakeFrames(frame_numbers[0], frame_numbers[-1], height, width)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.bridge import BadRequest, Client
+from samroto.bridge import BadRequest, Client, PropagationCancelled
 from samroto.core.outputs.mattes import read_matte
 
 from ..bridge_support import (MICRO_CHECKPOINT, MICRO_CONFIG, REPO, WorkerProcess, running_worker, start_worker_process, token_of,
@@ -230,8 +230,9 @@ def test_sigkill_mid_propagation_then_restart_resumes_the_session(plate: str, tm
             run = resumed.propagate(credit=1)
             next(run)
             second.process.send_signal(signal.SIGTERM)
-            rest = list(run)
-            assert run.state == "cancelled" and "stopping" in (run.reason or "") and len(rest) <= 2
+            with pytest.raises(PropagationCancelled, match="stopping"):
+                list(run)
+            assert run.state == "cancelled" and "stopping" in (run.reason or "") and run.received <= 3
         assert second.process.wait(60) == 0
         assert "stopped" in second.log()
     finally:
@@ -294,10 +295,11 @@ def test_shapes_of_a_tracked_object_in_host_spaces(worker: WorkerProcess, tmp_pa
     assert len(coarse_outer["points"][0]) < len(first_outer["points"][0]), "a looser tolerance needs fewer points"
 
 
-def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str,
-                                                               tmp_path: Path) -> None:
-    """An artist's worker session exported as a sidecar, then run by `samroto batch`."""
-    from samroto.core.sidecar import load_sidecar, save_sidecar
+def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An artist's worker session exported as a sidecar, then run by `samroto batch` from another folder
+    (the worker was started with --model and --config relative to its own folder)."""
+    from samroto.core.sidecar import load_sidecar
     from samroto.scripts.cli import main as cli_main
 
     with connect(worker) as client:
@@ -305,16 +307,20 @@ def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerPro
         shot.add_points(1003, 1, [(80, 60)], [1])
         shot.add_box(1003, 2, (10, 10, 70, 100))
         list(shot.propagate(direction="both"))
-        sidecar = shot.export_prompts()
+        path = tmp_path / "jobs" / "exported.json"
+        sidecar = shot.export_prompts(path=path)
         interactive = {f: shot.get_frame(f, what="logits").mattes for f in (1001, 1007, 1012)}
-    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT) and "config" in sidecar["model"]
-    path = tmp_path / "jobs" / "exported.json"
-    path.parent.mkdir()
-    save_sidecar(sidecar, path)
+    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT)
+    assert Path(sidecar["model"]["config"]).is_absolute() and Path(sidecar["shot"]["plate"]).is_absolute()
     loaded = load_sidecar(path)
+    assert loaded.to_dict() == sidecar
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     assert [o.obj_id for o in loaded.objects] == [1, 2]
     out = tmp_path / "batch"
-    assert cli_main(["batch", str(path), "--out", str(out), "--format", "exr", "--threads", "1", "--quiet"]) == 0
+    assert cli_main(["batch", os.path.relpath(path), "--out", "../batch", "--format", "exr", "--threads", "1",
+                     "--quiet"]) == 0
     for frame, logits in interactive.items():
         for i, obj in enumerate((1, 2)):
             matte = read_matte(next(out.rglob(f"*obj{obj}_matte.{frame}.exr")))
@@ -365,3 +371,58 @@ def test_preview_session_then_final_mattes_from_its_prompts(worker: WorkerProces
         with pytest.raises(BadRequest, match="track_resolution must be a multiple of 32"):
             client.open_session(plate, track_resolution=100)
     assert read_matte(finals[0].matte_paths[1]).shape == read_matte(updates[0].matte_paths[1]).shape == (HEIGHT, WIDTH)
+
+
+def write_acescg_plate(folder: Path) -> str:
+    """Two scene-linear EXR frames whose header says ACEScg (AP1 chromaticities)."""
+    import OpenEXR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    linear = np.load(FRAMES)[:2].astype(np.float32) / 64.0
+    for i, frame in enumerate(linear):
+        small = cv2.resize(frame, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+        channels = {c: np.ascontiguousarray(small[..., k]) for k, c in enumerate("RGB")}
+        header = {"chromaticities": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)}
+        OpenEXR.File(header, channels).write(str(folder / f"lin.{FIRST + i}.exr"))
+    return str(folder / "lin.####.exr")
+
+
+def test_open_session_takes_the_hosts_colour_settings(worker: WorkerProcess, plate: str, tmp_path: Path) -> None:
+    exr = write_acescg_plate(tmp_path / "exr")
+    with connect(worker) as client:
+        shot = client.open_session(exr, ocio="ocio://studio-config-latest", display="Display P3 - Display",
+                                   view="Un-tone-mapped")
+        assert "colour.ocio" in client.hello().capabilities
+        colour = shot.info["colour"]
+        assert colour["config"].startswith("ocio://studio-config-v") and colour["colorspace"] == "ACEScg"
+        assert (colour["display"], colour["view"]) == ("Display P3 - Display", "Un-tone-mapped")
+        shot.add_points(FIRST, obj_id=1, points=[(80, 60)], labels=[1])
+        assert shot.export_prompts()["shot"]["colour"] == colour  # a batch replays it with the same colour
+        # reopened from disk (another client, the same worker): the same choices
+        assert client.resume_session(shot.id).info["colour"] == colour
+        # the host's colourspace wins over the header; a display-referred PNG plate needs no colour
+        flagged = client.open_session(exr, colorspace="Linear Rec.709 (sRGB)")
+        assert flagged.info["colour"]["colorspace"] == "Linear Rec.709 (sRGB)"
+        assert client.open_session(plate).info["colour"] == {}
+        with pytest.raises(BadRequest, match="colourspace 'LogC9' is not in OCIO config .*it has: .*ACEScg"):
+            client.open_session(exr, colorspace="LogC9")
+        with pytest.raises(BadRequest, match="view 'Nope' is not a view of display"):
+            client.open_session(exr, view="Nope")
+
+
+def test_the_workers_colour_flags_fill_what_the_client_leaves_open(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from samroto.bridge.worker.backend import ModelEngine
+    from samroto.core.colour import ColourSettings
+
+    exr = write_acescg_plate(tmp_path / "exr")
+    defaults = ColourSettings(config="ocio://cg-config-latest", display="sRGB - Display", view="Un-tone-mapped")
+    engine = ModelEngine(SimpleNamespace(device="cpu"), name="none", colour=defaults)
+    frames = engine.open_frames(exr, None, None, {"view": "Raw"})
+    settings = frames.colour.settings
+    assert settings.config.startswith("ocio://cg-config-v") and settings.colorspace == "ACEScg"
+    assert (settings.display, settings.view) == ("sRGB - Display", "Raw")
+    assert engine.open_frames(exr, None, None).colour.settings.view == "Un-tone-mapped"
+    # a saved session's description keeps its own choices
+    assert engine.open_frames(frames.describe(), None, None).colour.settings == settings

@@ -37,6 +37,15 @@ __all__ = [
     "nodes",
 ]
 
+# Choices of the colour knobs as Nuke 15 lists them with its ACES config (abridged): the project's
+# OCIO configs, a Read's colourspaces, a viewer's processes ("View (Display)")
+_OCIO_CONFIGS = ("fn-nuke_cg-config-v2.1.0_aces-v1.3_ocio-v2.3", "fn-nuke_studio-config-v2.1.0_aces-v1.3_ocio-v2.3",
+                "nuke-default", "custom")
+_READ_COLORSPACES = ("default", "scene_linear", "ACEScg", "ACES2065-1", "ACEScct", "Linear Rec.709 (sRGB)",
+                    "sRGB Encoded Rec.709 (sRGB)", "Raw")
+_VIEWER_PROCESSES = ("ACES 1.0 - SDR Video (sRGB - Display)", "Un-tone-mapped (sRGB - Display)",
+                    "Un-tone-mapped (Display P3 - Display)", "Raw (sRGB - Display)", "None")
+
 GUI = True
 INVISIBLE = 0x400
 STARTLINE = 0x1000
@@ -511,6 +520,9 @@ class Root(Group):
         proxy = Boolean_Knob("proxy")
         proxy._node = self
         self._knobs["proxy"] = proxy
+        # the project's colour management (Project Settings > Color)
+        for knob in (Enumeration_Knob("OCIO_config", None, list(_OCIO_CONFIGS)), File_Knob("customOCIOConfigPath")):
+            self._attach(knob)
 
     def firstFrame(self) -> int:
         return self._frames[0]
@@ -578,19 +590,21 @@ def _class_knobs(node_class: str) -> List[Knob]:
                          String_Knob("frame"),
                          Enumeration_Knob("before", None, ["hold", "loop", "bounce", "black"]),
                          Enumeration_Knob("after", None, ["hold", "loop", "bounce", "black"]),
-                         Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"])]
+                         Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"]),
+                         Enumeration_Knob("colorspace", None, list(_READ_COLORSPACES))]
     if node_class == "Write":
         return common + [File_Knob("file"),
                          Enumeration_Knob("file_type", None, [" ", "exr", "png", "jpeg", "tiff", "dpx"]),
                          ChannelMask_Knob("channels", None, "rgb")]
+    if node_class == "Viewer":  # colour_sample_bbox: what Ctrl+click / Ctrl+Shift+drag in the viewer set
+        return common + [Enumeration_Knob("viewerProcess", None, list(_VIEWER_PROCESSES)), Int_Knob("frame", None, 1),
+                         BBox_Knob("colour_sample_bbox")]
     if node_class == "Copy":
         return common + [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
     if node_class == "Input":
         return common + [Int_Knob("number", None, 0)]
     if node_class == "Switch":
         return common + [Int_Knob("which", None, 0)]
-    if node_class == "Viewer":  # colour_sample_bbox: what Ctrl+click / Ctrl+Shift+drag in the viewer set
-        return common + [Int_Knob("frame", None, 1), BBox_Knob("colour_sample_bbox")]
     if node_class in ("Roto", "RotoPaint"):
         return common + [rotopaint.CurveKnob("curves")]
     return common
@@ -668,6 +682,25 @@ def frame(f: Optional[int] = None) -> int:
 
 def root() -> Root:
     return control.root
+
+
+class ViewerWindow:
+    """The viewer window around a Viewer node (`activeViewer()`)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def node(self) -> Node:
+        _main_only("ViewerWindow.node")
+        return self._node
+
+    def activeInput(self, secondary: Any = False) -> int:
+        return control.active_input
+
+
+def activeViewer() -> Optional[ViewerWindow]:  # Nuke returns None when no viewer is open
+    _main_only("nuke.activeViewer")
+    return ViewerWindow(control.viewer) if control.viewer is not None else None
 
 
 def message(prompt: str) -> None:
@@ -809,19 +842,6 @@ class Menu(_MenuBase):
 
 class ToolBar(_MenuBase):
     pass
-
-
-class ViewerWindow:
-    def node(self, *args: Any, **kwargs: Any) -> Any:
-        return control.viewer()
-
-    def activeInput(self, secondary: Any = False) -> int:
-        return control.active_input
-
-
-def activeViewer() -> ViewerWindow:
-    _main_only("nuke.activeViewer")
-    return ViewerWindow()
 
 
 def toolbar(name: str, create: bool = True) -> Optional[ToolBar]:
@@ -1045,6 +1065,7 @@ class Control:
         self.current_frame = 1
         self.root_format = Format(1920, 1080)
         self.root = Root()
+        self.viewer: Optional[Node] = None  # the active viewer's node (make_viewer)
 
     def make_read(self, path: str, first: int, last: int, *, width: int, height: int, frame_mode: str = "expression",
                   frame: str = "") -> Node:
@@ -1054,6 +1075,12 @@ class Control:
         read["frame"].setValue(frame)
         read._format = Format(width, height)
         return read
+
+    def make_viewer(self, viewer_process: str) -> Node:
+        """A Viewer node showing its input through `viewer_process`, made the active viewer."""
+        self.viewer = Node("Viewer")
+        self.viewer["viewerProcess"].setValue(viewer_process)
+        return self.viewer
 
     def make_node(self, node_class: str, *, input: Optional[Node] = None, frames: Optional[Tuple[int, int]] = None,
                   width: Optional[int] = None, height: Optional[int] = None) -> Node:
@@ -1085,15 +1112,16 @@ class Control:
                 self.this_node.pop()
                 self.this_knob.pop()
 
-    def viewer(self) -> Node:
-        """The script's Viewer node (made on first use)."""
-        return self.nodes.get("Viewer1") or Node("Viewer")
+    def viewer_node(self) -> Node:
+        """The Viewer node the artist looks through: the active viewer's, else the script's
+        first Viewer (made on first use; it does not become the active viewer)."""
+        return self.viewer or self.nodes.get("Viewer1") or Node("Viewer")
 
     def viewer_sample(self, node: Node, box: Tuple[float, float, float, float]) -> None:
         """The artist views `node` and Ctrl+clicks (or Ctrl+Shift+drags) in the viewer: Nuke
         stores the sampled box, in its normalised viewer units, in the Viewer's
         colour_sample_bbox and calls the knobChanged callbacks."""
-        viewer = self.viewer()
+        viewer = self.viewer_node()
         viewer.setInput(0, node)
         self.active_input = 0
         self.user_sets(viewer, "colour_sample_bbox", list(box))
@@ -1101,7 +1129,7 @@ class Control:
     def change_frame(self, frame: int) -> None:
         """The artist moves the timeline: the viewer's frame knob changes."""
         self.current_frame = int(frame)
-        viewer = self.viewer()
+        viewer = self.viewer_node()
         viewer["frame"].setValue(frame)
         self.fire_knob_changed(viewer, viewer["frame"])
 
