@@ -31,6 +31,7 @@ import math
 import operator
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -192,6 +193,17 @@ class ViewTransform:
 # Single images
 
 
+def require_regular_file(path: str, what: str) -> None:
+    """Refuse anything but a regular file before opening it: reading a FIFO or a device named like a
+    frame would block (or never end) and freeze all model work."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise FrameError(f"{what} {path!r} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise FrameError(f"{what} {path!r} is not a regular file (a FIFO, device or folder cannot be read as a frame)")
+
+
 def read_image(path: str | os.PathLike[str], *, view: ViewTransform | None = None) -> np.ndarray:
     """One image file -> H*W*3 RGB: uint8, uint16, or float32 in [0, 1] (float files go through `view`).
 
@@ -202,8 +214,7 @@ def read_image(path: str | os.PathLike[str], *, view: ViewTransform | None = Non
     extension = os.path.splitext(path)[1].lower()
     if extension not in IMAGE_EXTENSIONS:
         raise FrameError(f"{path!r}: unknown image extension {extension!r}; expected one of {sorted(IMAGE_EXTENSIONS)}")
-    if not os.path.isfile(path):
-        raise FrameError(f"image file {path!r} does not exist")
+    require_regular_file(path, "image file")
     view = view or ViewTransform()
     if extension == ".exr":
         return view.apply(_read_exr_rgb(path))
@@ -312,6 +323,7 @@ def _rgb_format_for(pixel_format: Any) -> str:
 
 def _image_size(path: str) -> tuple[int, int]:
     """(height, width) of an image file, decoding as little as the format allows."""
+    require_regular_file(path, "image file")
     extension = os.path.splitext(path)[1].lower()
     if extension == ".exr":
         return _exr_size(path)
@@ -550,8 +562,7 @@ class VideoFileFrames(FrameSource):
         self.path = os.fspath(path)
         self.seeks = 0  # decoder restarts so far (benchmarks and tests read it)
         self.decoded_frames = 0
-        if not os.path.isfile(self.path):
-            raise FrameError(f"video file {self.path!r} does not exist")
+        require_regular_file(self.path, "video file")
         try:
             self._container = av.open(self.path)
         except av.FFmpegError as error:

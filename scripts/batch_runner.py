@@ -194,7 +194,7 @@ class ShotRunner:
     # --- one shot ------------------------------------------------------------------------------
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
-        from samroto.core.frames import FrameSource, ViewTransform, open_frames
+        from samroto.core.frames import ViewTransform, open_frames
         from samroto.core.matte_output import MatteOptions, MatteOutput
         from samroto.core.mattes import MatteSequenceWriter
 
