@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s samroto worker %(levelname)s: %(message)s")
     log = logging.getLogger("samroto.worker")
-    from samroto.bridge.server import EXIT_STUCK, ModelEngine, Worker, WorkerConfig, default_session_dir
+    from samroto.bridge.worker.server import EXIT_STUCK, ModelEngine, Worker, WorkerConfig, default_session_dir
 
     numbers = (args.max_message_mb, args.client_timeout, args.max_body_mb, args.max_queued_mb, args.max_objects,
                args.max_points, args.max_prompts, args.max_frames, args.stop_grace)
