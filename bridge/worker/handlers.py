@@ -25,7 +25,7 @@ from .. import protocol
 from ...core.fileio import write_bytes_atomic, write_json_atomic
 from ...core.sidecar import DEFAULT_PROMPT_LIMITS, PromptLimits
 from ..codec import Message
-from .backend import Engine
+from .backend import Engine, Propagation, SessionLike
 from .errors import RequestError, bad, describe_error, over_limit
 from .registry import SessionRegistry
 from .sessions import PUSHED_DIR, SESSION_FILE, STATE_DIR, SessionRecord, slug
@@ -63,7 +63,7 @@ class RequestLimits:
 class StreamControl(Protocol):
     """What handlers need from the compute thread (the scheduler provides it)."""
 
-    def start_stream(self, job: Job, record: SessionRecord, iterator: Iterator[Any], total: int, credit: int,
+    def start_stream(self, job: Job, record: SessionRecord, iterator: Propagation, total: int, credit: int,
                      write_mattes: bool, preview_size: int, writer: Any) -> Any: ...
 
     def send(self, identity: bytes, mtype: str, reply_to: Optional[str], body: Optional[dict] = None,
@@ -123,7 +123,7 @@ def frame_body(result: Any, preview_size: int, paths: dict[int, str]) -> dict:
     obj_ids = [int(o) for o in result.obj_ids]
     logits = np.asarray(result.logits)
     scores = np.asarray(result.scores, dtype=np.float32).reshape(-1)
-    ious = np.asarray(getattr(result, "ious", np.full(len(obj_ids), np.nan)), dtype=np.float32).reshape(-1)
+    ious = np.asarray(result.ious, dtype=np.float32).reshape(-1)
     body: dict[str, Any] = {
         "frame": int(result.frame),
         "obj_ids": obj_ids,
@@ -254,10 +254,8 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
         raise bad("matte_dir must be an absolute path, got %r" % matte_dir)
     track_resolution = get_field(body, "track_resolution", int, None)
     if track_resolution is not None:
-        check = getattr(ctx.backend, "check_track_resolution", None)
         try:
-            if check is not None:
-                check(track_resolution)
+            ctx.backend.check_track_resolution(track_resolution)
         except ValueError as exc:
             raise bad(str(exc)) from None
     max_frames = ctx.limits.max_frames
@@ -512,7 +510,7 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
         raise bad("session %s has no objects yet: add a prompt before propagating" % record.id)
 
     # the anchor: the given start, else the earliest prompted frame in range, else the range's end
-    keyframe = _first_keyframe(record.session, lo, hi)
+    keyframe = _first_keyframe(record.live, lo, hi)
     anchor = start if start is not None else keyframe
     # passes: (start frame, frames after it, reverse); `max_frames` counts frames after the start
     plan: list[tuple[int, int, bool]] = []
@@ -523,7 +521,7 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
         b = anchor if anchor is not None else hi
         plan.append((b, b - lo, True))
     total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
-    iterator = _propagation(record.session, plan, lo, hi)
+    iterator = _propagation(record.live, plan, lo, hi)
     writer = ctx.registry.writer_for(record, out_dir, None, _matte_options(body)) if write_mattes else None
     ctx.streams.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
     ctx.streams.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
@@ -533,18 +531,14 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
     return None
 
 
-def _first_keyframe(session: Any, lo: int, hi: int) -> Optional[int]:
+def _first_keyframe(session: SessionLike, lo: int, hi: int) -> Optional[int]:
     """Where propagation starts by default: the earliest prompted frame in [lo, hi], if any."""
-    prompts = getattr(session, "prompts", None)
-    if callable(prompts):
-        frames = [int(f) for per_obj in prompts().values() for f in per_obj]
-    else:
-        frames = [int(f) for f in getattr(session, "keyframes", [])]
+    frames = [int(f) for per_obj in session.prompts().values() for f in per_obj]
     inside = sorted(f for f in frames if lo <= f <= hi)
     return inside[0] if inside else None
 
 
-def _propagation(session: Any, plan: list, lo: int, hi: int) -> Iterator[Any]:
+def _propagation(session: SessionLike, plan: list, lo: int, hi: int) -> Propagation:
     """Chain the passes of one request; skip frames outside [lo, hi] and repeats (both directions)."""
     seen: set[int] = set()
     for start, max_frames, reverse in plan:
@@ -559,9 +553,7 @@ def _propagation(session: Any, plan: list, lo: int, hi: int) -> Iterator[Any]:
                 seen.add(frame)
                 yield result
         finally:
-            close = getattr(inner, "close", None)
-            if close is not None:
-                close()
+            inner.close()
 
 
 @_handles(protocol.GET_FRAME)
@@ -700,7 +692,7 @@ def _export_prompts(ctx: HandlerContext, job: Job) -> tuple:
             plate=plate if plate is not None else record.source,
             first=record.first,
             last=record.last,
-            model=get_field(body, "model", str, None) or getattr(ctx.backend, "model_spec", None),
+            model=get_field(body, "model", str, None) or ctx.backend.model_spec,
             name=record.name,
         )
     except SidecarError as exc:

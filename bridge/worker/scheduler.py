@@ -22,6 +22,7 @@ from .. import codec, protocol
 from ..codec import ProtocolError
 from .errors import RequestError, describe_error
 from .handlers import HANDLERS, HandlerContext, Job, RequestLimits, finish_mattes, frame_body, write_frame_mattes
+from .backend import Propagation
 from .registry import SessionRegistry
 from .sessions import SessionRecord
 
@@ -37,7 +38,7 @@ class Stream:
     identity: bytes
     request_id: str
     record: SessionRecord
-    iterator: Iterator[Any]
+    iterator: Propagation
     total: int
     credit: int
     write_mattes: bool
@@ -320,9 +321,7 @@ class Scheduler:
     def _end_stream(self, stream: Stream, kind: str, body: dict) -> None:
         assert self._outbox is not None
         try:
-            close = getattr(stream.iterator, "close", None)
-            if close is not None:
-                close()  # stop iterating = cancel: the session stays consistent
+            stream.iterator.close()  # stop iterating = cancel: the session stays consistent
         except Exception:
             log.error("closing propagation %s failed:\n%s", stream.request_id, traceback.format_exc())
         with self._cond:
@@ -355,7 +354,7 @@ class Scheduler:
 
     # --- what handlers use (HandlerContext.streams) ----------------------------------------
 
-    def start_stream(self, job: Job, record: SessionRecord, iterator: Iterator[Any], total: int, credit: int,
+    def start_stream(self, job: Job, record: SessionRecord, iterator: Propagation, total: int, credit: int,
                      write_mattes: bool, preview_size: int, writer: Any) -> Stream:
         stream = Stream(identity=job.identity, request_id=job.msg.request_id, record=record, iterator=iterator,
                         total=total, credit=credit, write_mattes=write_mattes, preview_size=preview_size,

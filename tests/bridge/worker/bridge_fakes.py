@@ -54,6 +54,9 @@ class FakeSession:
     def keyframes(self) -> list[int]:
         return sorted({f for per_obj in self.centres.values() for f in per_obj})
 
+    def prompts(self) -> dict[int, dict[int, dict]]:
+        return {obj: {f: {"centre": list(c)} for f, c in sorted(per.items())} for obj, per in self.centres.items()}
+
     def _check(self, frame: int) -> None:
         if frame not in self.frames.frame_numbers:
             raise ValueError(f"frame {frame} is outside {self.frames.frame_numbers}")
@@ -174,6 +177,11 @@ class FakeWriter:
 class FakeEngine:
     model_name = "fake"
     device = "cpu"
+    model_spec = {"checkpoint": "fake"}
+
+    def check_track_resolution(self, size: int) -> None:
+        if not (64 <= size < 1024 and size % 32 == 0):
+            raise ValueError("track_resolution must be a multiple of 32 from 64 to below 1024, got %d" % size)
 
     def __init__(self, *, delay: float = 0.01, plates: Optional[dict] = None) -> None:
         self.delay = delay
