@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,8 @@ class FakeEngine:
     def __init__(self, *, delay: float = 0.01, plates: Optional[dict] = None) -> None:
         self.delay = delay
         self.sessions: list[FakeSession] = []
+        # opening a 'fake:stuck' plate blocks until this is set (a read that never returns)
+        self.unstick = threading.Event()
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Any = None) -> FakeFrames:
         if isinstance(plate, dict):
@@ -193,6 +196,8 @@ class FakeEngine:
             last = plate.get("last") if last is None else last
         elif not str(plate).startswith("fake:"):
             raise ValueError(f"{plate!r}: the fake engine only opens 'fake:' plates")
+        elif str(plate) == "fake:stuck":
+            self.unstick.wait()
         return FakeFrames(1001 if first is None else first, 1012 if last is None else last)
 
     def pushed_frames(self, folder: Path, frame_numbers: Any, height: int, width: int) -> FakeFrames:

@@ -386,3 +386,38 @@ def test_temporary_files_left_by_a_killed_writer_are_removed_at_start(tmp_path: 
     with running_worker(tmp_path):
         wait_until(lambda: not any(p.exists() for p in leftovers), timeout=30, what="temporary files removed")
     assert keep.exists()
+
+
+def test_stop_is_honoured_within_seconds_while_a_request_is_stuck(tmp_path: Path, config_dir: Path) -> None:
+    import threading
+
+    from samroto.bridge.worker.server import EXIT_STUCK
+
+    from ..bridge_support import start_in_process
+
+    handle = start_in_process(config_dir, tmp_path / "sessions", stop_grace_s=1.0)
+    token = auth.read_token(auth.token_path(config_dir))
+    try:
+        with Client(handle.address, token=token, timeout=10) as client:
+            shot = client.open_session("fake:plate")
+            shot.add_points(FIRST, 1, [(5, 5)], [1])
+        session = handle.engine.sessions[0]
+        saves = session.saves
+        stuck = Client(handle.address, token=token, timeout=30, retries=0)
+
+        def open_stuck_plate() -> None:
+            try:
+                stuck.open_session("fake:stuck")  # a read that never returns
+            except Exception:
+                pass  # refused as the worker stops, or no answer: either way the request never finished
+
+        threading.Thread(target=open_stuck_plate, daemon=True).start()
+        wait_until(lambda: handle.worker.scheduler.busy_with == protocol.OPEN_SESSION, what="the stuck request")
+        handle.worker.stop()
+        handle.thread.join(15)  # well before the stuck request would ever end
+        assert not handle.thread.is_alive(), "stop was not honoured while a request was stuck"
+        assert handle.result == [EXIT_STUCK]
+        assert session.saves > saves  # the session the stuck request does not hold was saved
+    finally:
+        handle.engine.unstick.set()
+        stuck.close()
