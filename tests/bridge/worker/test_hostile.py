@@ -221,18 +221,26 @@ def test_every_way_of_prompting_shares_the_same_limits(worker, probe, plate) -> 
 # --- 4. replays -------------------------------------------------------------------------------
 
 
-def test_a_message_captured_before_a_restart_is_refused_after_it(tmp_path: Path, plate: str) -> None:
+def test_after_a_restart_old_messages_are_refused_and_stale_temporaries_are_gone(tmp_path: Path, plate: str) -> None:
+    """Replay across a restart (class 4) and temporary files a killed writer left (class 7), with one restart."""
     with running_worker(tmp_path) as first:
         token = token_of(first.config_dir)
         with connect(first) as client:
-            shot = client.open_session(plate)
+            shot = client.open_session(plate, matte_dir=str(tmp_path / "mattes"))
+            shot.add_points(FIRST, 1, [(80, 60)], [1])
+            shot.write_mattes([FIRST])
         peer = RawPeer(first.address, token)
         peer.request(protocol.PING)
         captured = codec.encode(peer.signer, protocol.DELETE_SESSION, body={"session": shot.id}, epoch=peer.epoch)
         peer.close()
-        config = first.config_dir
+    leftovers = [tmp_path / "mattes" / ".shot_obj1_matte.1001.exr.0123abcd.tmp",
+                 Path(first.session_dir) / shot.id / ".session.json.89abcdef.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    keep = tmp_path / "mattes" / "notes.tmp"
+    keep.write_text("not ours")
     with running_worker(tmp_path) as second:
-        assert second.config_dir == config
         peer = RawPeer(second.address, token)
         peer.send_parts(captured)
         reply = peer.receive(10)
@@ -240,6 +248,8 @@ def test_a_message_captured_before_a_restart_is_refused_after_it(tmp_path: Path,
         assert reply is not None and reply.body["code"] == protocol.E_EPOCH, reply
         with connect(second) as client:
             assert shot.id in [s["session"] for s in client.list_sessions()]  # nothing was deleted
+        wait_until(lambda: not any(p.exists() for p in leftovers), timeout=30, what="temporary files removed")
+    assert keep.exists()
 
 
 def test_a_client_with_a_fast_clock_locks_out_no_one(tmp_path: Path, config_dir: Path) -> None:
@@ -368,24 +378,6 @@ def test_session_folders_are_private_and_requests_with_nonsense_are_refused(work
             with pytest.raises(BadRequest, match="pixel_aspect"):
                 client.request(protocol.GET_SHAPES, {"obj_id": 1, "pixel_aspect": aspect}, session=shot.id)
         assert shot.get_shapes(1)["frames"] == [FIRST]
-
-
-def test_temporary_files_left_by_a_killed_writer_are_removed_at_start(tmp_path: Path, plate: str) -> None:
-    with running_worker(tmp_path) as first:
-        with connect(first) as client:
-            shot = client.open_session(plate, matte_dir=str(tmp_path / "mattes"))
-            shot.add_points(FIRST, 1, [(80, 60)], [1])
-            shot.write_mattes([FIRST])
-    leftovers = [tmp_path / "mattes" / ".shot_obj1_matte.1001.exr.0123abcd.tmp",
-                 Path(first.session_dir) / shot.id / ".session.json.89abcdef.tmp"]
-    for path in leftovers:
-        path.write_bytes(b"half a file")
-        os.utime(path, (time.time() - 3600, time.time() - 3600))
-    keep = tmp_path / "mattes" / "notes.tmp"
-    keep.write_text("not ours")
-    with running_worker(tmp_path):
-        wait_until(lambda: not any(p.exists() for p in leftovers), timeout=30, what="temporary files removed")
-    assert keep.exists()
 
 
 def test_stop_is_honoured_within_seconds_while_a_request_is_stuck(tmp_path: Path, config_dir: Path) -> None:
