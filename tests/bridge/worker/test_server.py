@@ -431,6 +431,18 @@ def test_a_full_queue_answers_busy(fake_worker: InProcessWorker) -> None:
     assert info.value.code == protocol.E_BUSY
 
 
+def test_queued_requests_are_bounded_in_bytes_not_only_in_count(fake_worker: InProcessWorker) -> None:
+    scheduler = Scheduler(fake_worker.worker)  # never started: nothing drains its queue
+    msg = codec.Message(type="status", request_id="r")
+    budget = fake_worker.config.max_queued_bytes
+    scheduler.submit(Job(b"id", msg, cost=budget // 2))
+    scheduler.submit(Job(b"id", msg, cost=budget // 3))
+    with pytest.raises(RequestError, match="queued requests hold") as info:
+        scheduler.submit(Job(b"id", msg, cost=budget // 3))  # two jobs in the queue: far from 64
+    assert info.value.code == protocol.E_BUSY
+    assert scheduler.status()["queued_bytes"] == budget // 2 + budget // 3
+
+
 def _free_port() -> int:
     import socket
 
