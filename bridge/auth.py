@@ -207,12 +207,9 @@ def parse_public_key(text: str) -> bytes:
     """A Z85 public key (40 characters) given as the key itself or a `public-key = "..."` line or file text."""
     for line in text.splitlines() or [text]:
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
         name, sep, value = line.partition("=")
-        candidate = value if sep and name.strip() == "public-key" else line.split()[0]
-        candidate = candidate.strip().strip('"')
-        if len(candidate) == 40 and all(c in _Z85 for c in candidate):
+        candidate = value.strip().strip('"') if sep and name.strip() == "public-key" else (line.split() or [""])[0]
+        if _is_z85_key(candidate):
             return candidate.encode("ascii")
     raise AuthError("no CURVE public key (40 Z85 characters) found in %r" % (text[:80],))
 
@@ -220,17 +217,22 @@ def parse_public_key(text: str) -> bytes:
 _Z85 = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
 
 
+def _is_z85_key(text: str) -> bool:
+    return len(text) == 40 and all(c in _Z85 for c in text)
+
+
 def read_authorized_keys(path: Path) -> List[bytes]:
-    """The Z85 client keys in an authorised-keys file: one per line, `KEY [comment]`, `#` comments."""
+    """The Z85 client keys in an authorised-keys file: one per line, `KEY [comment]`; other lines
+    starting with `#` are comments (a key itself may start with `#`: Z85 uses it)."""
     keys = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+        words = line.split()
+        if not words:
             continue
-        key = line.split()[0]
-        if len(key) != 40 or not all(c in _Z85 for c in key):
+        if _is_z85_key(words[0]):
+            keys.append(words[0].encode("ascii"))
+        elif not words[0].startswith("#"):
             raise AuthError("%s line %d is not a CURVE public key (40 Z85 characters)" % (path, number))
-        keys.append(key.encode("ascii"))
     return keys
 
 
