@@ -166,6 +166,24 @@ def signed(worker: Worker, sock: zmq.Socket, mtype: str, **kwargs: Any) -> list:
     return codec.encode(signer, mtype, **kwargs)
 
 
+def empty_arrays(worker: Worker, chunks: int) -> str:
+    """Three signed bodies of `chunks` million empty arrays each (one byte per array on the wire)."""
+    sock = raw_peer(worker)
+    per = 1_000_000
+    inner = b"\xdd" + struct.pack(">I", per) + b"\x90" * per
+    body = b"\x81\xa1x\xdd" + struct.pack(">I", chunks) + inner * chunks
+    signer = codec.Signer(worker.token)
+    first = signed(worker, sock, protocol.STATUS)  # learns the epoch once (1.1)
+    epoch = getattr(codec.decode(first, signer), "epoch", None)
+    for _ in range(3):
+        header = codec.encode(signer, protocol.STATUS, **({"epoch": epoch} if NEW else {}))[1]
+        sock.send_multipart([signer.sign([header, body]), header, body])
+    replies = [sock.recv_multipart() if sock.poll(60000) else None for _ in range(3)]
+    sock.close()
+    codes = [codec.decode(r, None).body.get("code", "reply") if r else "none" for r in replies]
+    return "3 x %.0f MB bodies of empty arrays: %s" % (len(body) / MB, codes)
+
+
 def main(only: Optional[str] = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="hostile_figures_"))
     plate = make_plate(root / "plate")
@@ -177,6 +195,11 @@ def main(only: Optional[str] = None) -> None:
     shot.add_points(FIRST, 1, [(80, 60)], [1])
 
     print("-- 1. memory sized by the client")
+    measure("15 MB body of 15M empty arrays, 3 queued", worker, probe, lambda: empty_arrays(worker, 15))
+    measure("7 MB body of 7M empty arrays, 3 queued", worker, probe, lambda: empty_arrays(worker, 7))
+    if only == "bodies":
+        worker.stop()
+        return
     bomb = {"format": "samroto.sidecar", "version": 1, "shot": {"plate": plate}, "objects": [
         {"obj_id": 1, "prompts": [{"frame": FIRST, "mask": {"height": 40000, "width": 40000,
                                                            "counts": [1600000000]}}]}]}
@@ -186,24 +209,6 @@ def main(only: Optional[str] = None) -> None:
     measure("write_mattes of 20M frames", worker, probe, lambda: refused(
         lambda: admin.request(protocol.WRITE_MATTES, {"first": FIRST, "last": 20_000_000}, session=shot.id)))
 
-    def empty_arrays(chunks: int) -> str:
-        sock = raw_peer(worker)
-        per = 1_000_000
-        inner = b"\xdd" + struct.pack(">I", per) + b"\x90" * per
-        body = b"\x81\xa1x\xdd" + struct.pack(">I", chunks) + inner * chunks
-        signer = codec.Signer(worker.token)
-        first = signed(worker, sock, protocol.STATUS)  # learns the epoch once (1.1)
-        epoch = getattr(codec.decode(first, signer), "epoch", None)
-        for _ in range(3):
-            header = codec.encode(signer, protocol.STATUS, **({"epoch": epoch} if NEW else {}))[1]
-            sock.send_multipart([signer.sign([header, body]), header, body])
-        replies = [sock.recv_multipart() if sock.poll(60000) else None for _ in range(3)]
-        sock.close()
-        codes = [codec.decode(r, None).body.get("code", "reply") if r else "none" for r in replies]
-        return "3 x %.0f MB bodies of empty arrays: %s" % (len(body) / MB, codes)
-
-    measure("15 MB body of 15M empty arrays, 3 queued", worker, probe, lambda: empty_arrays(15))
-    measure("7 MB body of 7M empty arrays, 3 queued", worker, probe, lambda: empty_arrays(7))
 
     print("-- 2. before authentication")
 
@@ -369,4 +374,4 @@ def main(only: Optional[str] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)  # "bodies": stop after the empty-array bodies
