@@ -221,35 +221,45 @@ def test_every_way_of_prompting_shares_the_same_limits(worker, probe, plate) -> 
 # --- 4. replays -------------------------------------------------------------------------------
 
 
-def test_after_a_restart_old_messages_are_refused_and_stale_temporaries_are_gone(tmp_path: Path, plate: str) -> None:
-    """Replay across a restart (class 4) and temporary files a killed writer left (class 7), with one restart."""
-    with running_worker(tmp_path) as first:
-        token = token_of(first.config_dir)
-        with connect(first) as client:
-            shot = client.open_session(plate, matte_dir=str(tmp_path / "mattes"))
-            shot.add_points(FIRST, 1, [(80, 60)], [1])
-            shot.write_mattes([FIRST])
+def test_after_a_restart_old_messages_are_refused_and_stale_temporaries_are_gone(tmp_path: Path,
+                                                                                 config_dir: Path) -> None:
+    """Replay across a restart (class 4) and temporary files a killed writer left (class 7), with one
+    restart of an in-process worker on the same folders."""
+    from ..bridge_support import start_in_process
+
+    first = start_in_process(config_dir, tmp_path / "sessions")
+    token = auth.read_token(auth.token_path(config_dir))
+    try:
+        with Client(first.address, token=token, timeout=10) as client:
+            shot = client.open_session("fake:plate", matte_dir=str(tmp_path / "mattes"))
+            shot.add_points(FIRST, 1, [(5, 5)], [1])
         peer = RawPeer(first.address, token)
         peer.request(protocol.PING)
         captured = codec.encode(peer.signer, protocol.DELETE_SESSION, body={"session": shot.id}, epoch=peer.epoch)
         peer.close()
+    finally:
+        first.stop()
+    (tmp_path / "mattes").mkdir(exist_ok=True)
     leftovers = [tmp_path / "mattes" / ".shot_obj1_matte.1001.exr.0123abcd.tmp",
-                 Path(first.session_dir) / shot.id / ".session.json.89abcdef.tmp"]
+                 tmp_path / "sessions" / shot.id / ".session.json.89abcdef.tmp"]
     for path in leftovers:
         path.write_bytes(b"half a file")
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     keep = tmp_path / "mattes" / "notes.tmp"
     keep.write_text("not ours")
-    with running_worker(tmp_path) as second:
+    second = start_in_process(config_dir, tmp_path / "sessions")
+    try:
+        assert not any(p.exists() for p in leftovers)  # removed before the worker listened
+        assert keep.exists()
         peer = RawPeer(second.address, token)
         peer.send_parts(captured)
         reply = peer.receive(10)
         peer.close()
         assert reply is not None and reply.body["code"] == protocol.E_EPOCH, reply
-        with connect(second) as client:
+        with Client(second.address, token=token, timeout=10) as client:
             assert shot.id in [s["session"] for s in client.list_sessions()]  # nothing was deleted
-        wait_until(lambda: not any(p.exists() for p in leftovers), timeout=30, what="temporary files removed")
-    assert keep.exists()
+    finally:
+        second.stop()
 
 
 def test_a_client_with_a_fast_clock_locks_out_no_one(tmp_path: Path, config_dir: Path) -> None:
