@@ -1,6 +1,6 @@
 """A bounded soak: four clients prompting, propagating, cancelling and disconnecting at random on a
 real worker process. Afterwards the worker's memory is within 10% of where it started and it has no
-more threads or open files than before. `SAMROTO_SOAK_SECONDS` sets the length (default 20 s)."""
+more threads or open files than before. `SAMROTO_SOAK_SECONDS` sets the length (default 15 s)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from samroto.bridge import BridgeError, Client, WorkerBusy
 from ..bridge_support import WorkerProcess, running_worker, token_of, wait_until
 from .hostile_support import FIRST, HEIGHT, LAST, WIDTH, make_plate, open_fds, proc_status
 
-SOAK_SECONDS = float(os.environ.get("SAMROTO_SOAK_SECONDS", "20"))
+SOAK_SECONDS = float(os.environ.get("SAMROTO_SOAK_SECONDS", "15"))
 CLIENTS = 4
 
 
