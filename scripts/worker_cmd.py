@@ -18,7 +18,15 @@ from pathlib import Path
 from samroto.bridge import auth, protocol
 from samroto.core.sidecar import PromptLimits
 
-from .common import DEFAULT_MODEL, add_model_arguments, load_model_from_args, resolve_device, resolve_precision
+from .common import (
+    DEFAULT_MODEL,
+    add_colour_arguments,
+    add_model_arguments,
+    colour_from_args,
+    load_model_from_args,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on SIGTERM, wait this long for a running request before saving the other sessions and "
                         "exiting with status 3 (default %(default)s)")
     group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_colour_arguments(parser, defaults_for="defaults for sessions whose client leaves them open")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,10 +97,12 @@ def run(args: argparse.Namespace) -> int:
                           max_queued_bytes=int(args.max_queued_mb * 2 ** 20), prompt_limits=prompt_limits,
                           max_frames=args.max_frames, read_roots=tuple(p.resolve() for p in args.read_root),
                           stop_grace_s=args.stop_grace)
+    colour = colour_from_args(args)  # a bad config stops the worker here, with one line
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
-    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config)
+    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config,
+                         colour=colour)
     worker = Worker(config, engine)
     try:
         worker.bind()
