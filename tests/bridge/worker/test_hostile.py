@@ -262,6 +262,32 @@ def test_after_a_restart_old_messages_are_refused_and_stale_temporaries_are_gone
         second.stop()
 
 
+def test_replays_and_skewed_clocks_are_refused_on_a_real_worker(worker, probe) -> None:
+    peer = RawPeer(worker.address, token_of(worker.config_dir))
+    try:
+        peer.request(protocol.PING)
+
+        def attack() -> list:
+            parts = codec.encode(peer.signer, protocol.PING, epoch=peer.epoch)
+            codes = []
+            for message in (parts, parts,  # the second is a replay
+                            codec.encode(peer.signer, protocol.PING, epoch="0" * 32),  # another run's epoch
+                            codec.encode(peer.signer, protocol.PING, epoch=peer.epoch, timestamp=time.time() + 900)):
+                peer.send_parts(message)
+                reply = peer.receive(10)
+                codes.append(reply.body.get("code", "reply") if reply is not None else None)
+            for _ in range(500):  # a fast clock inside the window: only this client's own state
+                peer.send_parts(codec.encode(peer.signer, protocol.PING, epoch=peer.epoch,
+                                             timestamp=time.time() + 290))
+            return codes + [sum(peer.receive(10) is not None for _ in range(500))]
+
+        m = measure(worker, probe, attack)
+        held(m, worker)
+        assert m.result == ["reply", protocol.E_REPLAY, protocol.E_EPOCH, protocol.E_REPLAY, 500], m.result
+    finally:
+        peer.close()
+
+
 def test_a_client_with_a_fast_clock_locks_out_no_one(tmp_path: Path, config_dir: Path) -> None:
     import dataclasses
 
@@ -354,20 +380,25 @@ def test_mask_files_are_read_only_from_allowed_folders_and_errors_reveal_nothing
 # --- 6. identity ------------------------------------------------------------------------------
 
 
-def test_a_peer_without_the_token_cannot_take_over_a_clients_routing_id(worker, plate) -> None:
+def test_a_peer_without_the_token_cannot_take_over_a_clients_routing_id(worker, probe) -> None:
     with connect(worker, timeout=10, retries=0) as client:
         client.ping()
-        impostor = RawPeer(worker.address, None, credentials="wrong", identity=client._identity)
-        try:
+
+        def attack() -> list:
+            impostor = RawPeer(worker.address, None, credentials="wrong", identity=client._identity)
             try:
-                impostor.socket.send_multipart([b"", b"h", b"b"], flags=zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-            time.sleep(0.5)
-            for _ in range(3):
-                assert client.ping()  # still ours: answers still reach this client
-        finally:
-            impostor.close()
+                try:
+                    impostor.socket.send_multipart([b"", b"h", b"b"], flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+                time.sleep(0.5)
+                return [client.ping() for _ in range(3)]  # still ours: answers still reach this client
+            finally:
+                impostor.close()
+
+        m = measure(worker, probe, attack)
+        held(m, worker)
+        assert m.result == [True, True, True]
 
 
 # --- 7. smaller --------------------------------------------------------------------------------
