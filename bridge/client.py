@@ -381,7 +381,13 @@ class Client:
     def _receive_one(self, timeout_s: float) -> Optional[Message]:
         """Wait for one message (any request) and file it; None on timeout."""
         assert self._socket is not None
-        if not self._socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)  # a refused handshake: say so at once, not after the timeout
+        events = dict(poller.poll(max(0, int(timeout_s * 1000))))
+        if self._monitor in events:
+            self._check_handshake()
+        if self._socket not in events:
             return None
         parts = self._socket.recv_multipart(copy=False)
         if len(parts) >= 1 and len(parts[0].buffer) == 0:
