@@ -89,6 +89,21 @@ class LimitReached(BadRequest):
     """The request would pass one of the worker's limits (objects, prompts, frames, queued bytes)."""
 
 
+class PropagationCancelled(BridgeError):
+    """A propagation ended before its last frame without this `Propagation` asking: another client
+    cancelled it, or the worker stopped (shut down, or gave up on a silent client). `reason` is the
+    worker's; `received` counts the frames that arrived, of `total`."""
+
+    def __init__(self, reason: str, *, request_id: str = "", received: int = 0, total: Optional[int] = None) -> None:
+        self.reason = reason
+        self.request_id = request_id
+        self.received = received
+        self.total = total
+        of = " of %d" % total if total else ""
+        super().__init__("the propagation was cancelled after %d%s frames: %s"
+                         % (received, of, reason or "no reason given"))
+
+
 _ERROR_CLASSES = {
     protocol.E_BAD_REQUEST: BadRequest,
     protocol.E_NO_SESSION: NoSuchSession,
@@ -247,6 +262,20 @@ def _image_buffer(image: Any) -> Any:
     raise ValueError("a pushed frame must be a numpy array or RawArray (H*W*3 uint8, uint16 or float32)")
 
 
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a temporary file beside it, then renamed), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(".%s.%s.tmp" % (path.name, uuid.uuid4().hex[:8]))
+    try:
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
 # ---------------------------------------------------------------------------------------------
 # Address discovery
 
@@ -265,6 +294,40 @@ def find_worker_address(config_dir: Optional[Path] = None) -> str:
     except (OSError, ValueError, AttributeError):
         pass
     return protocol.DEFAULT_ADDRESS
+
+
+# ---------------------------------------------------------------------------------------------
+# Streams
+
+
+class Stream:
+    """A request answered by many messages (a propagation): `receive` hands them out in order.
+
+    Made by `Client.start_stream`; `send` sends a follow-up message about the stream (credit,
+    cancel) on the same session. Replies stop being kept once `close` is called.
+    """
+
+    def __init__(self, client: "Client", mtype: str, body: Optional[Dict[str, Any]], session: Optional[str]) -> None:
+        self.client = client
+        self.session = session
+        self.request_id = codec.new_request_id()
+        self._queue: Deque[Message] = collections.deque()
+        client._inbox[self.request_id] = self._queue
+        client._send(mtype, self.request_id, body, None, session)
+
+    def receive(self, timeout_s: float) -> Optional[Message]:
+        """The stream's next message, or None when nothing came within `timeout_s` seconds."""
+        if self.request_id not in self.client._inbox:
+            raise BridgeError("stream %s is closed" % self.request_id)
+        return self.client._wait(self.request_id, timeout_s)
+
+    def send(self, mtype: str, body: Dict[str, Any]) -> None:
+        """A one-way message about this stream (its own request id, no reply awaited)."""
+        self.client._send(mtype, codec.new_request_id(), body, None, self.session)
+
+    def close(self) -> None:
+        """Stop keeping this stream's messages."""
+        self.client._inbox.pop(self.request_id, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +518,12 @@ class Client:
             self._inbox.pop(request_id, None)
         raise ConnectionTimeout("no answer from the worker at %s to %s after %d tries of %.1f s: is `samroto worker` "
                                 "running there?" % (self.address, mtype, self.retries + 1, wait))
+
+    def start_stream(self, mtype: str, body: Optional[Dict[str, Any]] = None, *,
+                     session: Optional[str] = None) -> Stream:
+        """Send a request whose answer is a stream of messages (see `Stream`); no retries: a stream
+        that the worker lost is found by asking `status`."""
+        return Stream(self, mtype, body, session)
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -705,8 +774,11 @@ class RemoteSession:
                 body[key] = value
         return self._request(protocol.GET_SHAPES, body, timeout=max(self.client.timeout, 300.0)).body
 
-    def export_prompts(self, *, plate: Optional[str] = None, model: Optional[str] = None) -> Dict[str, Any]:
-        """The session's prompts as a batch sidecar dict (save it as JSON for `samroto batch`).
+    def export_prompts(self, *, plate: Optional[str] = None, model: Optional[str] = None,
+                       path: Optional[Union[str, Path]] = None) -> Dict[str, Any]:
+        """The session's prompts as a batch sidecar dict; with `path`, also written there as JSON,
+        ready for `samroto batch` (from any folder: the plate and model are recorded as official
+        names or absolute paths).
 
         plate: the path or pattern to record (needed when the frames were pushed by the client);
         model: the checkpoint the batch should use (default: the worker's).
@@ -717,6 +789,8 @@ class RemoteSession:
         if model is not None:
             body["model"] = model
         sidecar: Dict[str, Any] = self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+        if path is not None:
+            _write_json(Path(path), sidecar)
         return sidecar
 
     def import_prompts(self, sidecar: Dict[str, Any]) -> List[int]:
@@ -738,14 +812,21 @@ class Propagation:
     """A running propagation: iterate it for `FrameUpdate`s; `cancel()` stops it.
 
     The worker runs at most `credit` frames ahead of the loop consuming this iterator; the
-    iterator grants more as it hands out frames. After the loop: `state` is "done",
-    "cancelled" or "error" and `reason` says why it stopped early.
+    iterator grants more as it hands out frames. How the loop can end:
+
+    - it ends normally when every frame arrived (`state` "done"), or after this object's own
+      `cancel()` (`state` "cancelled");
+    - it raises `PropagationCancelled` (with the worker's `reason`) when the propagation stopped
+      without our asking: another client cancelled it, or the worker shut down or gave up on us;
+    - it raises the worker's error (`RemoteError`) when tracking failed, and `BridgeError` or
+      `ConnectionTimeout` when the worker lost the propagation or stopped answering.
+
+    So a loop that ends without an exception and without `cancel()` has every frame.
     """
 
     def __init__(self, session: RemoteSession, body: Dict[str, Any], credit: int) -> None:
         self.session = session
         self.client = session.client
-        self.request_id = codec.new_request_id()
         self.credit = credit
         self.total: Optional[int] = None
         self.state = "running"
@@ -753,12 +834,9 @@ class Propagation:
         self.received = 0
         self._consumed_since_grant = 0
         self._accepted = False
-        self.client._inbox[self.request_id] = collections.deque()
-        self._send(protocol.PROPAGATE, body, request_id=self.request_id)
         self._body = body
-
-    def _send(self, mtype: str, body: Dict[str, Any], request_id: Optional[str] = None) -> None:
-        self.client._send(mtype, request_id or codec.new_request_id(), body, None, self.session.id)
+        self._stream = self.client.start_stream(protocol.PROPAGATE, body, session=session.id)
+        self.request_id = self._stream.request_id
 
     @property
     def running(self) -> bool:
@@ -777,11 +855,11 @@ class Propagation:
     def _finish(self, state: str, reason: Optional[str] = None) -> None:
         self.state = state
         self.reason = reason
-        self.client._inbox.pop(self.request_id, None)
+        self._stream.close()
 
     def _next_message(self) -> Message:
         while True:
-            msg = self.client._wait(self.request_id, self.client.stream_timeout)
+            msg = self._stream.receive(self.client.stream_timeout)
             if msg is not None:
                 return msg
             self._check_alive()
@@ -796,7 +874,7 @@ class Propagation:
         for stream in status.get("streams", []):
             if stream.get("request") == self.request_id:
                 if stream.get("paused"):  # frames or credit were lost on a reconnect: grant again
-                    self._send(protocol.CREDIT, {"request": self.request_id, "n": self.credit})
+                    self._stream.send(protocol.CREDIT, {"request": self.request_id, "n": self.credit})
                 return
         if not self._accepted and status.get("running") == protocol.PROPAGATE:
             return
@@ -807,7 +885,7 @@ class Propagation:
     def __next__(self) -> FrameUpdate:
         while self.running:
             if self._consumed_since_grant and self._consumed_since_grant >= max(1, self.credit // 2):
-                self._send(protocol.CREDIT, {"request": self.request_id, "n": self._consumed_since_grant})
+                self._stream.send(protocol.CREDIT, {"request": self.request_id, "n": self._consumed_since_grant})
                 self._consumed_since_grant = 0
             msg = self._next_message()
             if msg.type == protocol.ACCEPTED:
@@ -823,8 +901,10 @@ class Propagation:
                 self._finish("done")
                 break
             if msg.type == protocol.CANCELLED:
+                # not by us (our own cancel() drains the stream itself): the loop must not look finished
                 self._finish("cancelled", str(msg.body.get("reason", "")))
-                break
+                raise PropagationCancelled(self.reason or "", request_id=self.request_id, received=self.received,
+                                           total=self.total)
             if msg.type == protocol.ERROR:
                 self._finish("error", str(msg.body.get("message", "")))
                 raise _error_from(msg, protocol.PROPAGATE)
@@ -839,7 +919,7 @@ class Propagation:
             return
         deadline = time.monotonic() + max(self.client.stream_timeout, self.client.timeout)
         while self.running and time.monotonic() < deadline:
-            msg = self.client._wait(self.request_id, max(0.0, deadline - time.monotonic()))
+            msg = self._stream.receive(max(0.0, deadline - time.monotonic()))
             if msg is None:
                 break
             if msg.type == protocol.FRAME:

@@ -372,6 +372,35 @@ def _rgb_format_for(pixel_format: Any) -> str:
     return "rgb48le" if bits > 8 else "rgb24"
 
 
+def _still_frame_number(path: str) -> int:
+    """The frame number in a single image's name (`plate.1001.png` is frame 1001), else 0."""
+    match = re.search(r"[._](\d+)\.[^.]+$", os.path.basename(path))
+    return int(match.group(1)) if match else 0
+
+
+def _png_size(path: str) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk without decoding it; None if the header is not PNG's."""
+    with open(path, "rb") as file:
+        head = file.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) of an image file, reading only the header for EXR and PNG."""
+    text = os.fspath(path)
+    if os.path.splitext(text)[1].lower() == ".png":
+        try:
+            size = _png_size(text)
+        except OSError as error:
+            raise FrameError(f"cannot read image {text!r}: {error}") from None
+        if size is not None:
+            return size
+    height, width, _, _ = _probe(text)
+    return height, width
+
+
 def _probe(path: str) -> tuple[int, int, bool, HeaderColour | None]:
     """(height, width, float pixels, what the header says of colour) of an image file, decoding as
     little as the format allows."""
@@ -528,8 +557,9 @@ class ImageSequenceFrames(FrameSource):
 
     first/last default to the range of files found in the folder. A frame missing inside the range
     is an error when it is read (naming the file), not when the source is opened. A still image is
-    one frame, numbered `first` (default 0). Colour (`view`, see `read_image`) is resolved once, from
-    the first file's header and sample type; `colour` holds every choice made.
+    one frame, numbered `first` (default: the number in its name, `plate.1001.png` is 1001, else 0).
+    Colour (`view`, see `read_image`) is resolved once, from the first file's header and sample type;
+    `colour` holds every choice made.
     """
 
     def __init__(
@@ -551,7 +581,7 @@ class ImageSequenceFrames(FrameSource):
             self._still_path: str | None = text
             if not os.path.isfile(text):
                 raise FrameError(f"image file {text!r} does not exist")
-            number = 0 if first is None else operator.index(first)
+            number = _still_frame_number(text) if first is None else operator.index(first)
             if last is not None and operator.index(last) != number:
                 raise FrameError(f"{text!r} is a single image: it has one frame, so last must equal first")
             self.frame_numbers = range(number, number + 1)

@@ -654,9 +654,10 @@ def session_to_sidecar(
 ) -> dict[str, Any]:
     """A session's prompts as a sidecar dict (see the module docstring for the format).
 
-    plate: the path or pattern to write (default: the session's own plate), or a frame source
-        description (`FrameSource.describe()`, whose colour settings are kept; a path keeps the
-        session's own colour settings). Frames pushed in memory have no path: give `plate`.
+    plate: the path or pattern to write as given (default: the session's own plate, made absolute),
+        or a frame source description (`FrameSource.describe()`, whose colour settings are kept; its
+        path made absolute); a path keeps the session's own colour settings. Frames pushed in
+        memory have no path: give `plate`.
     first/last: the shot's frame range (default: the session's).
     model: checkpoint name or file, or {"checkpoint", "config"} (default: the session model's name
         when it is one of the official ones, else no model entry).
@@ -680,6 +681,9 @@ def session_to_sidecar(
     else:
         plate_text = os.fspath(plate)
         view, colour = source.get("view"), source.get("colour")  # the colour the prompts were made seeing
+    if not isinstance(plate, (str, os.PathLike)):
+        # a path the session opened relative to this process's folder means nothing elsewhere
+        plate_text = os.path.abspath(os.path.expanduser(str(plate_text)))
     shot = ShotSpec(
         plate=str(plate_text),
         first=session.frames.first_frame if first is None else int(first),

@@ -24,6 +24,8 @@ from .common import (
     add_model_arguments,
     colour_from_args,
     load_model_from_args,
+    portable_checkpoint,
+    portable_config,
     resolve_device,
     resolve_precision,
 )
@@ -62,15 +64,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--stop-grace", type=float, default=10.0, metavar="S",
                         help="on SIGTERM, wait this long for a running request before saving the other sessions and "
                         "exiting with status 3 (default %(default)s)")
-    group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     add_colour_arguments(parser, defaults_for="defaults for sessions whose client leaves them open")
+    logging_group = parser.add_argument_group("log")
+    logging_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                               help="INFO (default): sessions opened and closed, each request, each propagation, "
+                                    "errors with tracebacks; DEBUG adds the requests hosts poll (status, ping)")
+    logging_group.add_argument("--log-file", type=Path, default=None, metavar="FILE",
+                               help="also log to FILE, which rotates at --log-max-mb (FILE.1, FILE.2, ...)")
+    logging_group.add_argument("--log-max-mb", type=float, default=10.0, metavar="MB",
+                               help="size at which --log-file rotates (default %(default).0f; 5 old files kept)")
+    logging_group.add_argument("--log-json", action="store_true",
+                               help="log JSON lines (time, level, message and the event's fields) instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s samroto worker %(levelname)s: %(message)s")
-    log = logging.getLogger("samroto.worker")
+    from samroto.bridge.worker import logs
     from samroto.bridge.worker.server import EXIT_STUCK, ModelEngine, Worker, WorkerConfig, default_session_dir
+
+    if args.log_max_mb <= 0:
+        print("error: --log-max-mb must be positive", file=sys.stderr)
+        return 2
+    try:
+        logs.configure(args.log_level, log_file=args.log_file, json_lines=args.log_json,
+                       max_bytes=int(args.log_max_mb * 2 ** 20))
+    except OSError as exc:
+        print(f"error: cannot write the log file {args.log_file}: {exc}", file=sys.stderr)
+        return 2
+    log = logging.getLogger(logs.LOGGER)
 
     numbers = (args.max_message_mb, args.client_timeout, args.max_body_mb, args.max_queued_mb, args.max_objects,
                args.max_points, args.max_prompts, args.max_frames, args.stop_grace)
@@ -101,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
-    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config,
-                         colour=colour)
+    # recorded in exported sidecars: names and absolute paths resolve from any folder
+    engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
+                         config=portable_config(args.config), colour=colour)
     worker = Worker(config, engine)
     try:
         worker.bind()

@@ -679,8 +679,10 @@ def _get_shapes(ctx: HandlerContext, job: Job) -> tuple:
                                       pixel_aspect=pixel_aspect)
     except ShapeError as exc:
         raise bad(str(exc)) from None
+    # frames where degenerate masks made the shape fit fall back (points spread along the contour)
+    fallback = sorted({f for shape in shapes for f in shape.get("fallback_frames", [])})
     return {"obj_id": obj_id, "width": record.width, "height": record.height, "space": space,
-            "tolerance": tolerance, "frames": frames, "shapes": shapes}, None
+            "tolerance": tolerance, "frames": frames, "shapes": shapes, "fallback_frames": fallback}, None
 
 
 class _LazyLogits:
@@ -710,10 +712,15 @@ def _export_prompts(ctx: HandlerContext, job: Job) -> tuple:
     plate = get_field(body, "plate", str, None)
     if plate is None and record.source is None:
         raise bad("this session's frames were pushed by the client and have no file: give 'plate' (a path or pattern)")
+    if plate is None:
+        plate = record.source
+    if isinstance(plate, str) and not os.path.isabs(os.path.expanduser(plate)):
+        # relative to the worker's folder: recorded absolute, so the sidecar resolves anywhere
+        plate = os.path.abspath(os.path.expanduser(plate))
     try:
         sidecar = session_to_sidecar(
             record.live,
-            plate=plate if plate is not None else record.source,
+            plate=plate,
             first=record.first,
             last=record.last,
             model=get_field(body, "model", str, None) or ctx.backend.model_spec,

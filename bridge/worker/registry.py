@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from .. import protocol
 from ...core.fileio import write_json_atomic
+from . import logs
 from .backend import Engine
 from .errors import RequestError, bad
 from .sessions import (PUSHED_DIR, SESSION_FILE, SESSION_ID_RE, STATE_DIR, SessionRecord, default_matte_dir,
@@ -93,6 +94,7 @@ class SessionRegistry:
             self.make_room(record)
             record.frames = self._frames_for(record)
             record.session = self.backend.reopen_session(record.folder / STATE_DIR, record.frames)
+            logs.session_event("loaded", record.id)
             if record.frames is None:
                 record.frames = record.session.frames
         record.last_used = time.monotonic()
@@ -122,6 +124,8 @@ class SessionRegistry:
     def register(self, record: SessionRecord) -> None:
         with self._lock:
             self._records[record.id] = record
+        logs.session_event("opened", record.id, plate=record.source or record.plate, frames="%d-%d" % (
+            record.first, record.last), size="%dx%d" % (record.width, record.height))
 
     def forget(self, record: SessionRecord) -> None:
         with self._lock:
@@ -135,6 +139,7 @@ class SessionRegistry:
         """Save and close a session (it stays known and reopens on demand)."""
         if record.session is None:
             return
+        logs.session_event("unloaded", record.id)
         try:
             record.session.save()
             record.session.close()

@@ -20,9 +20,10 @@ import zmq
 
 from .. import codec, protocol
 from ..codec import ProtocolError
+from . import logs
+from .backend import Propagation
 from .errors import RequestError, describe_error
 from .handlers import HANDLERS, HandlerContext, Job, RequestLimits, finish_mattes, frame_body, write_frame_mattes
-from .backend import Propagation
 from .registry import SessionRegistry
 from .sessions import SessionRecord
 
@@ -253,6 +254,7 @@ class Scheduler:
         with self._cond:
             self._busy_with = job.msg.type
             self._current_job = job
+        started, outcome = time.monotonic(), "ok"
         try:
             if handler is None:
                 raise RequestError(protocol.E_UNKNOWN_TYPE, "unknown request type %r" % job.msg.type)
@@ -260,23 +262,26 @@ class Scheduler:
             if result is not None:
                 body, arrays = result
                 self._reply(job, body, arrays)
-        except RequestError as exc:
+        except (RequestError, ProtocolError) as exc:
+            outcome = exc.code
             self._error(job.identity, job.msg.request_id, exc.code, exc.message)
-        except ProtocolError as exc:
-            self._error(job.identity, job.msg.request_id, exc.code, exc.message)
-        except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
-            # user errors from core (FrameError, StrokeError, MatteError, ...) are ValueErrors with clear
-            # messages; OSError: an unreadable plate or unwritable matte folder
-            self._error(job.identity, job.msg.request_id, protocol.E_BAD_REQUEST, describe_error(exc))
         except Exception as exc:
-            log.error("request %s failed:\n%s", job.msg.type, traceback.format_exc())
-            self._error(job.identity, job.msg.request_id, protocol.E_INTERNAL,
-                        "the worker failed on %s: %s" % (job.msg.type, describe_error(exc)))
+            if logs.is_client_error(exc):
+                # samroto's checks (FrameError, StrokeError, MatteError, ...) and unreadable files
+                outcome = protocol.E_BAD_REQUEST
+                self._error(job.identity, job.msg.request_id, protocol.E_BAD_REQUEST, describe_error(exc))
+            else:
+                outcome = protocol.E_INTERNAL
+                logs.internal_error("request %s" % job.msg.type, exc)
+                self._error(job.identity, job.msg.request_id, protocol.E_INTERNAL,
+                            "the worker failed on %s: %s" % (job.msg.type, describe_error(exc)))
         finally:
             with self._cond:
                 self._busy_with = None
                 self._current_job = None
                 self._queued_bytes -= job.cost
+            logs.request_done(job.msg.type, session=job.msg.session, identity=job.identity,
+                              request_id=job.msg.request_id, seconds=time.monotonic() - started, outcome=outcome)
 
     # --- streams --------------------------------------------------------------------------
 
@@ -298,9 +303,9 @@ class Scheduler:
             self._end_stream(stream, protocol.DONE, {})
             return
         except Exception as exc:
-            user_error = isinstance(exc, (ValueError, OSError))
+            user_error = logs.is_client_error(exc)
             if not user_error:
-                log.error("propagation %s failed:\n%s", stream.request_id, traceback.format_exc())
+                logs.internal_error("propagation %s" % stream.request_id, exc)
             self._end_stream(stream, protocol.ERROR, {"code": protocol.E_BAD_REQUEST if user_error
                                                       else protocol.E_INTERNAL, "message": describe_error(exc)})
             return
@@ -334,6 +339,9 @@ class Scheduler:
         if stream.writer is not None:
             finish_mattes(stream.writer)
         body = dict(body, sent=stream.sent, total=stream.total)
+        logs.stream_ended(request_id=stream.request_id, session=stream.record.id, kind=kind, sent=stream.sent,
+                          total=stream.total, seconds=time.monotonic() - stream.started,
+                          reason=body.get("reason") or body.get("message"))
         self._outbox.send(stream.identity, kind, stream.request_id, body, session=stream.record.id)
 
     def _shutdown(self) -> None:
@@ -362,6 +370,7 @@ class Scheduler:
         with self._cond:
             self._streams[(job.identity, job.msg.request_id)] = stream
             record.stream = stream
+        logs.stream_started(request_id=job.msg.request_id, session=record.id, identity=job.identity, total=total)
         return stream
 
     def send(self, identity: bytes, mtype: str, reply_to: Optional[str], body: Optional[dict] = None,

@@ -16,6 +16,10 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+# the errors core raises for a client's mistakes: the worker answers them as bad_request
+from samroto.core.frames import FrameError
+from samroto.core.video_session import SessionError
+
 
 @dataclass
 class FakeResult:
@@ -64,7 +68,7 @@ class FakeSession:
 
     def _check(self, frame: int) -> None:
         if frame not in self.frames.frame_numbers:
-            raise ValueError(f"frame {frame} is outside {self.frames.frame_numbers}")
+            raise SessionError(f"frame {frame} is outside {self.frames.frame_numbers}")
 
     def _disc(self, centre: Optional[tuple[float, float]]) -> np.ndarray:
         h, w = self.frames.height, self.frames.width
@@ -199,7 +203,7 @@ class FakeEngine:
             first = plate.get("first") if first is None else first
             last = plate.get("last") if last is None else last
         elif not str(plate).startswith("fake:"):
-            raise ValueError(f"{plate!r}: the fake engine only opens 'fake:' plates")
+            raise FrameError(f"{plate!r}: the fake engine only opens 'fake:' plates")
         elif str(plate) == "fake:stuck":
             self.unstick.wait()
         return FakeFrames(1001 if first is None else first, 1012 if last is None else last, colour=view)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zmq
 
-from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession, auth,
+from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession, PropagationCancelled, auth,
                             ProtocolMismatch, RemoteError, WorkerBusy, codec, protocol, pushed_plate)
 from samroto.bridge.worker.handlers import RequestError
 from samroto.bridge.worker.scheduler import Job, Scheduler
@@ -170,8 +170,10 @@ def test_another_client_can_cancel_a_sessions_propagation(config_dir: Path, tmp_
             next(run)
             remote = other.resume_session(shot.id)
             assert run.request_id in remote.cancel()
-            rest = list(run)
-            assert run.state == "cancelled" and len(rest) < 10
+            # not asked by this loop: it must not end as if the shot were done
+            with pytest.raises(PropagationCancelled, match="cancelled by request") as stopped:
+                list(run)
+            assert run.state == "cancelled" and run.received < 11 and stopped.value.received == run.received
     finally:
         worker.stop()
 
@@ -212,8 +214,9 @@ def test_a_silent_client_is_timed_out(config_dir: Path, tmp_path: Path) -> None:
             run = shot.propagate(credit=2)
             wait_until(lambda: watcher.status()["streams"], what="the stream to start")
             wait_until(lambda: watcher.status()["streams"] == [], what="the silent stream to be cancelled")
-            frames = list(run)
-            assert run.state == "cancelled" and "silent" in (run.reason or "") and len(frames) == 2
+            with pytest.raises(PropagationCancelled, match="silent"):
+                list(run)
+            assert run.state == "cancelled" and "silent" in (run.reason or "") and run.received == 2
     finally:
         worker.stop()
 
@@ -396,8 +399,9 @@ def test_stopping_finishes_the_frame_in_flight_and_flushes(config_dir: Path, tmp
         next(run)
         saves_before = worker.engine.sessions[-1].saves
         worker.worker.stop()
-        rest = list(run)
-        assert run.state == "cancelled" and "stopping" in (run.reason or "") and len(rest) < 20
+        with pytest.raises(PropagationCancelled, match="stopping"):
+            list(run)
+        assert run.state == "cancelled" and "stopping" in (run.reason or "") and run.received < 21
     worker.thread.join(20)
     assert worker.result == [0]
     session = worker.engine.sessions[-1]
