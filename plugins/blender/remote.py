@@ -381,7 +381,14 @@ def sync_prompts(session: RemoteSession, book: PromptBook, objects: List[int]) -
                                     "objects": inside.sidecar_objects(to_import)})
         except RemoteError as exc:
             raise AddonError("The worker cannot take the clip's prompts back: %s" % exc.message) from None
-    after = worker_prompts(session) if changes or removed else held
+    after = held
+    if changes or removed:
+        try:
+            after = worker_prompts(session)
+        except RemoteError as exc:
+            if isinstance(exc, (NoSuchSession, WorkerBusy)):
+                raise
+            after = inside  # sent, but the worker cannot say what it holds: take it that it holds them
     return SyncOutcome([(o, f) for o, f, _ in changes], removed, after)
 
 
