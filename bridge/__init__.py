@@ -1,7 +1,7 @@
 """samroto.bridge: the worker protocol, its codec, the worker server and the client.
 
 Importing this package must not import torch: the add-ons load the client inside
-Blender and Nuke (Python 3.9 to 3.11). The server lives in `samroto.bridge.server`.
+Blender and Nuke (Python 3.9 to 3.11). The server lives in `samroto.bridge.worker.server`.
 
 The client names below are loaded on first use, so `import samroto.bridge` needs
 neither pyzmq nor msgpack until a client is made.
@@ -9,7 +9,8 @@ neither pyzmq nor msgpack until a client is made.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, List, Optional
 
 from .protocol import PROTOCOL_VERSION
 
@@ -19,7 +20,18 @@ _CLIENT_NAMES = (
     "RemoteError", "BadRequest", "NoSuchSession", "WorkerBusy", "NotImplementedByWorker",
 )
 
-__all__ = ["PROTOCOL_VERSION", *_CLIENT_NAMES]
+__all__ = ["PROTOCOL_VERSION", "client_files", *_CLIENT_NAMES]
+
+
+def client_files(folder: Optional[str] = None) -> List[str]:
+    """The modules the add-ons bundle: every `.py` file directly in the bridge folder.
+
+    The rule is the folder itself: the worker lives in the `worker/` subpackage and is never
+    bundled, so a new client module is picked up by the Blender build, the Nuke installer and
+    the portability tests alike.
+    """
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
+    return sorted(name for name in os.listdir(folder) if name.endswith(".py"))
 
 
 def __getattr__(name: str) -> Any:

@@ -302,8 +302,8 @@ class Client:
                                          max_nonces=self._limits.max_remembered_nonces)
         # a stable identity: after a reconnect the worker's answers still reach us
         self._identity = b"samroto-" + uuid.uuid4().hex[:16].encode()
-        self._context: zmq.Context = zmq.Context.instance()
-        self._socket: Optional[zmq.Socket] = None
+        self._context: zmq.Context[Any] = zmq.Context.instance()
+        self._socket: Optional[zmq.Socket[Any]] = None
         self._inbox: Dict[str, Deque[Message]] = {}
         self._connect()
 
@@ -659,7 +659,8 @@ class RemoteSession:
             body["plate"] = plate
         if model is not None:
             body["model"] = model
-        return self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+        sidecar: Dict[str, Any] = self._request(protocol.EXPORT_PROMPTS, body).body["sidecar"]
+        return sidecar
 
     def import_prompts(self, sidecar: Dict[str, Any]) -> List[int]:
         """Replay a sidecar's prompts (from `export_prompts` of another session, or a sidecar file)

@@ -137,7 +137,8 @@ def _plain(value: Any) -> Any:
 
 
 def packb(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True, default=_plain)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True, default=_plain)
+    return packed
 
 
 def unpackb(data: Union[bytes, memoryview], *, limits: protocol.Limits, max_bytes: int, what: str) -> Any:

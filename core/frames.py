@@ -432,6 +432,33 @@ class ArrayFrames(FrameSource):
         }
 
 
+class PushedFrames(FrameSource):
+    """Frames a client pushed over the wire, one `<frame>.npy` file each in a folder.
+
+    The range and size are fixed when the session opens; a frame not pushed yet is an error
+    when read. Files are loaded without pickle.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], first: int, last: int, height: int, width: int) -> None:
+        self.folder = os.fspath(folder)
+        self.frame_numbers = range(operator.index(first), operator.index(last) + 1)
+        self.height, self.width = int(height), int(width)
+
+    def path_of(self, frame: int) -> str:
+        return os.path.join(self.folder, f"{frame}.npy")
+
+    def read(self, frame: int) -> np.ndarray:
+        self.index_of(frame)
+        path = self.path_of(frame)
+        if not os.path.isfile(path):
+            raise FrameError(f"frame {frame} has not been pushed yet")
+        return np.load(path, allow_pickle=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "pushed", "first": self.first_frame, "last": self.last_frame,
+                "height": self.height, "width": self.width}
+
+
 class ImageSequenceFrames(FrameSource):
     """A numbered image sequence (`plate.####.exr`), or a single still image when the path has no token.
 

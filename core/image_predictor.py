@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import FrameFeatures, SAM2Model
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from .model.sam2 import FrameFeatures, SAM2Model
+from .model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 
 
 def image_to_input(rgb: np.ndarray, image_size: int, device: torch.device) -> torch.Tensor:

@@ -35,9 +35,9 @@ import cv2
 import numpy as np
 import torch
 
-from .edges import SmoothOptions, TemporalSmoother
+from .outputs.edges import SmoothOptions, TemporalSmoother
 from .matting import MattingModel, load_matting_model
-from .mattes import matte_from_logits
+from .outputs.mattes import matte_from_logits
 
 
 class MattingPassError(ValueError):

@@ -555,7 +555,7 @@ def session_to_sidecar(
         when it is one of the official ones, else no model entry).
     Mask prompts are read back from the session folder and written inline (RLE).
     """
-    from .config import PRESETS
+    from .model.config import PRESETS
 
     source = session.frames.describe()
     view: dict[str, Any] | None = None

@@ -19,11 +19,10 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -32,11 +31,12 @@ import torch.nn.functional as F
 
 from .fileio import write_bytes_atomic, write_json_atomic
 from .frames import ArrayFrames, FrameSource, open_frames
+from .prefetch import FramePrefetcher
 from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore
-from .model import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
-from .preprocess import to_model_input
-from .prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
-from .runtime import DTYPES, autocast_context, release_free_memory
+from .model.sam2 import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
+from .model.preprocess import to_model_input
+from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from .model.runtime import DTYPES, autocast_context, release_free_memory
 
 SESSION_FORMAT = 1
 TRIM_EVERY_FRAMES = 8
@@ -82,6 +82,8 @@ class Prompt:
 
 @dataclass(frozen=True)
 class SessionOptions:
+    """How a session tracks; the one place its defaults are written (saved with the session)."""
+
     fill_hole_area: int = 8
     non_overlap_masks: bool = False
     # image features kept for recently used frames (each is ~16 MB at 1024)
@@ -91,6 +93,24 @@ class SessionOptions:
     # "float32", or "bfloat16"/"float16" autocast on CUDA
     precision: str = "float32"
 
+    def __post_init__(self) -> None:
+        if self.fill_hole_area < 0:
+            raise SessionError("fill_hole_area must be >= 0")
+        if self.precision not in DTYPES:
+            raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {self.precision!r}")
+        if self.feature_cache_frames < 1:
+            object.__setattr__(self, "feature_cache_frames", 1)
+
+    @classmethod
+    def from_saved(cls, saved: "dict[str, Any]") -> "SessionOptions":
+        """Options as saved in a session manifest; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+    def with_overrides(self, **overrides: Any) -> "SessionOptions":
+        """These options with the given fields changed; None leaves a field as it is."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
 
 class VideoSession:
     def __init__(
@@ -99,16 +119,17 @@ class VideoSession:
         frames: "FrameSource | str | os.PathLike[str] | np.ndarray",
         *,
         video_size: tuple[int, int] | None = None,
-        fill_hole_area: int = 8,
-        non_overlap_masks: bool = False,
+        options: SessionOptions | None = None,
+        fill_hole_area: int | None = None,
+        non_overlap_masks: bool | None = None,
         state_dir: "str | os.PathLike[str] | None" = None,
         keep_in_memory: bool = False,
         device: "str | torch.device | None" = None,
         first: int | None = None,
         last: int | None = None,
-        precision: str = "float32",
-        feature_cache_frames: int = 4,
-        record_window: int = 24,
+        precision: str | None = None,
+        feature_cache_frames: int | None = None,
+        record_window: int | None = None,
         image_size: int | None = None,
     ) -> None:
         """
@@ -117,27 +138,25 @@ class VideoSession:
             (already S*S) for a shot of that size, and outputs come at `video_size`.
         state_dir: where per-frame state lives (created if needed). None: a private temporary folder,
             removed on close. `keep_in_memory`: keep every record in RAM instead (like the reference).
+        options: how the session tracks (`SessionOptions`); the keyword arguments of the same names
+            override single fields of it.
         image_size: track at another internal resolution than the model's (e.g. 512): a PREVIEW, much
             faster on a CPU; `preview` tells. The same weights are used; final mattes come from a
             session at the model's own size.
         """
         if device is not None and not _same_device(torch.device(device), model.device):
             raise SessionError(f"the model is on {model.device}, not {device}: move the model first")
-        if fill_hole_area < 0:
-            raise SessionError("fill_hole_area must be >= 0")
-        if precision not in DTYPES:
-            raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {precision!r}")
+        self.options = (options or SessionOptions()).with_overrides(
+            fill_hole_area=fill_hole_area,
+            non_overlap_masks=non_overlap_masks,
+            feature_cache_frames=feature_cache_frames,
+            record_window=record_window,
+            precision=precision,
+        )
         self.full_image_size = model.image_size
         if image_size is not None:
             model = model.at_image_size(int(image_size))
         self.model = model
-        self.options = SessionOptions(
-            fill_hole_area=fill_hole_area,
-            non_overlap_masks=non_overlap_masks,
-            feature_cache_frames=max(1, feature_cache_frames),
-            record_window=record_window,
-            precision=precision,
-        )
         self.frames = frames if isinstance(frames, FrameSource) else open_frames(frames, first=first, last=last)
         if len(self.frames) == 0:
             raise SessionError("the shot has no frames")
@@ -159,7 +178,7 @@ class VideoSession:
         else:
             self.state_dir = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="samroto-"))
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.store = DiskStore(self.state_dir / "records", window=record_window)
+            self.store = DiskStore(self.state_dir / "records", window=self.options.record_window)
 
         self._objects: OrderedDict[int, ObjectIndex] = OrderedDict()
         self._prompts: dict[int, dict[int, Prompt]] = {}
@@ -501,7 +520,7 @@ class VideoSession:
             if cached is not None:
                 pix = cached
             else:
-                memory, memory_pos, num_ptr = self._memory_for(obj_id, idx, reverse)
+                memory, memory_pos, num_ptr = self._memory_bank_for(obj_id, idx, reverse)
                 pix = model.condition_on_memory(features, memory, memory_pos, num_ptr)
                 self._conditioned[key] = pix
                 while len(self._conditioned) > self.options.feature_cache_frames:
@@ -518,7 +537,7 @@ class VideoSession:
             multimask=model.use_multimask(num_points=num_points),
         )
 
-    def _memory_for(self, obj_id: int, idx: int, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _memory_bank_for(self, obj_id: int, idx: int, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The memory bank an object attends to on frame `idx` (the reference's
         `_prepare_memory_conditioned_features`): keyframes, up to 6 previous frames in the direction of
         travel, and the object pointers of keyframes in the past and of up to 15 previous frames."""
@@ -531,7 +550,7 @@ class VideoSession:
         selected, unselected = _select_keyframes(idx, keyframes, c.max_cond_frames_in_attn)
         spatial: list[tuple[torch.Tensor, int]] = []
         for k in selected:
-            spatial.append((self._memory_of(obj_id, k), 0))
+            spatial.append((self._stored_memory(obj_id, k), 0))
         stride = c.memory_temporal_stride
         for t_pos in range(1, c.num_maskmem):
             t_rel = c.num_maskmem - t_pos  # frames before the current one
@@ -542,7 +561,7 @@ class VideoSession:
             else:
                 prev = -(-(idx + 2) // stride) * stride + (t_rel - 2) * stride
             if obj.committed.get(prev) is False or prev in unselected:
-                spatial.append((self._memory_of(obj_id, prev), t_pos))
+                spatial.append((self._stored_memory(obj_id, prev), t_pos))
 
         max_ptrs = min(self.num_frames, c.max_obj_ptrs_in_encoder)
         sign = -1 if reverse else 1
@@ -559,7 +578,7 @@ class VideoSession:
                 pointers.append((t_diff, self.store.get(obj_id, t, pending=False).obj_ptr))
         return model.assemble_memory(spatial, pointers, self.num_frames)
 
-    def _memory_of(self, obj_id: int, idx: int) -> torch.Tensor:
+    def _stored_memory(self, obj_id: int, idx: int) -> torch.Tensor:
         record = self.store.get(obj_id, idx, pending=False)
         if record.memory is None:
             raise SessionError(f"internal: object {obj_id} frame {self._number(idx)} has no memory")
@@ -652,7 +671,7 @@ class VideoSession:
                     self._put(obj_id, idx, record, pending=False)
                 records[obj_id] = record
             else:
-                memory = self._memory_for(obj_id, idx, reverse)
+                memory = self._memory_bank_for(obj_id, idx, reverse)
                 groups.setdefault((memory[0].shape[1], memory[2]), []).append((obj_id, memory))
         for members in groups.values():
             records.update(self._track_batch(idx, reverse, members))
@@ -768,19 +787,14 @@ class VideoSession:
             if spec.get("kind") == "array":
                 raise SessionError(f"{root} was opened on frames pushed in memory: pass them again with frames=")
             frames = open_frames(spec)
-        options = manifest.get("options", {})
         video_size = manifest.get("video_size")
         session = cls(
             model,
             frames,
             video_size=tuple(video_size) if video_size else None,
-            fill_hole_area=options.get("fill_hole_area", 8),
-            non_overlap_masks=options.get("non_overlap_masks", False),
+            options=SessionOptions.from_saved(manifest.get("options", {})),
             state_dir=root,
             device=device,
-            precision=options.get("precision", "float32"),
-            feature_cache_frames=options.get("feature_cache_frames", 4),
-            record_window=options.get("record_window", 24),
             image_size=saved_size,
         )
         session._restore()
@@ -917,73 +931,3 @@ __all__ = [
     "VideoSession",
     "fill_holes",
 ]
-
-
-class FramePrefetcher:
-    """Reads and preprocesses upcoming frames on a background thread, a couple ahead of the model.
-
-    Decoding (PyAV/OpenCV) releases the GIL, so it overlaps with the model's work; at most `ahead`
-    frames wait in memory. The consumer calls `advance(idx)` after each frame, used or not.
-    """
-
-    def __init__(self, load: "Callable[[int], torch.Tensor]", order: Sequence[int], *, ahead: int = 2) -> None:
-        self._load = load
-        self._order = list(order)
-        self._position = {idx: pos for pos, idx in enumerate(self._order)}
-        self._ready: dict[int, torch.Tensor] = {}
-        self._failed: set[int] = set()
-        self._condition = threading.Condition()
-        self._ahead = ahead
-        self._consumed = 0
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="samroto-prefetch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        for position, idx in enumerate(self._order):
-            with self._condition:
-                while not self._stopped and position >= self._consumed + self._ahead:
-                    self._condition.wait()
-                if self._stopped:
-                    return
-                if position < self._consumed:
-                    continue  # the consumer went past it already
-            try:
-                tensor = self._load(idx)
-            except Exception:  # the consumer reads the frame itself and reports the error there
-                with self._condition:
-                    self._failed.add(idx)
-                    self._condition.notify_all()
-                continue
-            with self._condition:
-                if self._position[idx] >= self._consumed:
-                    self._ready[idx] = tensor
-                self._condition.notify_all()
-
-    def take(self, idx: int) -> torch.Tensor | None:
-        """The preprocessed frame when it is planned next; None otherwise (the caller reads it itself)."""
-        with self._condition:
-            position = self._position.get(idx)
-            if position is None or not (self._consumed <= position < self._consumed + self._ahead):
-                return None
-            while idx not in self._ready and idx not in self._failed and not self._stopped:
-                self._condition.wait(timeout=60)
-            self._failed.discard(idx)
-            return self._ready.pop(idx, None)
-
-    def advance(self, idx: int) -> None:
-        """The consumer is done with frame `idx` (and everything planned before it)."""
-        with self._condition:
-            position = self._position.get(idx)
-            if position is None:
-                return
-            self._consumed = max(self._consumed, position + 1)
-            for stale in [i for i in self._ready if self._position[i] < self._consumed]:
-                del self._ready[stale]
-            self._condition.notify_all()
-
-    def stop(self) -> None:
-        with self._condition:
-            self._stopped = True
-            self._condition.notify_all()
-        self._thread.join(timeout=60)

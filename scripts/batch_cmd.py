@@ -86,8 +86,8 @@ def shot_name_for(file: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samroto.core.config import ConfigError
-    from samroto.core.download import DownloadError
+    from samroto.core.model.config import ConfigError
+    from samroto.core.model.download import DownloadError
     from samroto.core.sidecar import SidecarError, load_sidecar
 
     from .batch_runner import STATE_FOLDER, BatchError, BatchOptions, RayOptions, ShotJob, run_local, run_on_ray
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 def _model_choice(args: argparse.Namespace, jobs: list[ShotJob]) -> ModelChoice:
     """--model/--config, else the sidecars' model (all the same), else the default; the config is
     resolved here so Ray workers need no config file."""
-    from samroto.core.config import load_config_file, resolve_config
+    from samroto.core.model.config import load_config_file, resolve_config
 
     from .batch_runner import ModelChoice
 

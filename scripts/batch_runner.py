@@ -36,9 +36,9 @@ from samroto.core.fileio import write_json_atomic
 
 if TYPE_CHECKING:
     from samroto.core.frames import FrameSource
-    from samroto.core.matte_output import MatteOutput
-    from samroto.core.mattes import MatteSequenceWriter
-    from samroto.core.model import SAM2Model
+    from samroto.core.outputs.matte_output import MatteOutput
+    from samroto.core.outputs.mattes import MatteSequenceWriter
+    from samroto.core.model.sam2 import SAM2Model
     from samroto.core.sidecar import Sidecar
     from samroto.core.video_session import VideoSession
 
@@ -90,11 +90,11 @@ class ModelChoice:
         return "bfloat16" if self.resolved_device().startswith("cuda") else "float32"
 
     def load(self) -> "SAM2Model":
-        from samroto.core.checkpoint import load_model
+        from samroto.core.model.checkpoint import load_model
 
         model = load_model(self.checkpoint, config=self.config, device=self.resolved_device())
         if self.compile:
-            from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+            from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
 
             compile_image_encoder(model)
             compile_memory_attention(model)
@@ -194,9 +194,9 @@ class ShotRunner:
     # --- one shot ------------------------------------------------------------------------------
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
-        from samroto.core.frames import FrameSource, ViewTransform, open_frames
-        from samroto.core.matte_output import MatteOptions, MatteOutput
-        from samroto.core.mattes import MatteSequenceWriter
+        from samroto.core.frames import ViewTransform, open_frames
+        from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
+        from samroto.core.outputs.mattes import MatteSequenceWriter
 
         out = Path(self.options.out_dir)
         state_root = out / STATE_FOLDER / name

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from samroto.core.edges import RefineOptions, refine_matte
+from samroto.core.outputs.edges import RefineOptions, refine_matte
 
 LOW_RES = 256  # SAM 2's low-res mask side for a 1024 input
 

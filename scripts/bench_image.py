@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from samroto.core.image_predictor import ImagePredictor
-    from samroto.core.runtime import autocast_context
+    from samroto.core.model.runtime import autocast_context
     from samroto.scripts.common import bench_model
 
     device = torch.device(args.device)

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from samroto.bridge import client_files
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the worker runs there, the build needs 3.11
@@ -39,7 +41,8 @@ BRIDGE_SOURCE = REPO / "bridge"
 MANIFEST = "blender_manifest.toml"
 
 # The client and what it imports; all relative imports, so they work as the add-on's sub-package.
-CLIENT_FILES = ("__init__.py", "protocol.py", "codec.py", "auth.py", "client.py", "preview.py")
+# the bridge client modules bundled into the add-on (one rule, see samroto.bridge.client_files)
+CLIENT_FILES = tuple(client_files(str(BRIDGE_SOURCE)))
 BUNDLED_BRIDGE = "bridge"
 
 # Pinned for reproducible zips; the worker is tested against the same versions.

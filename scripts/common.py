@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from samroto.core.model import SAM2Model
+    from samroto.core.model.sam2 import SAM2Model
 
 DEFAULT_MODEL = "sam2.1_hiera_base_plus"
 
@@ -55,9 +55,9 @@ def resolve_precision(args: argparse.Namespace, device: str) -> str:
 
 def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
     """The model named on the command line, with errors as one line on stderr (exit status 2)."""
-    from samroto.core.checkpoint import CheckpointError, load_model
-    from samroto.core.config import ConfigError, load_config_file
-    from samroto.core.download import DownloadError
+    from samroto.core.model.checkpoint import CheckpointError, load_model
+    from samroto.core.model.config import ConfigError, load_config_file
+    from samroto.core.model.download import DownloadError
 
     device = resolve_device(args.device)
     try:
@@ -67,7 +67,7 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if getattr(args, "compile", False):
-        from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+        from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
 
         compile_image_encoder(model)
         compile_memory_attention(model)
@@ -79,8 +79,8 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
     `--image-size` if given; `--compile` compiles the image encoder (and memory attention if asked)."""
     import torch
 
-    from samroto.core.checkpoint import build_model, load_model
-    from samroto.core.runtime import compile_image_encoder, compile_memory_attention
+    from samroto.core.model.checkpoint import build_model, load_model
+    from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
 
     device = torch.device(args.device)
     model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from samroto.core.config import PRESETS
+from samroto.core.model.config import PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from samroto.core.download import DownloadError, cache_dir, download_checkpoint
+    from samroto.core.model.download import DownloadError, cache_dir, download_checkpoint
 
     names = list(PRESETS) if args.all else args.names
     if not names:

@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from samroto.bridge import client_files
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_SOURCE = REPO / "plugins" / "nuke"
 BRIDGE_SOURCE = REPO / "bridge"
 PACKAGE = "samroto_nuke"
 BUNDLED_BRIDGE = "bridge"
 # The client and the modules it imports (relative imports only, so they work as a sub-package).
-CLIENT_FILES = ("__init__.py", "protocol.py", "codec.py", "auth.py", "client.py", "preview.py")
+# the bridge client modules bundled into the add-on (one rule, see samroto.bridge.client_files)
+CLIENT_FILES = tuple(client_files(str(BRIDGE_SOURCE)))
 PLUGIN_FILES = ("init.py", "menu.py")
 REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0")
 IMPORT_NAMES = ("zmq", "msgpack")

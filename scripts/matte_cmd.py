@@ -49,8 +49,8 @@ def shot_name(plate: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from samroto.core.frames import FrameError, open_frames
-    from samroto.core.matte_output import MatteOptions, MatteOutput
-    from samroto.core.mattes import MatteError, MatteSequenceWriter
+    from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
+    from samroto.core.outputs.mattes import MatteError, MatteSequenceWriter
 
     if not args.point and not args.box:
         print("error: give at least one --point or a --box", file=sys.stderr)

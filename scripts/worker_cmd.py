@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s samroto worker %(levelname)s: %(message)s")
     log = logging.getLogger("samroto.worker")
-    from samroto.bridge.server import ModelEngine, Worker, WorkerConfig, default_session_dir
+    from samroto.bridge.worker.server import ModelEngine, Worker, WorkerConfig, default_session_dir
 
     if args.max_message_mb <= 0 or args.client_timeout <= 0:
         print("error: --max-message-mb and --client-timeout must be positive", file=sys.stderr)

@@ -1,6 +1,6 @@
 """From the worker's shape tracks to a keyframe plan for one Mask layer. No bpy.
 
-The worker's `get_shapes` answers with one dict per shape track (`samroto.core.shapes.
+The worker's `get_shapes` answers with one dict per shape track (`samroto.core.outputs.shapes.
 shape_tracks_to_wire`): `kind` ("outer" | "island" | "hole"), `frames` (plate frames, one key
 each, a contiguous run), `corners` (P bools), and `points`, `handles_in`, `handles_out` (F lists
 of P [x, y] pairs, absolute positions). Each track becomes one closed spline of the object's

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 from samroto.bridge import auth
-from samroto.bridge.server import Worker, WorkerConfig
+from samroto.bridge.worker.server import Worker, WorkerConfig
 
-from .bridge_fakes import FakeEngine
+from .worker.bridge_fakes import FakeEngine
 
 REPO = Path(__file__).resolve().parents[2]
 MICRO_CHECKPOINT = REPO / "tests" / "fixtures" / "sam2_reference" / "micro_sam2.1.pt"
@@ -86,7 +86,8 @@ def start_worker_process(config_dir: Path, session_dir: Path, log_path: Path, *e
         config_file.write_text(json.dumps(models["sam2.1"]))
     env = dict(os.environ, SAMROTO_CONFIG_DIR=str(config_dir), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(MICRO_CHECKPOINT), "--config", str(config_file),
+    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(MICRO_CHECKPOINT),
+               "--config", str(config_file),
                "--device", "cpu", "--bind", "tcp://127.0.0.1:0", "--session-dir", str(session_dir), *extra]
     log = open(log_path, "ab")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO))

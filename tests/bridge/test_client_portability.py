@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from samroto.bridge import client_files
+
 from .. import py39
 from .bridge_support import InProcessWorker, token_of
 
 BRIDGE = Path(__file__).resolve().parents[2] / "bridge"
-CLIENT_FILES = ["__init__.py", "protocol.py", "codec.py", "auth.py", "client.py", "preview.py"]
+CLIENT_FILES = client_files()
 THIRD_PARTY_ALLOWED = {"zmq", "msgpack"}
 def _problems(path: Path) -> list[str]:
     tree, problems = py39.parse(path)

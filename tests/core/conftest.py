@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from samroto.core.checkpoint import load_model
-from samroto.core.config import load_config_file
-from samroto.core.model import SAM2Model
+from samroto.core.model.checkpoint import load_model
+from samroto.core.model.config import load_config_file
+from samroto.core.model.sam2 import SAM2Model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sam2_reference"
 VARIANTS = ("sam2.1", "sam2")

@@ -9,9 +9,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from samroto.core.checkpoint import load_model
-from samroto.core.config import load_config_file
-from samroto.core.model import SAM2Model
+from samroto.core.model.checkpoint import load_model
+from samroto.core.model.config import load_config_file
+from samroto.core.model.sam2 import SAM2Model
 from samroto.core.video_session import VideoSession
 
 from .conftest import FIXTURES

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from samroto.core.image_predictor import ImagePredictor
-from samroto.core.model import SAM2Model
+from samroto.core.model.sam2 import SAM2Model
 
 from .conftest import FIXTURES, assert_close
 

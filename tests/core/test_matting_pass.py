@@ -17,7 +17,7 @@ import torch
 from samroto.core.matting import BackboneConfig, MattingConfig, MattingModel
 from samroto.core.matting_pass import (TRIMAP_UNKNOWN, MattingOptions, MattingPass, band_radii, tile_starts,
                                        trimap_for_plate)
-from samroto.core.mattes import MatteSequenceWriter, read_matte, read_matte_layers
+from samroto.core.outputs.mattes import MatteSequenceWriter, read_matte, read_matte_layers
 
 TINY = MattingConfig(
     name="tiny",

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from samroto.bridge import preview
-from samroto.core.checkpoint import load_model
-from samroto.core.config import load_config_file
-from samroto.core.model import SAM2Model
+from samroto.core.model.checkpoint import load_model
+from samroto.core.model.config import load_config_file
+from samroto.core.model.sam2 import SAM2Model
 from samroto.core.sidecar import (
     SIDECAR_VERSION,
     Sidecar,

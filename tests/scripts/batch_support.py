@@ -9,10 +9,10 @@ import av
 import cv2
 import numpy as np
 
-from samroto.core.checkpoint import load_model
-from samroto.core.config import load_config_file
-from samroto.core.mattes import read_matte
-from samroto.core.model import SAM2Model
+from samroto.core.model.checkpoint import load_model
+from samroto.core.model.config import load_config_file
+from samroto.core.outputs.mattes import read_matte
+from samroto.core.model.sam2 import SAM2Model
 from samroto.core.sidecar import save_sidecar, session_to_sidecar
 from samroto.core.video_session import VideoSession
 

@@ -42,7 +42,7 @@ MICRO = [*MICRO_MODEL, "--threads", "1"]
 # right after its Nth matte file is written: a batch interrupted at a known point.
 KILL_AFTER_WRITES = """
 import os, signal, sys
-from samroto.core import mattes
+from samroto.core.outputs import mattes
 
 limit = int(os.environ["SAMROTO_TEST_KILL_AFTER"])
 original = mattes.MatteSequenceWriter.write_alphas  # every frame's mattes go through it
@@ -94,7 +94,7 @@ def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str
     assert matte_files(out) == expected_files(out)
     assert f"batch: 3 shots, 3 done, 0 failed; {TOTAL_FRAMES} frames written, 0 already there" in summary
     # each shot's confidence report sits beside its mattes and covers every frame of every object
-    from samroto.core.confidence import read_sidecar
+    from samroto.core.outputs.confidence import read_sidecar
 
     for shot, (prefixes, frames) in EXPECTED.items():
         tracker, name = read_sidecar(out / shot / f"{shot}.confidence.json")
@@ -296,7 +296,7 @@ def test_ctrl_c_then_a_lost_session_state_still_skips_written_frames(
     shots: Path, local_run: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    from samroto.core import mattes
+    from samroto.core.outputs import mattes
 
     original = mattes.MatteSequenceWriter.write_alphas  # every frame's mattes go through it
     calls = []

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.core.confidence import read_sidecar
-from samroto.core.mattes import read_matte, read_matte_attributes
+from samroto.core.outputs.confidence import read_sidecar
+from samroto.core.outputs.mattes import read_matte, read_matte_attributes
 from samroto.scripts.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sam2_reference"

@@ -1,7 +1,7 @@
 """Nuke glue: the only module of the plug-in that imports `nuke`.
 
 It reads the SamRoto node, its upstream plate and the prompt knobs or Roto shapes into the plain
-dataclasses of the other modules, starts a `controller.JobRunner` thread for each button press,
+dataclasses of the other modules, starts a `jobs.JobRunner` thread for each button press,
 and turns the results into nodes: a Read node per object on its matte sequence with a Copy node
 putting that matte into the plate's alpha, and on request a Roto node with the tracked shapes.
 A PREVIEW session (tracked at a lower internal resolution) is labelled as one on the node and
@@ -26,7 +26,7 @@ import nuke
 import nuke.rotopaint as rp
 
 from . import connection
-from .controller import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
+from .jobs import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
 from .plate import PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan

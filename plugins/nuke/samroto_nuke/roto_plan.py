@@ -2,7 +2,7 @@
 track, keyed on every tracked frame, the same point count on every key.
 
 The worker's `get_shapes(obj_id, space="nuke")` answers per object with track dicts (see
-`samroto.core.shapes.shape_tracks_to_wire`): `kind` ("outer" | "island" | "hole"), `space`,
+`samroto.core.outputs.shapes.shape_tracks_to_wire`): `kind` ("outer" | "island" | "hole"), `space`,
 `closed`, `frames` (plate frame numbers, one key each), `corners` (one bool per point),
 `points`, `handles_in`, `handles_out` (F lists of P [x, y], absolute, Nuke space: pixels,
 origin bottom-left). Nuke keeps a control point's tangents *relative* to its centre:

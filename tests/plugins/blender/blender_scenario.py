@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> None:
     if build is not None and build.state == "done":
         replies = build.result
         RESULT["shapes_from"] = "worker"
-    else:  # a worker without get_shapes yet: the same dicts made here with samroto.core.shapes
+    else:  # a worker without get_shapes yet: the same dicts made here with samroto.core.outputs.shapes
         replies = shapes_with_core(args.address, state.session_id, [item.obj_id for item in state.objects],
                                    state.first, state.last)
         RESULT["shapes_from"] = "core"
@@ -469,9 +469,9 @@ def frames_with_output(address: str, session_id: str, obj_id: int, first: int, l
 
 
 def shapes_with_core(address: str, session_id: str, obj_ids: List[int], first: int, last: int) -> Dict[int, Any]:
-    """What `get_shapes` answers, made with samroto.core.shapes from the worker's stored masks."""
+    """What `get_shapes` answers, made with samroto.core.outputs.shapes from the worker's stored masks."""
     from samroto.bridge import Client, auth
-    from samroto.core.shapes import masks_to_shapes, shape_tracks_to_wire
+    from samroto.core.outputs.shapes import masks_to_shapes, shape_tracks_to_wire
 
     client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
     try:
@@ -525,7 +525,7 @@ def inspect_mask(bpy: Any, clip: Any, controller: Any, mask_builder: Any, replie
         frame = tracks[outer]["frames"][len(tracks[outer]["frames"]) // 2]
         bpy.context.scene.frame_set(plate.scene_frame(frame))
         key_index = tracks[outer]["frames"].index(frame)
-        from samroto.core.shapes import to_blender
+        from samroto.core.outputs.shapes import to_blender
         import numpy as np
 
         expected = to_blender(np.asarray(tracks[outer]["points"][key_index]), state.width, state.height)

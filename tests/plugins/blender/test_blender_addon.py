@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator
 import pytest
 
 from ...bridge.bridge_support import WorkerProcess, running_worker
-from ...bridge.test_worker_process import FIRST, HEIGHT, LAST, WIDTH, make_plate
+from ...bridge.worker.test_worker_process import FIRST, HEIGHT, LAST, WIDTH, make_plate
 
 SCENARIO = Path(__file__).with_name("blender_scenario.py")
 FRAMES = LAST - FIRST + 1

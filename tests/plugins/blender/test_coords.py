@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from samroto.core.shapes import to_blender
+from samroto.core.outputs.shapes import to_blender
 
 
 @pytest.fixture(scope="module")

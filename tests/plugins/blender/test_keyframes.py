@@ -1,4 +1,4 @@
-"""The keyframe plan for a Mask layer, from shape tracks made by samroto.core.shapes."""
+"""The keyframe plan for a Mask layer, from shape tracks made by samroto.core.outputs.shapes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from samroto.core.shapes import masks_to_shapes, shape_tracks_to_wire
+from samroto.core.outputs.shapes import masks_to_shapes, shape_tracks_to_wire
 
 WIDTH, HEIGHT = 160, 120
 FRAMES = list(range(1001, 1011))

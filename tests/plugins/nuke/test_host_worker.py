@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from samroto_nuke import connection
-from samroto_nuke.controller import JobResult
+from samroto_nuke.jobs import JobResult
 from samroto_nuke.settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, FINAL_KNOB, MODE_KNOB, OBJECT_KNOB,
                                    PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB, PREVIEW_TILE_COLOR,
                                    PROMPT_SOURCE_KNOB, ROTO_INPUT_KNOB, SESSION_KNOB, SESSION_RESOLUTION_KNOB,

@@ -113,7 +113,7 @@ sys.path.insert(0, plugin_dir)  # Nuke puts every NUKE_PATH folder on sys.path
 exec(open(plugin_dir + "/init.py").read(), {"__name__": "__main__"})
 
 from samroto_nuke import connection
-from samroto_nuke.controller import JobRunner, WorkerJob
+from samroto_nuke.jobs import JobRunner, WorkerJob
 from samroto_nuke.plate import PlateSource
 from samroto_nuke.prompts import KnobPrompts
 from samroto_nuke.settings import ConnectionSettings, PluginSettings

@@ -13,6 +13,8 @@ from typing import Callable, List, Set
 
 import pytest
 
+from samroto.bridge import client_files
+
 from ... import py39
 from .conftest import PLUGIN_DIR
 
@@ -20,7 +22,7 @@ PACKAGE = PLUGIN_DIR / "samroto_nuke"
 FILES = sorted(PACKAGE.glob("*.py")) + [PLUGIN_DIR / "init.py", PLUGIN_DIR / "menu.py"]
 HOST_MODULE = "host.py"
 ALLOWED_TOP_LEVEL = {"__future__", "samroto_nuke", "nuke"}
-CLIENT_FILES = ("__init__.py", "protocol.py", "codec.py", "auth.py", "client.py", "preview.py")
+CLIENT_FILES = client_files()
 
 
 def _inside(tree: ast.AST, predicate: Callable[[ast.AST], bool]) -> Set[int]:

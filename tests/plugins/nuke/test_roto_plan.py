@@ -1,6 +1,6 @@
 """The Roto keyframe plan from the worker's shape tracks, without Nuke.
 
-Tracks come from `samroto.core.shapes` (the code the worker's `get_shapes` serves), in Nuke
+Tracks come from `samroto.core.outputs.shapes` (the code the worker's `get_shapes` serves), in Nuke
 space, for a disc moving over a ring-shaped object with a hole.
 """
 
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.core.shapes import masks_to_shapes, shape_tracks_to_wire
+from samroto.core.outputs.shapes import masks_to_shapes, shape_tracks_to_wire
 from samroto_nuke.roto_plan import ShapeDataError, plan_roto
 from samroto_nuke.settings import RotoSettings
 

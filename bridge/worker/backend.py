@@ -1,0 +1,108 @@
+"""What the worker needs from the model side, and the real implementation.
+
+`Engine` is the seam between the worker's protocol handling and the model: `ModelEngine` loads
+a SAM 2 checkpoint once and makes `VideoSession`s, frame sources and matte writers; tests put a
+small fake in its place to exercise scheduling without a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol, Sequence
+
+
+class SessionLike(Protocol):
+    frames: Any
+    obj_ids: list
+
+    def add_points(self, frame: int, obj_id: int, points: Any, labels: Any, *, clear: bool = True) -> Any: ...
+    def add_box(self, frame: int, obj_id: int, box: Any, *, points: Any = None, labels: Any = None) -> Any: ...
+    def add_mask(self, frame: int, obj_id: int, mask: Any) -> Any: ...
+    def clear_prompts(self, frame: int, obj_id: int) -> Any: ...
+    def remove_object(self, obj_id: int) -> None: ...
+    def reset(self) -> None: ...
+    def propagate(self, start: Optional[int] = None, max_frames: Optional[int] = None,
+                  reverse: bool = False) -> Iterator[Any]: ...
+    def frame_result(self, frame: int) -> Any: ...
+    def frame_output(self, obj_id: int, frame: int) -> Any: ...
+    def save(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    model_name: str
+    device: str
+
+    def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any: ...
+    def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any: ...
+    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike: ...
+    def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike: ...
+    def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
+                     options: Optional[dict] = None) -> Any: ...
+
+
+class ModelEngine:
+    """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
+
+    def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None) -> None:
+        """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it (the checkpoint);
+        config: the configuration it was loaded with, when not an official one;
+        precision: "float32", or "bfloat16"/"float16" autocast on CUDA."""
+        self.model = model
+        self.model_name = name
+        # how a batch job loads the same model again (sidecar `model`)
+        self.model_spec: dict = {"checkpoint": name} if config is None else {"checkpoint": name, "config": config}
+        self.device = str(model.device)
+        self.precision = precision
+
+    @classmethod
+    def load(cls, model: str, *, config: Optional[str] = None, device: Optional[str] = None,
+             precision: Optional[str] = None) -> "ModelEngine":
+        """Load a checkpoint file or cached official model (config: JSON text or file, when needed)."""
+        import torch
+
+        from ...core.model.checkpoint import load_model
+        from ...core.model.config import load_config_file
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = load_model(model, config=load_config_file(config) if config else None, device=device)
+        precision = precision or ("bfloat16" if device.startswith("cuda") else "float32")
+        return cls(loaded, name=str(model), precision=precision, config=config)
+
+    def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
+        from ...core.frames import open_frames
+
+        return open_frames(plate, first=first, last=last, view=view)
+
+    def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any:
+        from ...core.frames import PushedFrames
+
+        return PushedFrames(folder, int(frame_numbers[0]), int(frame_numbers[-1]), height, width)
+
+    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike:
+        from ...core.video_session import VideoSession
+
+        # the model already sits on the device; the session follows it
+        return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size)
+
+    def check_track_resolution(self, size: int) -> None:
+        """A preview resolution the model can run at (a multiple of 32, below its own)."""
+        full = int(self.model.image_size)
+        if not (64 <= size < full and size % 32 == 0):
+            raise ValueError("track_resolution must be a multiple of 32 from 64 to below the model's %d, got %d"
+                             % (full, size))
+
+    def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
+        from ...core.video_session import VideoSession
+
+        return VideoSession.open(state_dir, self.model, frames=frames)
+
+    def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
+                     options: Optional[dict] = None) -> Any:
+        """A `MatteOutput`: mattes (optionally refined/smoothed), their confidence in EXR headers and
+        `<name>.confidence.json` beside them when `finish()` is called."""
+        from ...core.outputs.matte_output import MatteOptions, MatteOutput
+        from ...core.outputs.mattes import MatteSequenceWriter
+
+        writer = MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
+        return MatteOutput(writer, frames=frames, options=MatteOptions(**(options or {})))
