@@ -74,6 +74,34 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
     return model
 
 
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")
+
+
+def add_matting_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("matting")
+    group.add_argument(
+        "--matting", default=None, metavar="MODEL",
+        help=f"production alpha from a learned matting pass on the masks' edges: {' or '.join(MATTING_MODELS)} "
+             "(cached by `samroto download`) or a ViTMatte checkpoint file",
+    )
+    group.add_argument("--layered-exr", action="store_true",
+                       help="also write one EXR per frame holding every object's alpha as <object>.A")
+
+
+def load_matting_from_args(args: argparse.Namespace, device: str):  # noqa: ANN201 - MattingPass | None
+    """The `--matting` pass, or None; a missing or wrong checkpoint is one line on stderr (exit status 2)."""
+    if not getattr(args, "matting", None):
+        return None
+    from samroto.core.matting import MattingCheckpointError, MattingConfigError
+    from samroto.core.matting_pass import load_matting_pass
+
+    try:
+        return load_matting_pass(args.matting, device=device)
+    except (MattingCheckpointError, MattingConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Model":
     """The benchmarks' model: `--model` loaded, or the `--config` preset with random weights, at
     `--image-size` if given; `--compile` compiles the image encoder (and memory attention if asked)."""

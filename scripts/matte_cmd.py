@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_model_arguments, load_model_from_args, parse_box, parse_xy, resolve_device, resolve_precision
+from .common import (add_matting_arguments, add_model_arguments, load_matting_from_args, load_model_from_args,
+                     parse_box, parse_xy, resolve_device, resolve_precision)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
+    add_matting_arguments(parser)
     add_model_arguments(parser)
 
 
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_model_from_args(args)
+    matting = load_matting_from_args(args, device)  # before tracking: a missing checkpoint fails fast
     points = [*args.point, *args.negative]
     labels = [1] * len(args.point) + [0] * len(args.negative)
     if args.preview is not None and not 64 <= args.preview < model.image_size:
@@ -93,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         size = image_size or model.image_size
         if label == "PREVIEW":
             print(f"PREVIEW pass: tracking at {size} px (fast, not the final mattes)", file=sys.stderr)
-        output = MatteOutput(writer, frames=source,
-                             options=MatteOptions(refine_edges=args.refine_edges, smooth_edges=args.smooth_edges))
+        options = MatteOptions(refine_edges=args.refine_edges, smooth_edges=args.smooth_edges,
+                               layered_exr=args.layered_exr)
+        # the learned matting pass makes the final mattes; the PREVIEW stays the fast tracked matte
+        output = MatteOutput(writer, frames=source, options=options, matting=matting if label == "final" else None)
         status = _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label)
         if status:
             return status

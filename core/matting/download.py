@@ -100,12 +100,13 @@ def download_matting_checkpoint(
         except MattingCheckpointError as exc:
             raise DownloadError(f"downloaded {name}: {exc}") from None
 
-    failure: DownloadError | None = None
+    failures: list[DownloadError] = []
     for file, suffix in HF_FILES:  # the safetensors file first; older repositories only have the .bin
         try:
             return fetch_into_cache(download_url(name, file), folder / f"{name}{suffix}", timeout=timeout,
                                     progress=progress, check=check)
         except DownloadError as exc:
-            failure = failure or exc
-    assert failure is not None
-    raise failure
+            failures.append(exc)
+    # a file that arrived but was wrong says more than a missing one; offline, the first says where to put it
+    arrived = [f for f in failures if not str(f).startswith("cannot reach")]
+    raise (arrived or failures)[0]
