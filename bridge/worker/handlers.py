@@ -191,6 +191,7 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
                 check(track_resolution)
         except ValueError as exc:
             raise bad(str(exc)) from None
+    matting = _matting_choice(s, body, None)
     if isinstance(plate, str) or (isinstance(plate, dict) and plate.get("kind") in _FILE_KINDS):
         if isinstance(plate, str) and (not plate or "\x00" in plate):
             raise bad("plate path is empty or invalid")
@@ -206,7 +207,7 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
             source = None
         record = s.new_record(name=name, plate=plate, numbers=list(frames.frame_numbers), height=frames.height,
                               width=frames.width, matte_dir=matte_dir, matte_format=matte_format, source=source,
-                              track_resolution=track_resolution)
+                              track_resolution=track_resolution, matting=matting)
         record.frames = frames
     elif isinstance(plate, dict) and plate.get("kind") == "pushed":
         first_p, last_p = get_int(plate, "first"), get_int(plate, "last")
@@ -218,7 +219,7 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
         given = get_field(body, "name", str, None)
         record = s.new_record(name=slug(given, is_path=False) if given else "pushed", plate=spec, numbers=numbers,
                               height=height, width=width, matte_dir=matte_dir, matte_format=matte_format,
-                              track_resolution=track_resolution)
+                              track_resolution=track_resolution, matting=matting)
         (record.folder / PUSHED_DIR).mkdir()
         record.frames = s.engine.pushed_frames(record.folder / PUSHED_DIR, numbers, height, width)
     else:
@@ -435,7 +436,7 @@ def _propagate(s: Scheduler, job: Job) -> None:
         plan.append((b, b - lo, True))
     total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
     iterator = _propagation(record.session, plan, lo, hi)
-    writer = s.writer_for(record, out_dir, None, _matte_options(body)) if write_mattes else None
+    writer = s.writer_for(record, out_dir, None, _matte_options(s, body, record)) if write_mattes else None
     s.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
     s.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
            {"total": total, "first": lo, "last": hi, "start": anchor, "direction": direction,
@@ -514,7 +515,7 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
     fmt = get_field(body, "matte_format", str, None)
     if fmt is not None and fmt not in ("exr", "png"):
         raise bad("matte_format must be 'exr' or 'png'")
-    writer = s.writer_for(record, out_dir, fmt, _matte_options(body))
+    writer = s.writer_for(record, out_dir, fmt, _matte_options(s, body, record))
     written = []
     for f in frames:
         result = record.live.frame_result(f)
@@ -527,10 +528,35 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
     return {"written": written}, None
 
 
-def _matte_options(body: dict) -> dict:
-    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`)."""
-    return {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
-            "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
+def _matte_options(s: Scheduler, body: dict, record: SessionRecord) -> dict:
+    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`), and the
+    learned matting pass: the request's `matting`, else the session's."""
+    options: dict[str, Any] = {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
+                               "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
+    if get_field(body, "layered_exr", bool, False):
+        options["layered_exr"] = True
+    matting = _matting_choice(s, body, record.matting)
+    if matting:
+        options["matting"] = matting
+    return options
+
+
+def _matting_choice(s: Scheduler, body: dict, default: Optional[str]) -> Optional[str]:
+    """`matting` of a request: a model name (checked to be available), "none" for off, absent for `default`."""
+    if "matting" not in body:
+        return default
+    choice = body.get("matting")
+    if choice is None or choice in ("", "none"):
+        return None
+    if not isinstance(choice, str) or choice not in protocol.MATTING_MODELS:
+        raise bad("matting must be one of %s or 'none', got %r" % (", ".join(protocol.MATTING_MODELS), choice))
+    check = getattr(s.engine, "check_matting", None)
+    try:
+        if check is not None:
+            check(choice)  # a missing checkpoint says so now, with how to get it
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    return choice
 
 
 @_handles(protocol.GET_SHAPES)
