@@ -111,6 +111,7 @@ class BatchOptions:
     threads: int | None = None  # torch CPU threads (None: torch's default locally, cpus_per_worker on Ray)
     refine_edges: bool = False  # snap mattes to the plate's edges (core.edges)
     smooth_edges: bool = False  # calm edge chatter over time (restarts where a pass resumes)
+    matting: str | None = None  # learned matting pass for shots whose sidecar names none (session.matting)
 
 
 @dataclass
@@ -150,6 +151,9 @@ def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptio
         "refine_edges": options.refine_edges,
         "smooth_edges": options.smooth_edges,
     }
+    matting = sidecar.session.matting or options.matting
+    if matting:  # only when used, so shots run before matting existed keep their fingerprint
+        key["matting"] = matting
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -169,6 +173,7 @@ class ShotRunner:
         self.options = options
         self.precision = choice.resolved_precision()
         self.progress = progress
+        self._matting_models: dict[str, Any] = {}  # loaded once per runner, a fresh pass per shot
 
     def run(self, job: ShotJob) -> ShotResult:
         """Run one shot; never raises for a shot's own problems (they become a failed result)."""
@@ -253,7 +258,8 @@ class ShotRunner:
         bar = self.progress(name, len(numbers)) if self.progress else None
         # mattes and, beside them, <shot>.confidence.json (carried on across interruptions)
         output = MatteOutput(writer, frames=session.frames, options=MatteOptions(
-            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges))
+            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges),
+            matting=self._matting_pass(sidecar.session.matting or self.options.matting))
         try:
             self._track(session, keyframe, numbers, done, output, result, bar)
         finally:
@@ -265,6 +271,20 @@ class ShotRunner:
         _write_status(state_root, status)
         if not self.options.keep_state:
             shutil.rmtree(session_dir, ignore_errors=True)
+
+    def _matting_pass(self, name: str | None) -> Any:
+        """A fresh matting pass (its own temporal state) for a shot, or None; a missing checkpoint fails
+        the shot with how to get it (MattingCheckpointError is a ValueError)."""
+        if not name:
+            return None
+        from samroto.core.matting import load_matting_model
+        from samroto.core.matting.download import resolve_matting_checkpoint
+        from samroto.core.matting_pass import MattingPass
+
+        if name not in self._matting_models:
+            path, preset = resolve_matting_checkpoint(name)
+            self._matting_models[name] = load_matting_model(path, config=preset, device=self.model.device)
+        return MattingPass(self._matting_models[name])
 
     def _open_session(
         self,
