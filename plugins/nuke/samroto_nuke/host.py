@@ -31,7 +31,8 @@ from .plate import PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_p
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
 from .settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION, FINAL_KNOB, HOLE_MODES,
-                       HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL, OBJECT_KNOB,
+                       HOLES_KNOB, MARKER_KNOB, MATTE_DIR_KNOB, MATTING_CHOICES, MATTING_KNOB, MODE_KNOB,
+                       NODE_CLASS_LABEL, OBJECT_KNOB,
                        PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB, PREVIEW_TILE_COLOR, PROMPT_SOURCE_KNOB,
                        PROMPT_SOURCES, ROTO_GROUPING_KNOB, ROTO_GROUPINGS, ROTO_INPUT_KNOB, SESSION_KNOB,
                        SESSION_RESOLUTION_KNOB, STATUS_KNOB, TOLERANCE_KNOB, WORKER_ACTIONS, PluginSettings,
@@ -142,6 +143,11 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
                           "(1024 for the official checkpoints)")
     resolution.clearFlag(nuke.STARTLINE)
     node.addKnob(resolution)
+    matting = nuke.Enumeration_Knob(MATTING_KNOB, "matting", list(MATTING_CHOICES))
+    matting.setTooltip("production alpha: a learned matting model (ViTMatte) refines each matte's edge band on the "
+                       "worker (it needs the checkpoint: samroto download vitmatte-small)")
+    matting.setFlag(nuke.STARTLINE)
+    node.addKnob(matting)
     for i, (name, label, action) in enumerate(ACTIONS):
         button = nuke.PyScript_Knob(name, label, "import samroto_nuke.host\n"
                                                  "samroto_nuke.host.on_button(nuke.thisNode(), %r)" % action)
@@ -250,7 +256,10 @@ def read_settings(node: nuke.Node) -> PluginSettings:
     roto = RotoSettings(tolerance=tolerance if tolerance > 0 else None, holes=holes)
     preview = _knob(node, PREVIEW_KNOB, nuke.Boolean_Knob).value()
     resolution = int(_knob(node, PREVIEW_RESOLUTION_KNOB, nuke.Int_Knob).value())
-    track = TrackSettings(matte_dir=matte_dir, preview_resolution=resolution if preview else None)
+    matting_knob = node.knob(MATTING_KNOB)  # absent on nodes made before the matting choice existed
+    matting = str(matting_knob.value()) if matting_knob is not None else "none"
+    track = TrackSettings(matte_dir=matte_dir, preview_resolution=resolution if preview else None,
+                          matting=None if matting == "none" else matting)
     return PluginSettings(track=track, roto=roto,
                           layout=PromptLayout(positive_points=max(1, positives), negative_points=negatives))
 

@@ -323,14 +323,15 @@ class JobRunner:
         frame = job.plate.plate_frame_at(job.nuke_frame)
         track = job.settings.track
         what = "tracking %s from frame %d" % (job.action, job.nuke_frame)
+        matting = track.matting  # None: not sent (the client adds the field only when a model is chosen)
         if job.action == "final":  # the whole range, both ways from the earliest prompted frame
-            run = session.propagate(direction="both", preview_size=0, credit=track.credit)
+            run = session.propagate(direction="both", preview_size=0, credit=track.credit, matting=matting)
             what = "final mattes at full resolution"
         elif job.action == "frame":
             run = session.propagate(frame, first=frame, last=frame, direction="forward", preview_size=0,
-                                    credit=track.credit)
+                                    credit=track.credit, matting=matting)
         else:
-            run = session.propagate(frame, direction=job.action, preview_size=0, credit=track.credit)
+            run = session.propagate(frame, direction=job.action, preview_size=0, credit=track.credit, matting=matting)
         progress.set_message(what)
         last_status = 0.0
         with run:
