@@ -112,6 +112,7 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
                 op = row.operator("samroto.propagate", text=label, icon=icon)
                 op.direction = direction
         layout.prop(state, "auto_results")
+        layout.prop(state, "matting")
         row = layout.row(align=True)
         row.prop(state, "preview_mode")
         size = row.row(align=True)
