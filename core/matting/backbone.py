@@ -61,7 +61,8 @@ class Attention(nn.Module):
         bias = (along_h[..., :, None] + along_w[..., None, :]).reshape(batch, self.num_heads, tokens, tokens)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         out = out.permute(0, 2, 1, 3).reshape(batch, height, width, dim)
-        return self.proj(out)
+        projected: torch.Tensor = self.proj(out)
+        return projected
 
 
 class MLP(nn.Module):
@@ -71,7 +72,8 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        out: torch.Tensor = self.fc2(F.gelu(self.fc1(x)))
+        return out
 
 
 class ResidualBottleneck(nn.Module):
@@ -91,7 +93,8 @@ class ResidualBottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.gelu(self.norm1(self.conv1(x)))
         y = F.gelu(self.norm2(self.conv2(y)))
-        return x + self.norm3(self.conv3(y))
+        out: torch.Tensor = x + self.norm3(self.conv3(y))
+        return out
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -169,7 +172,7 @@ class ViTBackbone(nn.Module):
         return resized.permute(0, 2, 3, 1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(pixels).permute(0, 2, 3, 1)
+        x: torch.Tensor = self.patch_embed(pixels).permute(0, 2, 3, 1)
         x = x + self.position_embedding(x.shape[1], x.shape[2])
         for block in self.blocks:
             x = block(x)

@@ -210,7 +210,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], *, name: str = "custom"
         raise MattingCheckpointError(f"not a ViTMatte checkpoint: {exc}") from None
 
 
-def _architecture(config: MattingConfig) -> tuple:
+def _architecture(config: MattingConfig) -> tuple[object, ...]:
     """What the tensors fix (normalisation, padding and norm epsilons are not stored in a checkpoint)."""
     b = config.backbone
     return (b.hidden_size, b.depth, b.num_heads, b.mlp_ratio, b.patch_size, b.in_channels, b.window_size,

@@ -103,8 +103,9 @@ def download_matting_checkpoint(
     failures: list[DownloadError] = []
     for file, suffix in HF_FILES:  # the safetensors file first; older repositories only have the .bin
         try:
-            return fetch_into_cache(download_url(name, file), folder / f"{name}{suffix}", timeout=timeout,
-                                    progress=progress, check=check)
+            fetched: Path = fetch_into_cache(download_url(name, file), folder / f"{name}{suffix}", timeout=timeout,
+                                             progress=progress, check=check)
+            return fetched
         except DownloadError as exc:
             failures.append(exc)
     # a file that arrived but was wrong says more than a missing one; offline, the first says where to put it

@@ -21,7 +21,8 @@ class FusionBlock(nn.Module):
 
     def forward(self, features: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
         upsampled = F.interpolate(features, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([detail, upsampled], dim=1))
+        fused: torch.Tensor = self.conv(torch.cat([detail, upsampled], dim=1))
+        return fused
 
 
 class MattingHead(nn.Module):
@@ -34,7 +35,8 @@ class MattingHead(nn.Module):
         self.conv2 = nn.Conv2d(mid_channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(torch.relu(self.norm(self.conv1(x))))
+        logits: torch.Tensor = self.conv2(torch.relu(self.norm(self.conv1(x))))
+        return logits
 
 
 class FusionDecoder(nn.Module):

@@ -24,7 +24,8 @@ class MattingModel(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         features = self.backbone(pixels)
-        return self.fusion_decoder(features, self.detail_capture(pixels))
+        alpha: torch.Tensor = self.fusion_decoder(features, self.detail_capture(pixels))
+        return alpha
 
     @property
     def device(self) -> torch.device:
@@ -43,4 +44,5 @@ class MattingModel(nn.Module):
     def predict(self, image: torch.Tensor, trimap: torch.Tensor) -> torch.Tensor:
         """image: B*3*H*W in [0, 1], trimap: B*1*H*W -> alpha B*1*H*W (padding removed)."""
         height, width = image.shape[-2:]
-        return self(self.prepare(image, trimap))[..., :height, :width]
+        alpha: torch.Tensor = self(self.prepare(image, trimap))
+        return alpha[..., :height, :width]
