@@ -117,18 +117,27 @@ def trimap_for_plate(logits: np.ndarray, options: MattingOptions) -> np.ndarray:
     return _trimap(logits, band_radii(logits.shape[0], logits.shape[1], options), options)
 
 
-def _plate_as_float(plate: np.ndarray) -> np.ndarray:
+def _check_plate(plate: np.ndarray) -> np.ndarray:
+    """H*W*3 (or H*W) uint8, uint16 or float -> H*W*3 view, unconverted (crops are converted as needed)."""
     plate = np.asarray(plate)
     if plate.ndim == 2:
-        plate = np.repeat(plate[..., None], 3, axis=2)
-    if plate.ndim != 3 or plate.shape[2] < 3:
+        plate = plate[..., None]
+    if plate.ndim != 3 or plate.shape[2] not in (1, 3, 4):
         raise MattingPassError(f"plate must be H*W*3, got shape {plate.shape}")
-    plate = plate[..., :3]
-    if plate.dtype == np.uint8:
-        return plate.astype(np.float32) / 255.0
-    if plate.dtype == np.uint16:
-        return plate.astype(np.float32) / 65535.0
-    return np.clip(np.nan_to_num(plate.astype(np.float32)), 0.0, 1.0)
+    if not (plate.dtype in (np.uint8, np.uint16) or plate.dtype.kind == "f"):
+        raise MattingPassError(f"plate must be uint8, uint16 or float, not {plate.dtype}")
+    if plate.shape[2] == 1:
+        return np.repeat(plate, 3, axis=2)
+    return plate[..., :3]
+
+
+def _as_float(pixels: np.ndarray) -> np.ndarray:
+    """A crop of the plate as float32 RGB in [0, 1]."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / 65535.0
+    return np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -181,7 +190,7 @@ class MattingPass:
         logits = np.asarray(logits, dtype=np.float32)
         if logits.ndim == 2:
             logits = logits[None]
-        image = _plate_as_float(plate)
+        image = _check_plate(plate)
         if logits.ndim != 3 or logits.shape[0] != len(obj_ids) or logits.shape[1:] != image.shape[:2]:
             raise MattingPassError(
                 f"logits must be N*H*W for {len(obj_ids)} objects on the {image.shape[1]}x{image.shape[0]} plate, "
@@ -189,17 +198,19 @@ class MattingPass:
             )
         if self._previous_frame is None or abs(int(frame) - self._previous_frame) != 1:
             self.reset()
-        still = None
-        if self._previous_plate is not None and self._previous_plate.shape == image.shape:
-            still = np.abs(image - self._previous_plate).max(axis=2) <= self.options.still_threshold
+        previous = self._previous_plate
+        if previous is not None and previous.shape != image.shape:
+            previous = None
         out = np.empty(logits.shape, np.float32)
         for i, obj_id in enumerate(obj_ids):
-            out[i] = self._object_alpha(int(obj_id), image, logits[i], still)
-        self._previous_plate = image
+            out[i] = self._object_alpha(int(obj_id), image, logits[i], previous)
+        # kept as given (uint8 at 4K: 25 MB), compared crop by crop
+        self._previous_plate = image.copy()
         self._previous_frame = int(frame)
         return out
 
-    def _object_alpha(self, obj_id: int, image: np.ndarray, logits: np.ndarray, still: np.ndarray | None) -> np.ndarray:
+    def _object_alpha(self, obj_id: int, image: np.ndarray, logits: np.ndarray,
+                      previous: np.ndarray | None) -> np.ndarray:
         opts = self.options
         tracked = matte_from_logits(logits)
         inside = logits > 0
@@ -216,7 +227,8 @@ class MattingPass:
         unknown = trimap == TRIMAP_UNKNOWN
         alpha = tracked.copy()
         if unknown.any():
-            predicted = self._predict_crop(image[y0:y1, x0:x1], trimap)
+            crop_image = _as_float(image[y0:y1, x0:x1])
+            predicted = self._predict_crop(crop_image, trimap)
             # hand over to the tracked matte across `feather` pixels inside the band's border
             if opts.feather > 0:
                 weight = np.minimum(cv2.distanceTransform(unknown.astype(np.uint8), cv2.DIST_L2, 3) / opts.feather, 1.0)
@@ -225,8 +237,9 @@ class MattingPass:
             crop = alpha[y0:y1, x0:x1]
             alpha[y0:y1, x0:x1] = weight * predicted + (1.0 - weight) * crop
             state = self._objects.get(obj_id)
-            if state is not None and still is not None and opts.deflicker > 0:
-                steady = still[y0:y1, x0:x1] & unknown
+            if state is not None and previous is not None and opts.deflicker > 0:
+                change = np.abs(crop_image - _as_float(previous[y0:y1, x0:x1])).max(axis=2)
+                steady = (change <= opts.still_threshold) & unknown
                 blended, previous = alpha[y0:y1, x0:x1], state.alpha[y0:y1, x0:x1]
                 blended[steady] = (1 - opts.deflicker) * blended[steady] + opts.deflicker * previous[steady]
         state = self._objects.get(obj_id)
