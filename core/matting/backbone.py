@@ -48,6 +48,7 @@ class Attention(nn.Module):
         # one table per axis, made for a table_size x table_size grid
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * table_size - 1, config.head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * table_size - 1, config.head_dim))
+        self.query_chunk = 1024  # queries per step of global attention (memory: heads * chunk * N scores)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, dim = x.shape
@@ -58,8 +59,16 @@ class Attention(nn.Module):
         grid_q = q.reshape(batch, self.num_heads, height, width, -1)
         along_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, relative_positions(height, self.rel_pos_h))
         along_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, relative_positions(width, self.rel_pos_w))
-        bias = (along_h[..., :, None] + along_w[..., None, :]).reshape(batch, self.num_heads, tokens, tokens)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        along_h = along_h.reshape(batch, self.num_heads, tokens, height)
+        along_w = along_w.reshape(batch, self.num_heads, tokens, width)
+        # Global attention over a large tile holds heads * N * N scores; taking the queries in chunks
+        # bounds that (each query's softmax is over all keys either way, so the result is the same).
+        chunks = []
+        for start in range(0, tokens, self.query_chunk):
+            rows = slice(start, start + self.query_chunk)
+            bias = (along_h[:, :, rows, :, None] + along_w[:, :, rows, None, :]).flatten(-2)
+            chunks.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=bias, scale=self.scale))
+        out = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=2)
         out = out.permute(0, 2, 1, 3).reshape(batch, height, width, dim)
         projected: torch.Tensor = self.proj(out)
         return projected

@@ -81,6 +81,20 @@ def test_whole_model(reference, ours: MattingModel, height: int, width: int, tri
     assert _max_error(actual, expected) < TOLERANCE
 
 
+def test_attention_in_query_chunks_is_the_same(reference, ours: MattingModel) -> None:
+    pixels = random_inputs(160, 112, seed=8)
+    with torch.no_grad():
+        expected = reference(pixel_values=pixels).alphas
+        for block in ours.backbone.blocks:
+            block.attn.query_chunk = 7  # 70 tokens: ten chunks, the last one short
+        try:
+            actual = ours(pixels)
+        finally:
+            for block in ours.backbone.blocks:
+                block.attn.query_chunk = 1024
+    assert _max_error(actual, expected) < TOLERANCE
+
+
 def test_batch_of_two(reference, ours: MattingModel) -> None:
     pixels = torch.cat([random_inputs(64, 96, seed=5), random_inputs(64, 96, seed=6)])
     with torch.no_grad():
