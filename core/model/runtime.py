@@ -7,10 +7,13 @@ import ctypes
 import ctypes.util
 import functools
 import sys
-from typing import Callable, ContextManager
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
+from .attention import RoPEAttention
+from .device import check_can_compile, compile_mode
+from .image_encoder import BackboneOutput
 from .sam2 import SAM2Model
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,18 +38,110 @@ def autocast_context(device: torch.device, dtype: "str | torch.dtype | None") ->
     raise ValueError(f"{dtype} autocast is not available on {device.type}; use float32")
 
 
-def compile_image_encoder(model: SAM2Model, *, mode: str = "max-autotune") -> None:
-    """Compile the image encoder's forward (the module keeps its parameters, so checkpoints still load)."""
-    model.image_encoder.forward = torch.compile(  # type: ignore[method-assign]
-        model.image_encoder.forward, mode=mode, fullgraph=True, dynamic=False
-    )
+Compiler = Callable[..., Callable[..., Any]]
 
 
-def compile_memory_attention(model: SAM2Model, *, mode: str = "max-autotune") -> None:
-    """Compile memory attention; dynamic shapes because the number of memories varies."""
-    model.memory_attention.forward = torch.compile(  # type: ignore[method-assign]
-        model.memory_attention.forward, mode=mode, fullgraph=False, dynamic=True
-    )
+def compile_image_encoder(model: SAM2Model, *, mode: str = "max-autotune", compiler: Compiler | None = None) -> None:
+    """Compile the image encoder's forward (the module keeps its parameters, so checkpoints still load).
+
+    Under CUDA graphs ("max-autotune" on CUDA) a compiled call's outputs live in buffers that the next
+    replay overwrites, and a frame's features are read after memory attention has run (and kept in
+    the feature cache): so the outputs are cloned, as the official VOS predictor does, and the
+    position caches are filled eagerly first (a tensor cached while tracing would be a graph output).
+    """
+    warm_position_caches(model)
+    compiled = (compiler or torch.compile)(model.image_encoder.forward, mode=mode, fullgraph=True, dynamic=False)
+
+    def forward(images: torch.Tensor) -> BackboneOutput:
+        out = compiled(images)
+        return BackboneOutput(fpn=[t.clone() for t in out.fpn], positions=[t.clone() for t in out.positions])
+
+    forward.compiled = compiled  # type: ignore[attr-defined]
+    model.image_encoder.forward = forward  # type: ignore[method-assign]
+
+
+def compile_memory_attention(
+    model: SAM2Model, *, mode: str = "max-autotune", compiler: Compiler | None = None
+) -> None:
+    """Compile memory attention; dynamic shapes because the number of memories varies. Its output is
+    cloned (it is kept in the memory-conditioned cache across later compiled calls)."""
+    warm_position_caches(model)
+    compiled = (compiler or torch.compile)(model.memory_attention.forward, mode=mode, fullgraph=False, dynamic=True)
+
+    def forward(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return compiled(*args, **kwargs).clone()
+
+    forward.compiled = compiled  # type: ignore[attr-defined]
+    model.memory_attention.forward = forward  # type: ignore[method-assign]
+
+
+def is_compiled(model: SAM2Model) -> bool:
+    return hasattr(model.image_encoder.forward, "compiled")
+
+
+def compile_model(model: SAM2Model, *, compiler: Compiler | None = None) -> None:
+    """Compile the image encoder and memory attention the way the device wants (CUDA graphs and
+    autotuning on CUDA, plain inductor elsewhere); a clear DeviceError on MPS. Compilation itself
+    happens on the first calls: `warm_up` makes them at start-up instead of on the first click."""
+    check_can_compile(model.device)
+    if is_compiled(model):
+        return
+    mode = compile_mode(model.device)
+    compile_image_encoder(model, mode=mode, compiler=compiler)
+    compile_memory_attention(model, mode=mode, compiler=compiler)
+
+
+def warm_position_caches(model: SAM2Model, image_sizes: Sequence[int] = ()) -> None:
+    """Fill every size-keyed cache (sine encodings of the neck and memory maps, RoPE tables) eagerly
+    for the model's size and `image_sizes`, so no compiled graph ever creates a cached tensor."""
+    device = model.device
+    for size in {model.image_size, *image_sizes}:
+        config = model.config.with_image_size(size) if size != model.image_size else model.config
+        s = config.feature_size
+        for level in range(len(model.image_encoder.neck.convs)):  # strides 4, 8, 16, 32 of the input
+            side = size // (4 * 2**level)
+            model.image_encoder.neck.position_encoding.encode(side, side, device)
+        model.memory_encoder.position_encoding.encode(s, s, device)
+        for module in model.memory_attention.modules():
+            if isinstance(module, RoPEAttention):
+                module.rotations(s * s, device)
+
+
+def warm_up(
+    model: SAM2Model,
+    *,
+    precision: str = "float32",
+    image_sizes: Sequence[int] = (),
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Run every compiled path once per size (first prompt, tracking with a short and a full memory
+    bank, one and two objects), so compilation happens now and not on the artist's first click.
+    Cheap without compile (a few model calls); minutes with it on CUDA."""
+    sizes = [model.image_size, *(s for s in image_sizes if s != model.image_size)]
+    warm_position_caches(model, sizes)
+    c = model.config
+    for size in sizes:
+        view = model.at_image_size(size)
+        if progress is not None:
+            progress(f"warming up at {size}x{size}")
+        with torch.inference_mode(), autocast_context(model.device, precision):
+            image = torch.zeros(1, 3, size, size, device=model.device, dtype=model.dtype)
+            features = view.encode_image(image)
+            pix = view.condition_on_memory(features, None, None, 0)
+            point = (torch.full((1, 1, 2), size / 2, device=model.device), torch.ones(1, 1, dtype=torch.int32,
+                                                                                     device=model.device))
+            heads = view.predict_masks(pix, features.high_res, points=point, multimask=True)
+            memory = view.encode_memory(features.vision, heads.highres, heads.object_score, binarize=True)
+            for objects, memories, pointers in ((1, 1, 1), (2, c.num_maskmem, c.max_obj_ptrs_in_encoder)):
+                spatial = [(memory.expand(objects, -1, -1, -1), t % c.num_maskmem) for t in range(memories)]
+                ptrs = [(t, heads.obj_ptr.expand(objects, -1)) for t in range(pointers)]
+                bank, bank_pos, num_ptr = view.assemble_memory(spatial, ptrs, 100)
+                batch = features.expand(objects)
+                pix = view.condition_on_memory(batch, bank, bank_pos, num_ptr)
+                tracked = view.predict_masks(pix, batch.high_res, points=None, multimask=True)
+                view.encode_memory(batch.vision, tracked.highres, tracked.object_score, binarize=False)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
 
 
 def release_free_memory() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from samroto.core.model.runtime import autocast_context, compile_image_encoder, compile_memory_attention
+from samroto.core.model.runtime import autocast_context, compile_image_encoder, compile_memory_attention, is_compiled
 from samroto.core.video_session import VideoSession
 
 from ..conftest import FIXTURES, micro_model
@@ -27,7 +27,7 @@ def test_compiled_image_encoder_and_memory_attention_match_eager() -> None:
     compiled = _track(model)
     for a, b in zip(eager, compiled):
         np.testing.assert_allclose(b, a, atol=1e-3)
-    assert getattr(model.image_encoder.forward, "_torchdynamo_orig_callable", None) is not None, "compiled"
+    assert is_compiled(model)
 
 
 def test_autocast_choices() -> None:
