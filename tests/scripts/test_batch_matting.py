@@ -23,9 +23,9 @@ from .batch_support import MICRO, MICRO_CHECKPOINT, disc_center, make_sequence, 
 
 @pytest.fixture(scope="module")
 def shot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 4-frame shot's sidecar, exported from a prompted session, with `session.matting` set."""
+    """One 2-frame shot's sidecar, exported from a prompted session, with `session.matting` set."""
     root = tmp_path_factory.mktemp("batch")
-    plate = make_sequence(root / "plate", first=1001, count=4, seed=1)
+    plate = make_sequence(root / "plate", first=1001, count=2, seed=1)
     (root / "jobs").mkdir()
     model = micro_model()
     with VideoSession(model, plate, state_dir=root / "prompting") as session:

@@ -20,7 +20,7 @@ def test_matte_with_matting_and_layered_exr(tmp_path: Path) -> None:
     torch.manual_seed(0)
     checkpoint = tmp_path / "tiny_vitmatte.pt"
     torch.save(MattingModel(TINY).state_dict(), checkpoint)
-    plate = make_plate(tmp_path / "plate", count=4)
+    plate = make_plate(tmp_path / "plate", count=2)
     plain, matted = tmp_path / "plain", tmp_path / "matted"
     assert main(["matte", plate, "--point", "60,60", "--out", str(plain), *MICRO]) == 0
     assert main(["matte", plate, "--point", "60,60", "--matting", str(checkpoint), "--layered-exr",
@@ -36,7 +36,7 @@ def test_matte_with_matting_and_layered_exr(tmp_path: Path) -> None:
     np.testing.assert_allclose(layers["obj1"], b, atol=1e-3)
     attributes = read_matte_attributes(matted / "plate_layers.1002.exr")
     assert "obj1/samroto/objectScore" in attributes
-    assert sorted(p.name for p in matted.glob("plate_layers.*.exr")) == [f"plate_layers.{f}.exr" for f in range(1001, 1005)]
+    assert sorted(p.name for p in matted.glob("plate_layers.*.exr")) == [f"plate_layers.{f}.exr" for f in (1001, 1002)]
 
 
 def test_missing_matting_checkpoint_fails_before_tracking(
