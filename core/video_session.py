@@ -37,6 +37,7 @@ from .model.sam2 import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, n
 from .model.preprocess import to_model_input
 from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from .model.runtime import DTYPES, autocast_context, release_free_memory
+from .plate_check import off_plate
 
 SESSION_FORMAT = 1
 TRIM_EVERY_FRAMES = 8
@@ -313,6 +314,9 @@ class VideoSession:
     ) -> FrameResult:
         self._check_open()
         idx = self._index(frame)
+        problem = off_plate(self.width, self.height, points=pts, box=box)
+        if problem is not None:
+            raise SessionError(problem)
         obj = self._object(obj_id, create=True)
         obj_id = int(obj_id)
         coords, labels = self._to_model_coords(pts), torch.from_numpy(labs.astype(np.int32))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,7 +23,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
     )
     group.add_argument(
         "--config",
-        help="model configuration as JSON text or file, when the checkpoint is not one of the eight official ones",
+        metavar="JSON|FILE[#NAME]",
+        help="model configuration, when the checkpoint is not one of the eight official ones: JSON text, or a "
+             "JSON file; a file holding several models ({\"models\": {NAME: ...}}) needs #NAME to pick one, "
+             "e.g. micro_config.json#sam2.1",
     )
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     group.add_argument(
@@ -123,18 +127,18 @@ def add_matting_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also write one EXR per frame holding every object's alpha as <object>.A")
 
 
-def load_matting_from_args(args: argparse.Namespace, device: str):  # noqa: ANN201 - MattingPass | None
-    """The `--matting` pass, or None; a missing or wrong checkpoint is one line on stderr (exit status 2)."""
+def matting_error(args: argparse.Namespace) -> str | None:
+    """Why `--matting` cannot run (a missing or unknown checkpoint, with how to get it), or None."""
     if not getattr(args, "matting", None):
         return None
-    from samroto.core.matting import MattingCheckpointError, MattingConfigError
-    from samroto.core.matting_pass import load_matting_pass
+    from samroto.core.matting import MattingCheckpointError
+    from samroto.core.matting.download import resolve_matting_checkpoint
 
     try:
-        return load_matting_pass(args.matting, device=device)
-    except (MattingCheckpointError, MattingConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        resolve_matting_checkpoint(args.matting)
+    except MattingCheckpointError as exc:
+        return str(exc)
+    return None
 
 
 def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Model":
@@ -154,6 +158,24 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
         if memory_attention:
             compile_memory_attention(model)
     return model
+
+
+def portable_checkpoint(model: str) -> str:
+    """How to record `--model` so that it resolves from any folder (a sidecar exported by the worker
+    is run by `samroto batch` elsewhere): an official name as it is, a file as an absolute path."""
+    from samroto.core.model.config import PRESETS
+
+    if model in PRESETS:
+        return model
+    return str(Path(model).expanduser().resolve())
+
+
+def portable_config(config: str | None) -> str | None:
+    """`--config` likewise: JSON text as it is, a file as an absolute path (keeping its `#NAME`)."""
+    if config is None or config.lstrip().startswith("{"):
+        return config
+    file, hash_, name = config.partition("#")
+    return str(Path(file).expanduser().resolve()) + hash_ + name
 
 
 def parse_xy(text: str) -> tuple[float, float]:

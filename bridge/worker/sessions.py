@@ -15,13 +15,19 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .. import auth
 
 if TYPE_CHECKING:
     from .backend import SessionLike
-    from .scheduler import Stream
+
+
+class StreamLike(Protocol):
+    """What a session's record knows of the propagation running on it (scheduler.Stream)."""
+
+    request_id: str
+    credit: int
 
 SESSION_FILE = "session.json"
 STATE_DIR = "state"
@@ -65,7 +71,7 @@ class SessionRecord:
     session: Optional[SessionLike] = field(repr=False, default=None)
     frames: Any = field(repr=False, default=None)
     outputs: dict = field(repr=False, default_factory=dict)  # (folder, format, options) -> matte output
-    stream: Optional["Stream"] = field(repr=False, default=None)
+    stream: Optional[StreamLike] = field(repr=False, default=None)
     last_used: float = 0.0
 
     @property
