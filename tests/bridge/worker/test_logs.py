@@ -15,7 +15,7 @@ from samroto.bridge import Client, RemoteError, protocol
 from samroto.bridge.worker import logs
 from samroto.core.frames import FrameError
 
-from ..bridge_support import InProcessWorker
+from ..bridge_support import InProcessWorker, wait_until
 
 
 @pytest.fixture
@@ -59,6 +59,9 @@ def test_sessions_requests_streams_and_internal_errors_are_logged(fake_worker: I
             shot.get_shapes(1)
         assert raised.value.code == protocol.E_INTERNAL and "Singular matrix" in raised.value.message
         shot.close()
+    # a request is logged when it ends, just after its reply went out: wait for the last one
+    wait_until(lambda: any(e["message"].startswith("request close ok") for e in entries(log_file)), timeout=10,
+               what="the close request in the log")
     found = entries(log_file)
     messages = [e["message"].split(" session=")[0].split(" client=")[0] for e in found]
     for expected in ("session opened", "request open_session ok", "request add_points ok", "propagation started",
