@@ -782,6 +782,7 @@ def _bootstrap_packages() -> None:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")  # read when torch loads
     _bootstrap_packages()
     cli = argparse.ArgumentParser(prog="bench_gpu", description=__doc__.splitlines()[0])
     add_arguments(cli)

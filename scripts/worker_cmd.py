@@ -60,6 +60,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
     engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config)
+    engine.check_precision(log=log.warning)
+    if args.compile:
+        # compile now, for the full size and the add-ons' default preview size, so the first click
+        # does not wait minutes
+        log.info("compiling the model for %s (the first start takes minutes; later starts reuse the cache)", device)
+        engine.warm_up(image_sizes=[s for s in (512,) if s < model.image_size],
+                       progress=lambda text: log.info("compiling: %s", text))
     worker = Worker(config, engine)
     try:
         worker.bind()

@@ -183,6 +183,29 @@ class Scheduler:
                 "stopping": self._stopping,
             }
 
+    # --- device failures -------------------------------------------------------------------
+
+    def _device_failure(self, exc: BaseException, what: str) -> Optional[tuple[str, str]]:
+        """(code, message) for an error the GPU raised, or None. Out of memory: memory is handed back
+        and the worker keeps serving. A sticky CUDA error poisons the process: the worker stops,
+        saying why, and exits non-zero so whoever started it can start it again."""
+        classify = getattr(self.engine, "classify_error", None)
+        kind = classify(exc) if classify is not None else None
+        if kind == "out_of_memory":
+            release = getattr(self.engine, "release_memory", None)
+            if release is not None:
+                release()
+            log.warning("out of GPU memory on %s; memory handed back: %s", what, describe_error(exc))
+            return protocol.E_OUT_OF_MEMORY, (
+                "the GPU ran out of memory on %s; nothing was written. Close other sessions, track fewer "
+                "objects at once or use a preview resolution, then try again" % what)
+        if kind == "device_lost":
+            log.critical("the GPU failed and cannot recover (%s); the worker stops: restart it", describe_error(exc))
+            self.worker.fail(3)
+            return protocol.E_DEVICE_LOST, ("the GPU failed and cannot recover (%s); the worker is stopping: "
+                                            "restart it" % describe_error(exc))
+        return None
+
     # --- the compute thread ---------------------------------------------------------------
 
     def _run(self) -> None:
@@ -262,6 +285,10 @@ class Scheduler:
             # messages; OSError: an unreadable plate or unwritable matte folder
             self._error(job.identity, job.msg.request_id, protocol.E_BAD_REQUEST, describe_error(exc))
         except Exception as exc:
+            failure = self._device_failure(exc, job.msg.type)
+            if failure is not None:
+                self._error(job.identity, job.msg.request_id, *failure)
+                return
             log.error("request %s failed:\n%s", job.msg.type, traceback.format_exc())
             self._error(job.identity, job.msg.request_id, protocol.E_INTERNAL,
                         "the worker failed on %s: %s" % (job.msg.type, describe_error(exc)))
@@ -289,6 +316,11 @@ class Scheduler:
             self._end_stream(stream, protocol.DONE, {})
             return
         except Exception as exc:
+            failure = self._device_failure(exc, protocol.PROPAGATE)
+            if failure is not None:
+                # the frame that failed was not stored: the session ends at the last whole frame
+                self._end_stream(stream, protocol.ERROR, {"code": failure[0], "message": failure[1]})
+                return
             user_error = isinstance(exc, (ValueError, OSError))
             if not user_error:
                 log.error("propagation %s failed:\n%s", stream.request_id, traceback.format_exc())

@@ -95,6 +95,7 @@ class Worker:
         self.context = zmq.Context()
         self.outbox_endpoint = "inproc://samroto-outbox-%s" % uuid.uuid4().hex
         self._stop = threading.Event()
+        self.exit_code = 0
         self._started = time.time()
         self._recent = ReplyCache()
         self._router: Optional[zmq.Socket] = None
@@ -107,6 +108,11 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def fail(self, code: int) -> None:
+        """Stop, and make `serve` return `code` (the device is gone: nothing more can be computed)."""
+        self.exit_code = code
         self._stop.set()
 
     def bind(self) -> str:
@@ -173,7 +179,7 @@ class Worker:
             inbox.close(linger=0)
             self._router.close(linger=1000)
             self.context.term()
-        return 0
+        return self.exit_code
 
     def _loop(self, inbox: zmq.Socket) -> None:
         router = self._router
@@ -339,6 +345,8 @@ class Worker:
         status = self.scheduler.status()
         status.update({"uptime_s": time.time() - self._started, "pid": os.getpid(), "model": self.engine.model_name,
                        "device": self.engine.device, "rss_bytes": _rss_bytes()})
+        memory = getattr(self.engine, "memory_status", None)
+        status["vram"] = memory() if memory is not None else None
         return status
 
 

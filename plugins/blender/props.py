@@ -35,6 +35,13 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
         description="Command line that starts a local worker when none answers, e.g. `samroto worker` "
                     "(empty: never start one)",
         default="")
+    device: EnumProperty(  # type: ignore[valid-type]
+        name="Worker device",
+        description="Where a started worker runs the model (added to the start command as --device)",
+        items=[("auto", "Auto", "CUDA, then Apple Metal (MPS), then the CPU"),
+               ("cuda", "CUDA", "an NVIDIA GPU"), ("mps", "Apple Metal", "Apple silicon GPU"),
+               ("cpu", "CPU", "no GPU")],
+        default="auto")
     timeout: FloatProperty(  # type: ignore[valid-type]
         name="Reply timeout", description="Seconds to wait for each reply from the worker",
         default=10.0, min=0.5, max=600.0, unit="TIME_ABSOLUTE")
@@ -47,6 +54,7 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "address")
         layout.prop(self, "token_file")
         layout.prop(self, "start_command")
+        layout.prop(self, "device")
         row = layout.row()
         row.prop(self, "timeout")
         row.prop(self, "start_timeout")
@@ -59,7 +67,7 @@ def settings(context: bpy.types.Context) -> Settings:
     if prefs is None:
         return Settings(log_dir=user_folder())
     return Settings(address=prefs.address, token_file=bpy.path.abspath(prefs.token_file) if prefs.token_file else "",
-                    start_command=prefs.start_command, timeout_s=float(prefs.timeout),
+                    start_command=prefs.start_command, device=str(prefs.device), timeout_s=float(prefs.timeout),
                     start_timeout_s=float(prefs.start_timeout), log_dir=user_folder())
 
 
