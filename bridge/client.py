@@ -440,20 +440,32 @@ class Client:
 
     def open_session(self, plate: Union[str, Dict[str, Any]], first: Optional[int] = None, last: Optional[int] = None,
                      *, name: Optional[str] = None, matte_dir: Optional[str] = None, matte_format: str = "exr",
-                     track_resolution: Optional[int] = None, timeout: Optional[float] = None) -> "RemoteSession":
+                     track_resolution: Optional[int] = None, ocio: Optional[str] = None,
+                     colorspace: Optional[str] = None, display: Optional[str] = None, view: Optional[str] = None,
+                     timeout: Optional[float] = None) -> "RemoteSession":
         """Open a new session on a plate the worker reads: an image-sequence pattern
         (`shot.####.exr`, `shot.%04d.png`) limited to `first`-`last`, or a video file.
         For frames the host pushes itself, pass `pushed_plate(...)`.
 
         track_resolution: track at this internal size (e.g. 512) for fast feedback: a PREVIEW
         session, whose results say `preview` and whose mattes are named `*_preview_*`. For the
-        final mattes open a session without it and `import_prompts(preview.export_prompts())`."""
+        final mattes open a session without it and `import_prompts(preview.export_prompts())`.
+
+        ocio, colorspace, display, view: colour as the host shows the plate (OpenColorIO): the config
+        (a file on the worker's machine, a built-in `ocio://` URI, or "none" for a plain curve), the
+        plate's colourspace, the viewer's display and view. What is left out comes from the worker's
+        own settings, the plate's header and the config's defaults; `session.info["colour"]` says
+        what the worker chose."""
         if not isinstance(plate, (str, dict)):
             plate = os.fspath(plate)
         body: Dict[str, Any] = {"plate": plate, "first": first, "last": last, "name": name,
                                 "matte_dir": matte_dir, "matte_format": matte_format}
         if track_resolution is not None:
             body["track_resolution"] = int(track_resolution)
+        colour = {key: value for key, value in (("config", ocio), ("colorspace", colorspace), ("display", display),
+                                                ("view", view)) if value}
+        if colour:
+            body["colour"] = colour
         reply = self.request(protocol.OPEN_SESSION, body, timeout=timeout or max(self.timeout, 60.0))
         return RemoteSession(self, reply.body)
 

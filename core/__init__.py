@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "FrameSource": ".frames",
     "FrameError": ".frames",
     "ViewTransform": ".frames",
+    "ColourSettings": ".colour",
+    "ColourError": ".colour",
     "stroke_to_prompt": ".strokes",
     "Sidecar": ".sidecar",
     "SidecarError": ".sidecar",
@@ -79,6 +81,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from .colour import ColourError, ColourSettings
     from .frames import FrameError, FrameSource, ViewTransform, open_frames
     from .image_predictor import ImagePredictor
     from .model.cache import DownloadError

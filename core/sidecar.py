@@ -16,7 +16,11 @@ Format, version 1 (`*.json`, UTF-8)::
         "plate": "plates/sh010.####.exr",   # required: video file or image sequence; relative paths
                                             #   are relative to the sidecar's folder
         "first": 1001, "last": 1096,        # optional: plate frame range (default: the whole plate)
-        "view": {"curve": "srgb", "exposure": 0.0}   # optional: view transform of float plates
+        "colour": {                         # optional: how the plate became what the model saw
+          "config": "ocio://studio-config-v5.0.0_aces-v2.1_ocio-v2.6",   # OCIO config file or URI,
+                                            #   or "none" (then "view" is a curve: srgb, rec709, linear)
+          "colorspace": "ACEScg", "display": "sRGB - Display", "view": "ACES 2.0 - SDR 100 nits (Rec.709)"
+        }                                   #   (older files: "view": {"curve": "srgb", "exposure": 0.0})
       },
       "model": {                            # optional: the model the prompts were made with;
         "checkpoint": "sam2.1_hiera_base_plus",      #   official name or checkpoint file
@@ -72,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .colour import ColourError, ColourSettings
 from .fileio import write_json_atomic
 
 if TYPE_CHECKING:
@@ -196,7 +201,16 @@ class ShotSpec:
     first: int | None = None
     last: int | None = None
     name: str | None = None
-    view: dict[str, Any] | None = None  # ViewTransform.to_dict() form
+    view: dict[str, Any] | None = None  # older files: ViewTransform.to_dict() form
+    colour: dict[str, Any] | None = None  # ColourSettings.to_dict() form
+
+    def colour_settings(self) -> ColourSettings | None:
+        """The plate's colour settings (None: the defaults of whoever replays it)."""
+        if self.colour is not None:
+            return ColourSettings.from_dict(self.colour)
+        if self.view is not None:
+            return ColourSettings.from_dict(self.view)
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -209,6 +223,8 @@ class ShotSpec:
             out["last"] = self.last
         if self.view is not None:
             out["view"] = dict(self.view)
+        if self.colour is not None:
+            out["colour"] = dict(self.colour)
         return out
 
 
@@ -351,7 +367,7 @@ def _parse(data: Any, base_dir: Path | None, source: str) -> Sidecar:
 
 def _parse_shot(value: Any) -> ShotSpec:
     shot = _mapping(value, "shot")
-    _known_keys(shot, "shot.", {"name", "plate", "first", "last", "view"})
+    _known_keys(shot, "shot.", {"name", "plate", "first", "last", "view", "colour"})
     plate = shot.get("plate")
     if not isinstance(plate, str) or not plate.strip():
         raise SidecarError(f"shot.plate: expected a video file or image sequence pattern, got {plate!r}")
@@ -369,7 +385,13 @@ def _parse_shot(value: Any) -> ShotSpec:
         exposure = view.get("exposure", 0.0)
         if not isinstance(exposure, (int, float)) or isinstance(exposure, bool) or not math.isfinite(exposure):
             raise SidecarError(f"shot.view.exposure: expected a finite number of stops, got {exposure!r}")
-    return ShotSpec(plate=plate, first=first, last=last, name=name, view=view)
+    colour = None
+    if shot.get("colour") is not None:
+        try:
+            colour = ColourSettings.from_dict(_mapping(shot["colour"], "shot.colour")).to_dict()
+        except ColourError as error:
+            raise SidecarError(f"shot.colour: {error}") from None
+    return ShotSpec(plate=plate, first=first, last=last, name=name, view=view, colour=colour)
 
 
 def _parse_model(value: Any) -> ModelSpec:
@@ -548,8 +570,8 @@ def session_to_sidecar(
     """A session's prompts as a sidecar dict (see the module docstring for the format).
 
     plate: the path or pattern to write (default: the session's own plate), or a frame source
-        description (`FrameSource.describe()`, whose view transform is kept). Frames pushed in
-        memory have no path: give `plate`.
+        description (`FrameSource.describe()`, whose colour settings are kept; a path keeps the
+        session's own colour settings). Frames pushed in memory have no path: give `plate`.
     first/last: the shot's frame range (default: the session's).
     model: checkpoint name or file, or {"checkpoint", "config"} (default: the session model's name
         when it is one of the official ones, else no model entry).
@@ -559,26 +581,27 @@ def session_to_sidecar(
 
     source = session.frames.describe()
     view: dict[str, Any] | None = None
+    colour: dict[str, Any] | None = None
     if plate is None:
         plate_text = source.get("pattern") or source.get("path")
         if not plate_text:
             raise SidecarError("the session's frames were pushed in memory and have no file: pass plate=")
-        view = source.get("view")
+        view, colour = source.get("view"), source.get("colour")
     elif isinstance(plate, Mapping):
         plate_text = plate.get("pattern") or plate.get("path")
         if not plate_text:
             raise SidecarError(f"plate description {dict(plate)!r} has no 'pattern' or 'path'")
-        view = plate.get("view")
+        view, colour = plate.get("view"), plate.get("colour")
     else:
         plate_text = os.fspath(plate)
-    if view == {"curve": "srgb", "exposure": 0.0}:
-        view = None  # the default: keep files short
+        view, colour = source.get("view"), source.get("colour")  # the colour the prompts were made seeing
     shot = ShotSpec(
         plate=str(plate_text),
         first=session.frames.first_frame if first is None else int(first),
         last=session.frames.last_frame if last is None else int(last),
         name=name,
         view=dict(view) if view else None,
+        colour=dict(colour) if colour else None,
     )
 
     model_spec: ModelSpec | None

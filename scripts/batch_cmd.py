@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import DEFAULT_MODEL, add_model_arguments
+from .common import DEFAULT_MODEL, add_colour_arguments, add_model_arguments, colour_from_args
 
 if TYPE_CHECKING:
     from samroto.core.sidecar import ModelSpec
@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="CPUs each model-holding actor reserves when the cluster has no GPU (default 2)")
     ray.add_argument("--workers", type=int, default=None, metavar="N",
                      help="at most N actors (default: one per GPU, or one per N CPUs)")
+    add_colour_arguments(parser, defaults_for="for sidecars that do not record them")
     add_model_arguments(parser)
     parser.set_defaults(model=None)  # None: the sidecars' model (see the epilog)
 
@@ -140,9 +141,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot create --out {args.out}: {exc}", file=sys.stderr)
         return 2
+    colour = colour_from_args(args)
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
                            restart=args.restart, keep_state=args.keep_state, threads=args.threads,
-                           refine_edges=args.refine_edges, smooth_edges=args.smooth_edges)
+                           refine_edges=args.refine_edges, smooth_edges=args.smooth_edges,
+                           colour=colour.to_dict() if colour is not None else None)
 
     def on_result(result: "ShotResult") -> None:
         line = _result_line(result)

@@ -113,6 +113,7 @@ class BatchOptions:
     threads: int | None = None  # torch CPU threads (None: torch's default locally, cpus_per_worker on Ray)
     refine_edges: bool = False  # snap mattes to the plate's edges (core.edges)
     smooth_edges: bool = False  # calm edge chatter over time (restarts where a pass resumes)
+    colour: dict[str, Any] | None = None  # ColourSettings.to_dict(): defaults where a sidecar records none
 
 
 @dataclass
@@ -151,6 +152,7 @@ def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptio
         "soft": options.soft,
         "refine_edges": options.refine_edges,
         "smooth_edges": options.smooth_edges,
+        "colour": options.colour,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -196,7 +198,8 @@ class ShotRunner:
     # --- one shot ------------------------------------------------------------------------------
 
     def _run(self, name: str, sidecar: "Sidecar", result: ShotResult) -> None:
-        from samroto.core.frames import ViewTransform, open_frames
+        from samroto.core.colour import ColourSettings
+        from samroto.core.frames import open_frames
         from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
         from samroto.core.outputs.mattes import MatteSequenceWriter
 
@@ -224,10 +227,13 @@ class ShotRunner:
             shutil.rmtree(state_root, ignore_errors=True)
             status = None
 
-        view = ViewTransform.from_dict(sidecar.shot.view) if sidecar.shot.view else None
+        # the sidecar's colour settings (what the artist saw), the batch's flags filling what it leaves open
+        recorded = sidecar.shot.colour_settings()
+        defaults = ColourSettings.from_dict(self.options.colour) if self.options.colour else None
+        colour = recorded.merged_over(defaults) if recorded is not None else defaults
 
         def open_plate() -> FrameSource:
-            return open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, view=view)
+            return open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, colour=colour)
 
         frames = open_plate()
         numbers = list(frames.frame_numbers)

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "matte": ("matte_cmd", "track objects through a shot and write the matte sequence"),
     "batch": ("batch_cmd", "generate mattes for many shots from prompt sidecars (optionally on Ray)"),
     "download": ("download_cmd", "download an official SAM 2 / SAM 2.1 checkpoint into the cache"),
-    "bench": ("bench_cmd", "print speed and memory figures (image, video, edges)"),
+    "bench": ("bench_cmd", "print speed and memory figures (image, video, edges, read)"),
 }
 
 

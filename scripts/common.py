@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from samroto.core.colour import ColourSettings
     from samroto.core.model.sam2 import SAM2Model
 
 DEFAULT_MODEL = "sam2.1_hiera_base_plus"
@@ -38,6 +39,40 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
         help="torch.compile the image encoder and memory attention (CUDA graphs on CUDA; compiled while "
         "starting up; not on MPS)",
     )
+
+
+def add_colour_arguments(parser: argparse.ArgumentParser, *, defaults_for: str = "") -> None:
+    """--ocio, --colorspace, --display, --view: how plates become what the model sees (OpenColorIO)."""
+    what = f" ({defaults_for})" if defaults_for else ""
+    group = parser.add_argument_group("colour" + what)
+    group.add_argument("--ocio", metavar="CONFIG",
+                       help="OCIO config file or built-in URI (ocio://studio-config-latest, ocio://cg-config-latest), "
+                            "or 'none' for a plain curve; default $OCIO, else the built-in ACES studio config")
+    group.add_argument("--colorspace", metavar="NAME",
+                       help="the plate's colourspace (name, alias or role); default: the file's header, else "
+                            "scene_linear for float plates; integer plates without one are taken as display-referred")
+    group.add_argument("--display", metavar="NAME", help="OCIO display (default: the config's default display)")
+    group.add_argument("--view", metavar="NAME",
+                       help="OCIO view of the display (default: the display's default view); with --ocio none: "
+                            "srgb, rec709 or linear")
+
+
+def colour_from_args(args: argparse.Namespace) -> "ColourSettings | None":
+    """The colour flags as settings (None: none given), errors as one line on stderr (exit status 2)."""
+    from samroto.core.colour import ColourError, ColourSettings, load_config
+
+    given = {key: getattr(args, key, None) for key in ("colorspace", "display", "view")}
+    given["config"] = getattr(args, "ocio", None)
+    if all(value is None for value in given.values()):
+        return None
+    try:
+        settings = ColourSettings(**given)
+        if not settings.uses_curves:
+            load_config(settings.config)  # a bad config is said now, not on the first plate
+    except ColourError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
 
 
 def resolve_device(name: str | None) -> str:

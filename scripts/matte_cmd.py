@@ -8,7 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_model_arguments, load_model_from_args, parse_box, parse_xy, resolve_device, resolve_precision
+from .common import (
+    add_colour_arguments,
+    add_model_arguments,
+    colour_from_args,
+    load_model_from_args,
+    parse_box,
+    parse_xy,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
+    add_colour_arguments(parser)
     add_model_arguments(parser)
 
 
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: give at least one --point or a --box", file=sys.stderr)
         return 2
     try:
-        source = open_frames(args.plate, first=args.first, last=args.last)
+        source = open_frames(args.plate, first=args.first, last=args.last, colour=colour_from_args(args))
     except FrameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

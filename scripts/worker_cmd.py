@@ -17,7 +17,15 @@ from pathlib import Path
 
 from samroto.bridge import auth, protocol
 
-from .common import DEFAULT_MODEL, add_model_arguments, load_model_from_args, resolve_device, resolve_precision
+from .common import (
+    DEFAULT_MODEL,
+    add_colour_arguments,
+    add_model_arguments,
+    colour_from_args,
+    load_model_from_args,
+    resolve_device,
+    resolve_precision,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-loaded-sessions", type=int, default=8, metavar="N",
                        help="sessions kept in memory; older ones are saved and reopened on demand (default 8)")
     group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_colour_arguments(parser, defaults_for="defaults for sessions whose client leaves them open")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
     config = WorkerConfig(bind=args.bind, session_dir=args.session_dir or default_session_dir(), token=token,
                           limits=limits, client_timeout_s=args.client_timeout,
                           max_loaded_sessions=max(1, args.max_loaded_sessions))
+    colour = colour_from_args(args)  # a bad config stops the worker here, with one line
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
     device = resolve_device(args.device)
-    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config)
+    engine = ModelEngine(model, name=str(args.model), precision=resolve_precision(args, device), config=args.config,
+                         colour=colour)
     engine.check_precision(log=log.warning)
     if args.compile:
         # compile now, for the full size and the add-ons' default preview size, so the first click

@@ -44,11 +44,14 @@ class Engine(Protocol):
 class ModelEngine:
     """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
 
-    def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None) -> None:
+    def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None,
+                 colour: Any = None) -> None:
         """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it (the checkpoint);
         config: the configuration it was loaded with, when not an official one;
-        precision: "float32", or "bfloat16"/"float16" autocast on CUDA."""
+        precision: "float32", or "bfloat16"/"float16" autocast on CUDA;
+        colour: `ColourSettings` for plates whose client leaves them open (the worker's --ocio, ...)."""
         self.model = model
+        self.colour = colour
         self.model_name = name
         # how a batch job loads the same model again (sidecar `model`)
         self.model_spec: dict = {"checkpoint": name} if config is None else {"checkpoint": name, "config": config}
@@ -106,9 +109,19 @@ def classify_device_error(exc: BaseException) -> Optional[str]:
     return None
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
+        """view: the client's colour settings (`ColourSettings.to_dict()` form, or an older curve);
+        the worker's own (`--ocio`, ...) fill what they leave open."""
+        from ...core.colour import ColourSettings
         from ...core.frames import open_frames
 
-        return open_frames(plate, first=first, last=last, view=view)
+        described = isinstance(plate, dict) and (plate.get("colour") is not None or plate.get("view") is not None)
+        if view is None and described:
+            colour = None  # a frame-source description names its colour itself
+        elif self.colour is not None:
+            colour = ColourSettings.of(view).merged_over(self.colour) if view is not None else self.colour
+        else:
+            colour = ColourSettings.of(view) if view is not None else None
+        return open_frames(plate, first=first, last=last, colour=colour)
 
     def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any:
         from ...core.frames import PushedFrames

@@ -167,6 +167,27 @@ def _prompt_reply(record: SessionRecord, result: Any, body: dict) -> tuple:
     return dict(out, session=record.id, obj_ids_all=[int(o) for o in record.live.obj_ids]), arrays
 
 
+_COLOUR_KEYS = ("config", "colorspace", "display", "view")
+
+
+def _colour_field(body: dict) -> Optional[dict]:
+    """`colour` (names, see PROTOCOL.md) or the older `view` curve; checked again where it is used."""
+    colour = get_field(body, "colour", dict, None)
+    view = get_field(body, "view", dict, None)
+    if colour is not None and view is not None:
+        raise bad("give colour or view (its older form), not both")
+    if colour is None:
+        return view
+    unknown = sorted(set(map(str, colour)) - set(_COLOUR_KEYS))
+    if unknown:
+        raise bad("unknown colour settings %s; expected some of %s" % (unknown, list(_COLOUR_KEYS)))
+    for key in _COLOUR_KEYS:
+        value = colour.get(key)
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 4096 or "\x00" in value):
+            raise bad("colour.%s must be a name or path of 1 to 4096 characters" % key)
+    return {key: colour[key] for key in _COLOUR_KEYS if colour.get(key) is not None}
+
+
 @_handles(protocol.OPEN_SESSION)
 def _open_session(s: Scheduler, job: Job) -> tuple:
     body = job.msg.body
@@ -194,8 +215,11 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
     if isinstance(plate, str) or (isinstance(plate, dict) and plate.get("kind") in _FILE_KINDS):
         if isinstance(plate, str) and (not plate or "\x00" in plate):
             raise bad("plate path is empty or invalid")
-        view = get_field(body, "view", dict, None)
-        frames = s.engine.open_frames(plate, first, last, view)
+        view = _colour_field(body)
+        try:
+            frames = s.engine.open_frames(plate, first, last, view)
+        except ValueError as exc:  # FrameError, ColourError: the plate or its colour settings
+            raise bad(str(exc)) from None
         given = get_field(body, "name", str, None)
         name = slug(given, is_path=False) if given else slug(
             plate if isinstance(plate, str) else str(plate.get("pattern") or plate.get("path") or "plate"))

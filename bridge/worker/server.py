@@ -82,7 +82,7 @@ class Worker:
     """The worker process's server. `serve()` blocks until `stop()` (or SIGINT/SIGTERM)."""
 
     CAPABILITIES = ("propagate.both", "credit", "cancel", "push_frames", "strokes.brush", "strokes.lasso",
-                    "mattes.exr", "mattes.png", "preview.rle", "persistence")
+                    "mattes.exr", "mattes.png", "preview.rle", "persistence", "colour.ocio")
 
     def __init__(self, config: WorkerConfig, engine: Engine) -> None:
         self.config = config

@@ -83,6 +83,8 @@ class SessionRecord:
             "track_resolution": self.track_resolution, "preview": self.preview,
             "obj_ids": [int(o) for o in self.session.obj_ids] if self.session is not None else None,
             "propagating": self.stream.request_id if self.stream is not None else None,
+            # every colour choice made for the plate (config, colourspace, display, view)
+            "colour": dict((self.source or {}).get("colour") or {}),
         }
 
     def persisted(self) -> dict:

@@ -227,6 +227,7 @@ class SessionArgs:
     matte_format: str
     prompts: str  # the clip's prompt book (JSON), replayed into a new session
     track_resolution: Optional[int] = None  # a preview session tracks at this size
+    colour: plates.ClipColour = field(default_factory=plates.ClipColour)  # how Blender shows the clip
 
 
 def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
@@ -237,7 +238,7 @@ def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
     # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
     session, resumed = remote.open_session(connection.client, args.plate, session_id=args.session_id,
                                            matte_dir=args.matte_dir, matte_format=args.matte_format,
-                                           track_resolution=args.track_resolution)
+                                           track_resolution=args.track_resolution, colour=args.colour)
     if not resumed and args.prompts:
         # the worker lost the clip's session (or never had it): give the new one every click made so far
         remote.replay_prompts(session, PromptBook.from_json(args.prompts))
@@ -275,7 +276,23 @@ def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
     override = bpy.path.abspath(state.matte_dir_override) if state.matte_dir_override else None
     track_resolution = int(state.preview_resolution) if state.preview_mode else None
     return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts,
-                       track_resolution)
+                       track_resolution, clip_colour(clip, bpy.context.scene))
+
+
+def clip_colour(clip: bpy.types.MovieClip, scene: Optional[bpy.types.Scene]) -> plates.ClipColour:
+    """The clip's colourspace and the scene's display and view transform, with the OCIO config
+    Blender uses ($OCIO, else its own), so the worker shows the model what the Clip Editor shows."""
+    config = os.environ.get("OCIO", "")
+    if not config:
+        bundled = os.path.join(bpy.utils.resource_path("LOCAL"), "datafiles", "colormanagement", "config.ocio")
+        config = bundled if os.path.isfile(bundled) else ""
+    if not config:  # no config the worker could load: leave colour to the worker
+        return plates.ClipColour()
+    display = view = ""
+    if scene is not None:
+        display, view = str(scene.display_settings.display_device), str(scene.view_settings.view_transform)
+    return plates.ClipColour(config=config, colorspace=str(clip.colorspace_settings.name), display=display,
+                             view=view)
 
 
 def _forget_results(clip: bpy.types.MovieClip) -> None:
@@ -538,7 +555,8 @@ def compute_final(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remo
 
     def open_final(connection: remote.Connection) -> RemoteSession:
         final = remote.open_final_session(connection.client, args.plate, _session(connection, preview_args),
-                                          matte_dir=args.matte_dir, matte_format=args.matte_format)
+                                          matte_dir=args.matte_dir, matte_format=args.matte_format,
+                                          colour=args.colour)
         runtime.sessions[key] = final
         info = dict(final.info)
         tasks.post(lambda: _final_opened(key, info))  # queued before the frames: results land on the final

@@ -33,6 +33,17 @@ class PlateError(ValueError):
 
 
 @dataclass(frozen=True)
+class ClipColour:
+    """How Blender shows the clip: its OCIO config, the clip's colourspace, the scene's display
+    and view transform. Empty values leave the choice to the worker."""
+
+    config: str = ""
+    colorspace: str = ""
+    display: str = ""
+    view: str = ""
+
+
+@dataclass(frozen=True)
 class ClipPlate:
     """What the worker needs to open a session on a clip, and the frame mapping.
 

@@ -22,7 +22,7 @@ from .bridge import auth, protocol
 from .bridge.client import (AuthenticationError, BridgeError, Client, ConnectionTimeout, FrameUpdate,
                             NoSuchSession, NotImplementedByWorker, ProtocolMismatch, RemoteError, RemoteSession,
                             WorkerBusy, WorkerInfo, find_worker_address)
-from .plates import ClipPlate
+from .plates import ClipColour, ClipPlate
 from .prompts import FramePrompt, PromptBook
 
 DIRECTIONS = protocol.DIRECTIONS
@@ -232,11 +232,14 @@ def describe(exc: BaseException) -> str:
 
 def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name: Optional[str] = None,
                  matte_dir: Optional[str] = None, matte_format: str = "png",
-                 track_resolution: Optional[int] = None) -> Tuple[RemoteSession, bool]:
+                 track_resolution: Optional[int] = None,
+                 colour: Optional[ClipColour] = None) -> Tuple[RemoteSession, bool]:
     """Resume the clip's session when the worker still has it (and it is of the kind asked for),
     else open a new one. Returns (session, resumed). `matte_format`: "png" (16-bit grey, which
     Blender reads exactly) or "exr" (half-float alpha only: Blender leaves the colour channels of
-    such files undefined). `track_resolution`: open a PREVIEW session tracking at that size."""
+    such files undefined). `track_resolution`: open a PREVIEW session tracking at that size.
+    `colour`: the clip's colourspace and the scene's view, for the worker's OpenColorIO."""
+    colour = colour or ClipColour()
     if session_id:
         try:
             session = client.resume_session(session_id)
@@ -245,21 +248,34 @@ def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name
         else:
             # a preview must not stand in for the final session, nor the other way round
             same_kind = (session.info.get("track_resolution") or None) == track_resolution
-            if (session.first, session.last) == (plate.first, plate.last) and same_kind:
+            if (session.first, session.last) == (plate.first, plate.last) and same_kind and \
+                    _same_colour(session.info, colour):
                 return session, True
     try:
         return client.open_session(plate.pattern, plate.first, plate.last, name=name, matte_dir=matte_dir,
-                                   matte_format=matte_format, track_resolution=track_resolution), False
+                                   matte_format=matte_format, track_resolution=track_resolution,
+                                   ocio=colour.config or None, colorspace=colour.colorspace or None,
+                                   display=colour.display or None, view=colour.view or None), False
     except RemoteError as exc:
         raise AddonError("The worker cannot open %s (frames %d-%d): %s" % (plate.pattern, plate.first, plate.last,
                                                                           exc.message)) from None
 
 
+def _same_colour(info: Dict[str, Any], colour: ClipColour) -> bool:
+    """Whether a session shows the plate as asked (a new view or colourspace needs a new session).
+    A worker that reports no colour (older) is taken at its word."""
+    if "colour" not in info:
+        return True
+    made = info.get("colour") or {}
+    asked = {"config": colour.config, "colorspace": colour.colorspace, "display": colour.display, "view": colour.view}
+    return all(made.get(key) == value for key, value in asked.items() if value)
+
+
 def open_final_session(client: Client, plate: ClipPlate, preview: RemoteSession, *, matte_dir: Optional[str] = None,
-                       matte_format: str = "png") -> RemoteSession:
+                       matte_format: str = "png", colour: Optional[ClipColour] = None) -> RemoteSession:
     """A full-resolution session on the preview's plate holding the preview's prompts (propagate
     it for the final mattes). The preview session stays on the worker as it was."""
-    final, _ = open_session(client, plate, matte_dir=matte_dir, matte_format=matte_format)
+    final, _ = open_session(client, plate, matte_dir=matte_dir, matte_format=matte_format, colour=colour)
     try:
         final.import_prompts(preview.export_prompts())
     except RemoteError as exc:

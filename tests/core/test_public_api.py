@@ -13,7 +13,7 @@ CORE_NAMES = {
     "load_model", "build_model", "download_checkpoint", "SAM2Model", "SAM2Config", "PRESETS", "load_config_file",
     "ConfigError", "CheckpointError", "DownloadError",
     "VideoSession", "SessionOptions", "SessionError", "FrameResult", "ImagePredictor",
-    "open_frames", "FrameSource", "FrameError", "ViewTransform", "stroke_to_prompt",
+    "open_frames", "FrameSource", "FrameError", "ViewTransform", "ColourSettings", "ColourError", "stroke_to_prompt",
     "Sidecar", "SidecarError", "load_sidecar", "save_sidecar", "session_to_sidecar", "apply_prompts",
     "MatteOutput", "MatteOptions", "MatteSequenceWriter", "matte_from_logits", "read_matte",
     "masks_to_shapes", "ShapeOptions", "ShapeTrack", "RefineOptions", "SmoothOptions", "ConfidenceTracker",

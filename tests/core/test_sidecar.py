@@ -96,6 +96,9 @@ def test_mask_rle_errors_name_the_field() -> None:
         (lambda d: d["shot"].pop("plate"), r"shot\.plate: expected a video file"),
         (lambda d: d["shot"].update(first=10, last=2), r"shot\.first 10 is after shot\.last 2"),
         (lambda d: d["shot"].update(view={"curve": "log"}), r"shot\.view\.curve"),
+        (lambda d: d["shot"].update(colour={"look": "warm"}), r"shot\.colour: unknown colour settings \['look'\]"),
+        (lambda d: d["shot"].update(colour={"config": "none", "colorspace": "ACEScg"}),
+         r"shot\.colour: without an OCIO config .* no colourspace"),
         (lambda d: d.update(objects=[]), r"objects: expected a non-empty list"),
         (lambda d: d["objects"].append(d["objects"][0]), r"objects\[1\]\.obj_id: object 1 appears twice"),
         (lambda d: d["objects"][0].update(name="a/b"), r"objects\[0\]\.name: 'a/b' cannot be used in a file name"),
@@ -156,6 +159,23 @@ def test_relative_paths_are_taken_from_the_sidecars_folder(tmp_path: Path) -> No
     again = Sidecar.from_dict(sidecar.to_dict(), base_dir=tmp_path / "jobs")
     assert again.to_dict() == sidecar.to_dict()
     assert "counts" in sidecar.to_dict()["objects"][0]["prompts"][1]["mask"]
+
+
+def test_colour_settings_are_recorded_and_read_back(tmp_path: Path) -> None:
+    colour = {"config": "ocio://studio-config-latest", "colorspace": "ACEScg", "display": "sRGB - Display",
+              "view": "Un-tone-mapped"}
+    data = minimal()
+    data["shot"]["colour"] = colour
+    sidecar = Sidecar.from_dict(data, base_dir=tmp_path)
+    assert sidecar.to_dict()["shot"]["colour"] == colour
+    settings = sidecar.shot.colour_settings()
+    assert settings is not None and settings.colorspace == "ACEScg" and settings.view == "Un-tone-mapped"
+    # older files with a view curve mean "no config, that curve"
+    older = minimal()
+    older["shot"]["view"] = {"curve": "rec709", "exposure": 0.5}
+    curve = Sidecar.from_dict(older, base_dir=tmp_path).shot.colour_settings()
+    assert curve is not None and (curve.config, curve.view, curve.exposure) == ("none", "rec709", 0.5)
+    assert Sidecar.from_dict(minimal(), base_dir=tmp_path).shot.colour_settings() is None
 
 
 # --- export and replay ---------------------------------------------------------------------------

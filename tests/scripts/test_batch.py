@@ -220,14 +220,18 @@ def test_broken_shots_are_reported_and_the_others_complete(shots: Path, tmp_path
                  d["objects"][0]["prompts"].append({"frame": 50, "points": [[5, 5]], "labels": [1]}))
     shutil.copy(shots / "c.json", jobs / "bad_labels.json")
     rewrite_json(jobs / "bad_labels.json", lambda d: d["objects"][0]["prompts"][0].update(labels=[2]))
+    shutil.copy(shots / "c.json", jobs / "bad_colour.json")
+    rewrite_json(jobs / "bad_colour.json", lambda d: d["shot"].update(
+        name="bad_colour", colour={"config": "ocio://cg-config-latest", "colorspace": "LogC9"}))
 
     out = tmp_path / "out"
     status = main(["batch", str(jobs), "--out", str(out), "--quiet", *MICRO])
     summary = capsys.readouterr().out
     assert status == 1
-    assert "batch: 5 shots, 1 done, 4 failed" in summary
+    assert "batch: 6 shots, 1 done, 5 failed" in summary
     lines = {line.split()[1]: line for line in summary.splitlines() if line.startswith("  FAILED")}
-    assert sorted(lines) == ["bad_frame", "bad_labels", "corrupt", "gone"]
+    assert sorted(lines) == ["bad_colour", "bad_frame", "bad_labels", "corrupt", "gone"]
+    assert "colourspace 'LogC9' is not in OCIO config 'cg-config-v" in lines["bad_colour"]
     assert "not valid JSON (line 1" in lines["corrupt"]
     assert "objects[0].prompts[0].labels[0]: expected 1 (positive) or 0 (negative), got 2" in lines["bad_labels"]
     assert "object 7 frame 50" in lines["bad_frame"] and "outside" in lines["bad_frame"]

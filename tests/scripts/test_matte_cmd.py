@@ -101,3 +101,25 @@ def test_preview_then_final(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert preview.shape == final.shape == (120, 160)
     assert main(["matte", plate, "--point", "60,60", "--preview", "300", "--out", str(out), *MICRO]) == 2
     assert "between 64 and the model's 256" in capsys.readouterr().err
+
+
+def exit_status(argv: list[str]) -> int:
+    """main's return value, or the status of the SystemExit a flag check raises."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def test_colour_flags_are_checked_before_the_model_loads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plate = make_plate(tmp_path / "plate", count=2)
+    out = str(tmp_path / "mattes")
+    args = ["matte", plate, "--point", "60,60", "--out", out, *MICRO]
+    assert exit_status([*args, "--ocio", "ocio://cg-config-latest", "--colorspace", "Rec709-ish"]) == 2
+    error = capsys.readouterr().err
+    assert "colourspace 'Rec709-ish' is not in OCIO config 'cg-config-v" in error and "ACEScg" in error
+    assert exit_status([*args, "--ocio", str(tmp_path / "missing.ocio")]) == 2
+    assert "missing.ocio' (given): no such file" in capsys.readouterr().err
+    assert exit_status([*args, "--ocio", "none", "--view", "ACES 2.0 - SDR 100 nits (Rec.709)"]) == 2
+    assert "the view is a curve, one of ['srgb', 'rec709', 'linear']" in capsys.readouterr().err
+    assert not Path(out).exists()

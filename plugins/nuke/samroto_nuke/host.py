@@ -27,7 +27,8 @@ import nuke.rotopaint as rp
 
 from . import connection
 from .jobs import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
-from .plate import PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, find_plate, frame_path, plan_render
+from .plate import (HostColour, PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, config_source, find_plate,
+                    frame_path, parse_viewer_process, plan_render)
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
 from .settings import (ACTIONS, BOX_ENABLE_KNOB, BOX_KNOB, DEFAULT_PREVIEW_RESOLUTION, FINAL_KNOB, HOLE_MODES,
@@ -233,7 +234,23 @@ def read_job(node: nuke.Node, action: str) -> WorkerJob:
             knob_prompts = read_knob_prompts(node, settings.layout, frame)
     return WorkerJob(action=action, node_name=node.fullName(), plate=plate, nuke_frame=frame, session_id=session_id,
                      knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings,
-                     session_resolution=session_resolution)
+                     session_resolution=session_resolution, colour=read_colour(plate))
+
+
+def read_colour(plate: PlateSource) -> HostColour:
+    """The plate's colourspace (its Read's knob) with the project's OCIO config and the active
+    viewer's display and view: the worker shows the model the plate as this viewer shows it."""
+    root = nuke.root()
+    config_knob, custom_knob = root.knob("OCIO_config"), root.knob("customOCIOConfigPath")
+    config = config_source(str(config_knob.value()) if config_knob is not None else "",
+                           str(custom_knob.value()) if custom_knob is not None else "", os.environ.get("OCIO"))
+    display = view = ""
+    viewer = nuke.activeViewer()
+    viewer_node = viewer.node() if viewer is not None else None
+    process = viewer_node.knob("viewerProcess") if viewer_node is not None else None
+    if process is not None:
+        display, view = parse_viewer_process(str(process.value()))
+    return HostColour(config=config, colorspace=plate.colorspace, display=display, view=view)
 
 
 def read_settings(node: nuke.Node) -> PluginSettings:
@@ -300,12 +317,14 @@ def read_plate(node: nuke.Node, *, reuse_key: Optional[str]) -> PlateSource:
 
 
 def read_info(read: nuke.Node) -> ReadInfo:
+    colorspace = read.knob("colorspace")
     file_name = nuke.filename(read) or str(_knob(read, "file", nuke.File_Knob).value())
     width, height = _format_size(read)
     return ReadInfo(name=read.fullName(), file=file_name, first=int(_knob(read, "first", nuke.Int_Knob).value()),
                     last=int(_knob(read, "last", nuke.Int_Knob).value()),
                     frame_mode=str(_knob(read, "frame_mode", nuke.Enumeration_Knob).value()),
-                    frame=str(_knob(read, "frame", nuke.String_Knob).value()), width=width, height=height)
+                    frame=str(_knob(read, "frame", nuke.String_Knob).value()), width=width, height=height,
+                    colorspace=str(colorspace.value()) if colorspace is not None else "")
 
 
 def render_to_exr(source: nuke.Node, pattern: str, first: int, last: int) -> None:

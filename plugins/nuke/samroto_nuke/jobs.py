@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import connection
-from .plate import PlateSource, pattern_from_frame_path
+from .plate import HostColour, PlateSource, pattern_from_frame_path
 from .prompts import KnobPrompts, NoPrompts, RotoShapeData, click_prompt, roto_mask_prompts
 from .roto_plan import RotoPlan, plan_roto
 from .settings import TRACK_ACTIONS, WORKER_ACTIONS, PluginSettings
@@ -51,6 +51,7 @@ class WorkerJob:
     roto_grouping: str = "layer"
     settings: PluginSettings = field(default_factory=PluginSettings)
     session_resolution: int = 0
+    colour: HostColour = field(default_factory=HostColour)  # how Nuke shows the plate (Read, viewer)
 
     def __post_init__(self) -> None:
         if self.action not in WORKER_ACTIONS:
@@ -250,7 +251,9 @@ class JobRunner:
             track = job.settings.track
             session = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
                                           matte_dir=track.matte_dir, matte_format=track.matte_format,
-                                          track_resolution=track.preview_resolution)
+                                          track_resolution=track.preview_resolution, ocio=job.colour.config or None,
+                                          colorspace=job.colour.colorspace or None,
+                                          display=job.colour.display or None, view=job.colour.view or None)
             self._post(self._observer.session_opened, session.id)
         result.session_id = session.id
         result.preview_resolution = preview_resolution_of(session)
@@ -273,7 +276,9 @@ class JobRunner:
         sidecar = preview.export_prompts()
         track = job.settings.track
         final = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
-                                    matte_dir=track.matte_dir, matte_format=track.matte_format)
+                                    matte_dir=track.matte_dir, matte_format=track.matte_format,
+                                    ocio=job.colour.config or None, colorspace=job.colour.colorspace or None,
+                                    display=job.colour.display or None, view=job.colour.view or None)
         try:
             result.obj_ids = final.import_prompts(sidecar)
         except Exception:

@@ -100,6 +100,7 @@ class ReadInfo:
     frame: str = ""
     width: int = 0
     height: int = 0
+    colorspace: str = ""  # the colorspace knob as Nuke shows it ("ACEScg", "default (scene_linear)", ...)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class PlateSource:
     kind: str = "sequence"  # "sequence" | "video"
     origin: str = ""
     rendered: bool = False
+    colorspace: str = ""  # the plate's OCIO colourspace ("": the worker decides from the header)
 
     def __post_init__(self) -> None:
         if self.last < self.first:
@@ -185,7 +187,7 @@ def plate_from_read(info: ReadInfo) -> PlateSource:
     if ext in VIDEO_EXTENSIONS:
         # Nuke numbers a movie's frames from 1 (its Read first/last are 1-based), the worker from 0
         return PlateSource(plate=path, first=info.first - 1, last=info.last - 1, offset=offset + 1, kind="video",
-                           origin=info.name)
+                           origin=info.name, colorspace=read_colorspace(info.colorspace))
     if ext not in IMAGE_EXTENSIONS:
         raise UnsupportedInput("%s reads %r: SamRoto's worker reads EXR, DPX, PNG, JPEG and TIFF sequences and movie "
                                "files (%s); convert the plate or render it to EXR"
@@ -194,7 +196,7 @@ def plate_from_read(info: ReadInfo) -> PlateSource:
         raise UnsupportedInput("%s reads the single image %r: SamRoto tracks image sequences (name.####.ext) and "
                                "movies" % (info.name, os.path.basename(path)))
     return PlateSource(plate=to_hash_pattern(path), first=info.first, last=info.last, offset=offset,
-                       kind="sequence", origin=info.name)
+                       kind="sequence", origin=info.name, colorspace=read_colorspace(info.colorspace))
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,9 @@ class RenderPlan:
         return to_printf_pattern(self.pattern)
 
     def plate(self) -> PlateSource:
+        # the Write renders Nuke's working space (the scene_linear role) into the EXR
         return PlateSource(plate=self.pattern, first=self.first, last=self.last, offset=0, kind="sequence",
-                           origin=self.node_name, rendered=True)
+                           origin=self.node_name, rendered=True, colorspace="scene_linear")
 
 
 def render_folder(base: Optional[str] = None) -> str:
@@ -260,3 +263,55 @@ def find_plate(chain: Sequence[UpstreamNode]) -> Tuple[Optional[PlateSource], Op
 def frames_in(plate: PlateSource, frames: Sequence[int]) -> List[int]:
     """The given plate frames that fall inside the plate, sorted and unique."""
     return sorted({int(f) for f in frames if plate.first <= int(f) <= plate.last})
+
+
+# ---------------------------------------------------------------------------------------------
+# Colour: the Read's colourspace and the viewer's display and view, for the worker's OCIO
+
+
+@dataclass(frozen=True)
+class HostColour:
+    """How Nuke shows the plate: its OCIO config, the Read's colourspace, the viewer's display
+    and view. Empty values leave the choice to the worker (its flags, the header, the config)."""
+
+    config: str = ""
+    colorspace: str = ""
+    display: str = ""
+    view: str = ""
+
+
+def read_colorspace(knob_value: str) -> str:
+    """The colourspace a Read's knob names: "ACEScg" as is, "default (ACEScg)" -> "ACEScg", and
+    "" for a bare "default" (the worker then reads the file's header, as Nuke's default does)."""
+    text = (knob_value or "").strip()
+    match = re.match(r"^default\s*\((.*)\)$", text)
+    if match:
+        return match.group(1).strip()
+    return "" if text == "default" else text
+
+
+def parse_viewer_process(text: str) -> Tuple[str, str]:
+    """(display, view) of a viewer process knob: Nuke 14+ shows OCIO pairs as "View (Display)";
+    a bare name is a view of the default display; "None" is no view."""
+    text = (text or "").strip()
+    if not text or text == "None":
+        return "", ""
+    match = re.match(r"^(.*\S)\s*\(([^()]*)\)$", text)
+    if match:
+        return match.group(2).strip(), match.group(1).strip()
+    return "", text
+
+
+def config_source(ocio_config: str, custom_path: str, environment: Optional[str]) -> str:
+    """The OCIO config Nuke uses, as the worker can load it: $OCIO wins (Nuke uses it too), then
+    a custom config file, then Nuke's copies of OCIO's built-in configs ("fn-nuke_cg-config-...",
+    loaded by their built-in name); "" for configs only Nuke has (the worker uses its own)."""
+    if environment:
+        return environment
+    choice = (ocio_config or "").strip()
+    if choice == "custom":
+        return (custom_path or "").strip()
+    for prefix in ("fn-nuke_cg-config-", "fn-nuke_studio-config-"):
+        if choice.startswith(prefix):
+            return "ocio://" + choice[len("fn-nuke_"):]
+    return ""

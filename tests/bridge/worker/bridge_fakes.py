@@ -26,13 +26,17 @@ class FakeResult:
 
 
 class FakeFrames:
-    def __init__(self, first: int, last: int, height: int = 24, width: int = 32) -> None:
+    def __init__(self, first: int, last: int, height: int = 24, width: int = 32, colour: Any = None) -> None:
         self.frame_numbers = range(first, last + 1)
         self.height, self.width = height, width
+        self.colour = dict(colour or {})  # the colour settings asked for, kept as given
 
     def describe(self) -> dict:
-        return {"kind": "fake", "first": self.frame_numbers[0], "last": self.frame_numbers[-1],
+        spec = {"kind": "fake", "first": self.frame_numbers[0], "last": self.frame_numbers[-1],
                 "height": self.height, "width": self.width}
+        if self.colour:
+            spec["colour"] = dict(self.colour)
+        return spec
 
     def close(self) -> None:
         pass
@@ -185,7 +189,7 @@ class FakeEngine:
             last = plate.get("last") if last is None else last
         elif not str(plate).startswith("fake:"):
             raise ValueError(f"{plate!r}: the fake engine only opens 'fake:' plates")
-        return FakeFrames(1001 if first is None else first, 1012 if last is None else last)
+        return FakeFrames(1001 if first is None else first, 1012 if last is None else last, colour=view)
 
     def pushed_frames(self, folder: Path, frame_numbers: Any, height: int, width: int) -> FakeFrames:
         return FakeFrames(frame_numbers[0], frame_numbers[-1], height, width)

@@ -365,3 +365,58 @@ def test_preview_session_then_final_mattes_from_its_prompts(worker: WorkerProces
         with pytest.raises(BadRequest, match="track_resolution must be a multiple of 32"):
             client.open_session(plate, track_resolution=100)
     assert read_matte(finals[0].matte_paths[1]).shape == read_matte(updates[0].matte_paths[1]).shape == (HEIGHT, WIDTH)
+
+
+def write_acescg_plate(folder: Path) -> str:
+    """Two scene-linear EXR frames whose header says ACEScg (AP1 chromaticities)."""
+    import OpenEXR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    linear = np.load(FRAMES)[:2].astype(np.float32) / 64.0
+    for i, frame in enumerate(linear):
+        small = cv2.resize(frame, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+        channels = {c: np.ascontiguousarray(small[..., k]) for k, c in enumerate("RGB")}
+        header = {"chromaticities": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)}
+        OpenEXR.File(header, channels).write(str(folder / f"lin.{FIRST + i}.exr"))
+    return str(folder / "lin.####.exr")
+
+
+def test_open_session_takes_the_hosts_colour_settings(worker: WorkerProcess, plate: str, tmp_path: Path) -> None:
+    exr = write_acescg_plate(tmp_path / "exr")
+    with connect(worker) as client:
+        shot = client.open_session(exr, ocio="ocio://studio-config-latest", display="Display P3 - Display",
+                                   view="Un-tone-mapped")
+        assert "colour.ocio" in client.hello().capabilities
+        colour = shot.info["colour"]
+        assert colour["config"].startswith("ocio://studio-config-v") and colour["colorspace"] == "ACEScg"
+        assert (colour["display"], colour["view"]) == ("Display P3 - Display", "Un-tone-mapped")
+        shot.add_points(FIRST, obj_id=1, points=[(80, 60)], labels=[1])
+        assert shot.export_prompts()["shot"]["colour"] == colour  # a batch replays it with the same colour
+        # reopened from disk (another client, the same worker): the same choices
+        assert client.resume_session(shot.id).info["colour"] == colour
+        # the host's colourspace wins over the header; a display-referred PNG plate needs no colour
+        flagged = client.open_session(exr, colorspace="Linear Rec.709 (sRGB)")
+        assert flagged.info["colour"]["colorspace"] == "Linear Rec.709 (sRGB)"
+        assert client.open_session(plate).info["colour"] == {}
+        with pytest.raises(BadRequest, match="colourspace 'LogC9' is not in OCIO config .*it has: .*ACEScg"):
+            client.open_session(exr, colorspace="LogC9")
+        with pytest.raises(BadRequest, match="view 'Nope' is not a view of display"):
+            client.open_session(exr, view="Nope")
+
+
+def test_the_workers_colour_flags_fill_what_the_client_leaves_open(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from samroto.bridge.worker.backend import ModelEngine
+    from samroto.core.colour import ColourSettings
+
+    exr = write_acescg_plate(tmp_path / "exr")
+    defaults = ColourSettings(config="ocio://cg-config-latest", display="sRGB - Display", view="Un-tone-mapped")
+    engine = ModelEngine(SimpleNamespace(device="cpu"), name="none", colour=defaults)
+    frames = engine.open_frames(exr, None, None, {"view": "Raw"})
+    settings = frames.colour.settings
+    assert settings.config.startswith("ocio://cg-config-v") and settings.colorspace == "ACEScg"
+    assert (settings.display, settings.view) == ("sRGB - Display", "Raw")
+    assert engine.open_frames(exr, None, None).colour.settings.view == "Un-tone-mapped"
+    # a saved session's description keeps its own choices
+    assert engine.open_frames(frames.describe(), None, None).colour.settings == settings

@@ -116,10 +116,18 @@ def run(args: argparse.Namespace) -> None:
     step("open session")
     clip = bpy.data.movieclips.load(args.plate)
     state = controller.clip_state(clip)
+    bpy.context.scene.view_settings.view_transform = "Standard"  # not the default (AgX): it must travel
     job = wait(controller.open_session(bpy.context, clip))
     RESULT["open"] = {"state": job.state, "error": job.error, "session": state.session_id, "first": state.first,
                       "last": state.last, "size": [state.width, state.height], "plate": state.plate,
                       "message": controller.runtime.message}
+    RESULT["colour"] = {
+        "clip_colorspace": clip.colorspace_settings.name,
+        "display": bpy.context.scene.display_settings.display_device,
+        "view": bpy.context.scene.view_settings.view_transform,
+        "config": os.path.join(bpy.utils.resource_path("LOCAL"), "datafiles", "colormanagement", "config.ocio"),
+        "worker": session_colour(args.address, state.session_id),
+    }
 
     # --- objects and prompts: the mask shows at once ------------------------------------------
     step("prompts")
@@ -437,6 +445,17 @@ def preview_then_final(bpy: Any, args: argparse.Namespace, controller: Any, task
     out["masks"] = sorted(mask.name for mask in bpy.data.masks)
     out["preview_matte_files"] = sorted(os.listdir(str(args.out.parent / "preview_mattes")))
     return out
+
+
+def session_colour(address: str, session_id: str) -> Dict[str, Any]:
+    """The colour choices the worker made for the session."""
+    from samroto.bridge import Client, auth
+
+    client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
+    try:
+        return dict(client.resume_session(session_id).info["colour"])
+    finally:
+        client.close()
 
 
 def session_is_preview(address: str, session_id: str) -> bool:

@@ -246,3 +246,11 @@ def test_a_preview_is_labelled_and_compute_final_mattes_makes_the_final_ones(sce
     for frame in range(FIRST, LAST + 1):
         assert "shot_preview_obj1_matte.%04d.png" % frame in run["preview_matte_files"]
         assert "shot_obj1_matte.%04d.png" % frame in run["preview_matte_files"]
+
+
+def test_the_clips_colourspace_and_the_scenes_view_reach_the_worker(scenario: Dict[str, Any]) -> None:
+    colour = scenario["colour"]
+    assert (colour["clip_colorspace"], colour["display"], colour["view"]) == ("sRGB", "sRGB", "Standard")
+    # the worker loaded Blender's own config and converts the plate as the Clip Editor shows it
+    assert colour["worker"] == {"config": colour["config"], "colorspace": "sRGB", "display": "sRGB",
+                                "view": "Standard"}

@@ -248,6 +248,23 @@ def test_preview_sessions_are_resumed_only_as_previews(remote, plates, fake_work
         client.close()
 
 
+def test_a_new_view_or_colourspace_opens_a_new_session(remote, plates, fake_worker: InProcessWorker) -> None:
+    connection = remote.connect(settings_for(remote, fake_worker))
+    client = connection.client
+    standard = plates.ClipColour(config="/blender/config.ocio", colorspace="sRGB", display="sRGB", view="Standard")
+    try:
+        session, resumed = remote.open_session(client, _fake_plate(plates), colour=standard)
+        assert not resumed and session.info["colour"] == {"config": "/blender/config.ocio", "colorspace": "sRGB",
+                                                          "display": "sRGB", "view": "Standard"}
+        again, resumed = remote.open_session(client, _fake_plate(plates), session_id=session.id, colour=standard)
+        assert resumed and again.id == session.id
+        agx = plates.ClipColour(config=standard.config, colorspace="sRGB", display="sRGB", view="AgX")
+        other, resumed = remote.open_session(client, _fake_plate(plates), session_id=session.id, colour=agx)
+        assert not resumed and other.id != session.id and other.info["colour"]["view"] == "AgX"
+    finally:
+        client.close()
+
+
 def test_started_worker_gets_the_device_setting(remote) -> None:
     assert remote.worker_argv("samroto worker", "auto") == ["samroto", "worker", "--device", "auto"]
     assert remote.worker_argv("samroto worker --model m.pt", "mps")[-2:] == ["--device", "mps"]

@@ -26,14 +26,23 @@ __all__ = [
     "Node", "Knob", "Array_Knob", "Int_Knob", "Double_Knob", "Boolean_Knob", "XY_Knob", "BBox_Knob", "String_Knob",
     "EvalString_Knob", "Multiline_Eval_String_Knob", "File_Knob", "Unsigned_Knob", "ColorChip_Knob",
     "Enumeration_Knob", "Text_Knob", "Tab_Knob", "Script_Knob", "PyScript_Knob", "Channel_Knob", "ChannelMask_Knob",
-    "Format", "ProgressTask", "Root", "Menu", "ToolBar",
+    "Format", "ProgressTask", "Root", "Menu", "ToolBar", "ViewerWindow",
     "Nodes", "NodeConstructor",
     # functions
     "createNode", "toNode", "delete", "allNodes", "frame", "root", "message", "filename", "execute",
-    "executeInMainThread", "views", "toolbar", "thisNode",
+    "executeInMainThread", "views", "toolbar", "thisNode", "activeViewer",
     # module attribute
     "nodes",
 ]
+
+# Choices of the colour knobs as Nuke 15 lists them with its ACES config (abridged): the project's
+# OCIO configs, a Read's colourspaces, a viewer's processes ("View (Display)")
+_OCIO_CONFIGS = ("fn-nuke_cg-config-v2.1.0_aces-v1.3_ocio-v2.3", "fn-nuke_studio-config-v2.1.0_aces-v1.3_ocio-v2.3",
+                "nuke-default", "custom")
+_READ_COLORSPACES = ("default", "scene_linear", "ACEScg", "ACES2065-1", "ACEScct", "Linear Rec.709 (sRGB)",
+                    "sRGB Encoded Rec.709 (sRGB)", "Raw")
+_VIEWER_PROCESSES = ("ACES 1.0 - SDR Video (sRGB - Display)", "Un-tone-mapped (sRGB - Display)",
+                    "Un-tone-mapped (Display P3 - Display)", "Raw (sRGB - Display)", "None")
 
 GUI = True
 INVISIBLE = 0x400
@@ -431,6 +440,9 @@ class Root(Node):
         self._format: Optional[Format] = None
         self._first_last: Optional[Tuple[int, int]] = None
         self._frames = (1, 100)
+        # the project's colour management (Project Settings > Color)
+        for knob in (Enumeration_Knob("OCIO_config", None, list(_OCIO_CONFIGS)), File_Knob("customOCIOConfigPath")):
+            self._attach(knob)
 
     def firstFrame(self) -> int:
         return self._frames[0]
@@ -456,11 +468,14 @@ def _class_knobs(node_class: str) -> List[Knob]:
                          String_Knob("frame"),
                          Enumeration_Knob("before", None, ["hold", "loop", "bounce", "black"]),
                          Enumeration_Knob("after", None, ["hold", "loop", "bounce", "black"]),
-                         Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"])]
+                         Enumeration_Knob("on_error", None, ["error", "black", "checkerboard", "nearest frame"]),
+                         Enumeration_Knob("colorspace", None, list(_READ_COLORSPACES))]
     if node_class == "Write":
         return common + [File_Knob("file"),
                          Enumeration_Knob("file_type", None, [" ", "exr", "png", "jpeg", "tiff", "dpx"]),
                          ChannelMask_Knob("channels", None, "rgb")]
+    if node_class == "Viewer":
+        return common + [Enumeration_Knob("viewerProcess", None, list(_VIEWER_PROCESSES))]
     if node_class == "Copy":
         return common + [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
     if node_class in ("Roto", "RotoPaint"):
@@ -528,6 +543,22 @@ def frame(f: Optional[int] = None) -> int:
 
 def root() -> Root:
     return control.root
+
+
+class ViewerWindow:
+    """The viewer window around a Viewer node (`activeViewer()`)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def node(self) -> Node:
+        _main_only("ViewerWindow.node")
+        return self._node
+
+
+def activeViewer() -> Optional[ViewerWindow]:  # Nuke returns None when no viewer is open
+    _main_only("nuke.activeViewer")
+    return ViewerWindow(control.viewer) if control.viewer is not None else None
 
 
 def message(prompt: str) -> None:
@@ -838,6 +869,7 @@ class Control:
         self.current_frame = 1
         self.root_format = Format(1920, 1080)
         self.root = Root()
+        self.viewer: Optional[Node] = None  # the active viewer's node (make_viewer)
 
     def make_read(self, path: str, first: int, last: int, *, width: int, height: int, frame_mode: str = "expression",
                   frame: str = "") -> Node:
@@ -847,6 +879,12 @@ class Control:
         read["frame"].setValue(frame)
         read._format = Format(width, height)
         return read
+
+    def make_viewer(self, viewer_process: str) -> Node:
+        """A Viewer node showing its input through `viewer_process`, made the active viewer."""
+        self.viewer = Node("Viewer")
+        self.viewer["viewerProcess"].setValue(viewer_process)
+        return self.viewer
 
     def make_node(self, node_class: str, *, input: Optional[Node] = None, frames: Optional[Tuple[int, int]] = None,
                   width: Optional[int] = None, height: Optional[int] = None) -> Node:

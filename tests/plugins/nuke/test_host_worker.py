@@ -499,3 +499,32 @@ def test_preview_resolutions_the_model_cannot_run_and_final_without_a_preview_ar
     result = press(node, "final")
     assert result.state == "failed" and result.message.startswith("there is no preview session to compute final")
     assert node[SESSION_KNOB].value() == ""  # no session was opened for it
+
+
+def test_the_reads_colourspace_and_the_viewers_display_and_view_reach_the_worker(
+        nuke: object, worker_env: WorkerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import OpenEXR
+
+    monkeypatch.delenv("OCIO", raising=False)
+    control = fake_nuke.control
+    linear = np.linspace(0.0, 4.0, HEIGHT * WIDTH * 3, dtype=np.float32).reshape(HEIGHT, WIDTH, 3)
+    for frame in (FIRST, FIRST + 1):
+        channels = {c: np.ascontiguousarray(linear[..., i]) for i, c in enumerate("RGB")}
+        OpenEXR.File({}, channels).write(str(tmp_path / ("lin.%04d.exr" % frame)))
+    read = control.make_read(str(tmp_path / "lin.%04d.exr"), FIRST, FIRST + 1, width=WIDTH, height=HEIGHT)
+    read["colorspace"].setValue("ACEScg")
+    control.root["OCIO_config"].setValue("fn-nuke_cg-config-v2.1.0_aces-v1.3_ocio-v2.3")
+    control.make_viewer("Un-tone-mapped (Display P3 - Display)")
+    node = samroto_on(read)
+    click(node, 80.0, 60.0)
+    control.current_frame = FIRST
+    result = press(node, "prompts")
+    assert result.state == "done", result.message
+
+    client = connection.connect(ConnectionSettings())
+    try:
+        colour = client.resume_session(result.session_id).info["colour"]
+    finally:
+        client.close()
+    assert colour == {"config": "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3", "colorspace": "ACEScg",
+                      "display": "Display P3 - Display", "view": "Un-tone-mapped"}

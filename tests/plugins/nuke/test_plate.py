@@ -92,7 +92,25 @@ def test_render_plans_are_per_script_and_node(tmp_path: object) -> None:
     b = plan_render("Grade1", 1, 10, script_name="/s/b.nk", folder=str(tmp_path))
     assert a.pattern != b.pattern and a.pattern.endswith(os.path.join("plate.####.exr"))
     assert a.printf_pattern.endswith("plate.%04d.exr")
-    assert a.plate() == PlateSource(plate=a.pattern, first=1, last=10, origin="Grade1", rendered=True)
+    assert a.plate() == PlateSource(plate=a.pattern, first=1, last=10, origin="Grade1", rendered=True,
+                                    colorspace="scene_linear")
     assert a.plate().key != b.plate().key
     with pytest.raises(UnsupportedInput, match="empty"):
         plan_render("Grade1", 10, 1)
+
+
+def test_colour_knobs_as_the_worker_takes_them() -> None:
+    from samroto_nuke.plate import config_source, parse_viewer_process, read_colorspace
+
+    assert read_colorspace("ACEScg") == "ACEScg"
+    assert read_colorspace("default (scene_linear)") == "scene_linear"
+    assert read_colorspace("default") == ""
+    assert parse_viewer_process("ACES 2.0 - SDR 100 nits (Rec.709) (sRGB - Display)") == (
+        "sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)")
+    assert parse_viewer_process("sRGB") == ("", "sRGB")
+    assert parse_viewer_process("None") == ("", "")
+    assert config_source("fn-nuke_studio-config-v2.1.0_aces-v1.3_ocio-v2.3", "", None) == \
+        "ocio://studio-config-v2.1.0_aces-v1.3_ocio-v2.3"
+    assert config_source("custom", "/show/config.ocio", None) == "/show/config.ocio"
+    assert config_source("nuke-default", "", None) == ""
+    assert config_source("custom", "/show/config.ocio", "/site/aces.ocio") == "/site/aces.ocio"
