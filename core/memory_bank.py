@@ -149,8 +149,9 @@ class DiskStore(RecordStore):
     besides (every later frame needs them). On a GPU the window stays in GPU memory (`device`):
     records read back from disk are moved there.
 
-    Files are written on a background thread (the compute thread never waits for the disk or for a
-    device-to-host copy), in order with deletions; `flush` waits for them. Files are written
+    Tracked frames' files are written on a background thread (the compute thread never waits for the
+    disk or for a device-to-host copy), in order with deletions; `flush` waits for them, and a
+    prompt's record is written before `put` returns. Files are written
     atomically (temporary name, then rename), so a crash never leaves a partial record under its
     final name.
     """
@@ -233,6 +234,10 @@ class DiskStore(RecordStore):
             self._cache.move_to_end(key)
             self._evict()
         self._submit("put", key, record)
+        if pending:
+            # a prompt's record is on disk before the call returns (prompts are rare; a restart
+            # must find every prompt the artist saw answered)
+            self._drain()
 
     def get(self, obj_id: int, frame: int, *, pending: bool) -> FrameRecord:
         key = (obj_id, frame, pending)

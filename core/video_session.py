@@ -93,13 +93,14 @@ class SessionOptions:
     feature_cache_frames: int = 4
     # records per object kept in RAM besides keyframes when the state is on disk
     record_window: int = 24
-    # "float32", or "bfloat16"/"float16" autocast on CUDA
-    precision: str = "float32"
+    # "auto": the device's (bf16 autocast on Ampere and later GPUs, fp16 on Volta/Turing, float32
+    # elsewhere); or "float32", "bfloat16", "float16" where the device runs it
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.fill_hole_area < 0:
             raise SessionError("fill_hole_area must be >= 0")
-        if self.precision not in DTYPES:
+        if self.precision != "auto" and self.precision not in DTYPES:
             raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {self.precision!r}")
         if self.feature_cache_frames < 1:
             object.__setattr__(self, "feature_cache_frames", 1)
@@ -157,6 +158,8 @@ class VideoSession:
             precision=precision,
         )
         try:
+            if self.options.precision == "auto":
+                self.options = replace(self.options, precision=choose_precision(model.device))
             check_precision(model.device, self.options.precision)
         except DeviceError as exc:
             raise SessionError(str(exc)) from None
@@ -913,6 +916,8 @@ class VideoSession:
 def _options_for_device(options: SessionOptions, model: SAM2Model, precision: str | None) -> SessionOptions:
     if precision is not None:
         return replace(options, precision=precision)
+    if options.precision == "auto":
+        return options
     try:
         check_precision(model.device, options.precision)
         return options

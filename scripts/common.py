@@ -139,6 +139,10 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
     from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
 
     device = torch.device(args.device)
+    if device.type == "cuda":
+        from samroto.core.model.device import set_tf32
+
+        set_tf32(True)  # as users run (and the official predictor): tensor cores for float32 parts
     model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
     if args.image_size:
         model = model.at_image_size(args.image_size)
