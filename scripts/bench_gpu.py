@@ -7,15 +7,17 @@ Steps (each guarded: a failure is recorded and the next step runs, so there is a
   float32 with TF32 off: max abs difference against the official outputs (limit 1e-3);
 - `bf16`: the same scenarios in bfloat16 (float16 before Ampere): finite, and on which share of
   pixels the mask agrees with float32 (limit 95%);
-- `cache`: click A, click B, click A, two corrections on one frame, eager and compiled: latency and
-  the largest difference between the two;
 - `speed`: each model (`--configs`, random weights, at `--image-size`) on a `--frames` synthetic plate
   at `--plate`: seconds a frame, model-only ms, CPU ms a frame, peak VRAM, with 1 and 3 objects;
 - `long`: `--long-frames` frames of tiny, VRAM allocated at frame 50 and at the end (flat or not);
-- `compile`: compile time, steady FPS and the number of graphs compiled (recompiles);
 - `plates`: 4K and 8K plates resized to the model input on the device, against the CPU result;
 - `official`: the official `SAM2VideoPredictor` FPS on the same plate (`--official-src PATH` to a
-  checkout of facebookresearch/sam2, with hydra-core, omegaconf and iopath installed).
+  checkout of facebookresearch/sam2, with hydra-core, omegaconf and iopath installed);
+- `compile`: compile time, steady FPS and the number of graphs compiled (recompiles);
+- `cache`: click A, click B, click A, two corrections on one frame, eager and compiled: latency and
+  the largest difference between the two (after `compile`, whose kernels it reuses).
+
+Steps run in this order, cheapest and most telling first.
 
 Runs offline. On a machine without the full install, run it as `python scripts/bench_gpu.py ...`
 from the repository root: it finds the packages itself (only torch, numpy and OpenCV are needed).
