@@ -97,17 +97,6 @@ class ModelEngine:
     def classify_error(self, exc: BaseException) -> Optional[str]:
         return classify_device_error(exc)
 
-
-def classify_device_error(exc: BaseException) -> Optional[str]:
-    """"out_of_memory" (recoverable), "device_lost" (the device context is dead: exit) or None."""
-    from ...core.model.device import is_out_of_memory, is_sticky_device_error
-
-    if is_out_of_memory(exc):
-        return "out_of_memory"
-    if is_sticky_device_error(exc):
-        return "device_lost"
-    return None
-
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
         """view: the client's colour settings (`ColourSettings.to_dict()` form, or an older curve);
         the worker's own (`--ocio`, ...) fill what they leave open."""
@@ -156,3 +145,14 @@ def classify_device_error(exc: BaseException) -> Optional[str]:
 
         writer = MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
         return MatteOutput(writer, frames=frames, options=MatteOptions(**(options or {})))
+
+
+def classify_device_error(exc: BaseException) -> Optional[str]:
+    """"out_of_memory" (recoverable), "device_lost" (the device context is dead: exit) or None."""
+    from ...core.model.device import is_out_of_memory, is_sticky_device_error
+
+    if is_out_of_memory(exc):
+        return "out_of_memory"
+    if is_sticky_device_error(exc):
+        return "device_lost"
+    return None
