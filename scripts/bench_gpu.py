@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--official-src", type=Path, default=None,
                         help="checkout of facebookresearch/sam2 to measure the official predictor beside ours")
     parser.add_argument("--scenarios", type=int, default=0, help="reference scenarios replayed (default 0: all 4)")
+    parser.add_argument("--scenario-steps", type=int, default=0,
+                        help="replay only the first N steps of each scenario (default 0: all)")
     parser.add_argument("--budget-s", type=float, default=510.0,
                         help="stop starting steps after this many seconds (default %(default)s: under 9 minutes)")
     parser.add_argument("--small", action="store_true",
@@ -267,7 +269,8 @@ def _scenario_model(fixtures: Path, variant: str, spec: dict, device: Any) -> An
     return model.to(device)
 
 
-def replay_scenario(fixtures: Path, variant: str, occluded: bool, device: Any, precision: str) -> dict[str, Any]:
+def replay_scenario(fixtures: Path, variant: str, occluded: bool, device: Any, precision: str,
+                    max_steps: int = 0) -> dict[str, Any]:
     """Replay one scripted reference session; every video-resolution output by step and frame."""
     import numpy as np
 
@@ -281,7 +284,7 @@ def replay_scenario(fixtures: Path, variant: str, occluded: bool, device: Any, p
     outputs: dict[str, Any] = {}
     with VideoSession(model, frames, video_size=(height, width), fill_hole_area=0, keep_in_memory=True,
                       precision=precision) as session:
-        for i, step in enumerate(spec["steps"]):
+        for i, step in enumerate(spec["steps"][: max_steps or None]):
             op = step["op"]
             if op == "add_points":
                 result = session.add_points(step["frame"], step["obj_id"], step["points"], step["labels"],
@@ -318,7 +321,8 @@ def step_parity(bench: Bench) -> dict[str, Any]:
     for variant, occluded in _scenarios(bench.args.fixtures, bench.args.scenarios):
         name = f"scenario_{variant}{'_occluded' if occluded else ''}"
         ref = np.load(bench.args.fixtures / f"{name}.npz")
-        ours = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, "float32")
+        ours = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, "float32",
+                               bench.args.scenario_steps)
         compared = [k for k in ours if k in ref.files]
         if not compared:
             raise RuntimeError(f"{name}: no output to compare with the reference")
@@ -345,8 +349,9 @@ def step_bf16(bench: Bench) -> dict[str, Any]:
     worst = 1.0
     for variant, occluded in _scenarios(bench.args.fixtures, bench.args.scenarios):
         name = f"scenario_{variant}{'_occluded' if occluded else ''}"
-        full = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, "float32")
-        half = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, precision)
+        steps = bench.args.scenario_steps
+        full = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, "float32", steps)
+        half = replay_scenario(bench.args.fixtures, variant, occluded, bench.device, precision, steps)
         finite = all(bool(np.isfinite(v).all()) for v in half.values())
         agree = [float(((half[k] > 0) == (full[k] > 0)).mean()) for k in full]
         share = min(agree) if agree else 1.0
@@ -494,7 +499,7 @@ def step_speed(bench: Bench) -> dict[str, Any]:
             key = f"{config}/{objects}obj"
             try:
                 figures = _propagate_timed(bench, model, plate, objects)
-                figures["model_ms"] = _model_only_ms(bench, model, objects, repeats=2 if bench.args.small else 5)
+                figures["model_ms"] = _model_only_ms(bench, model, objects, repeats=1 if bench.args.small else 5)
                 out[key] = figures
             except Exception as exc:  # one configuration failing (e.g. out of memory) leaves the others
                 out[key] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -722,6 +727,7 @@ def run(args: argparse.Namespace) -> int:
         args.image_size, args.plate, args.frames = 256, "160x120", 3
         args.long_frames, args.configs, args.objects = 4, "micro", "1,2"
         args.scenarios = args.scenarios or 1
+        args.scenario_steps = args.scenario_steps or 5  # the prompts and the first propagation
     from samroto.core.model.device import DeviceError, choose_precision, enable_mps_fallback, resolve_device, set_tf32
 
     enable_mps_fallback()
