@@ -17,7 +17,8 @@ from .protocol import PROTOCOL_VERSION
 _CLIENT_NAMES = (
     "Client", "RemoteSession", "Propagation", "FrameUpdate", "FrameMattes", "WorkerInfo", "pushed_plate",
     "find_worker_address", "BridgeError", "ConnectionTimeout", "AuthenticationError", "ProtocolMismatch",
-    "RemoteError", "BadRequest", "NoSuchSession", "WorkerBusy", "NotImplementedByWorker",
+    "RemoteError", "BadRequest", "NoSuchSession", "WorkerBusy", "NotImplementedByWorker", "PropagationCancelled",
+    "Stream",
 )
 
 __all__ = ["PROTOCOL_VERSION", "client_files", *_CLIENT_NAMES]

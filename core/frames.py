@@ -32,6 +32,7 @@ import math
 import operator
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -161,6 +162,17 @@ class FramePattern:
 ColourSpec = ColourSettings | ViewTransform | PlateColour | Mapping[str, Any]
 
 
+def require_regular_file(path: str, what: str) -> None:
+    """Refuse anything but a regular file before opening it: reading a FIFO or a device named like a
+    frame would block (or never end) and freeze all model work."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise FrameError(f"{what} {path!r} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise FrameError(f"{what} {path!r} is not a regular file (a FIFO, device or folder cannot be read as a frame)")
+
+
 def read_image(path: str | os.PathLike[str], *, view: ColourSpec | None = None) -> np.ndarray:
     """One image file -> H*W*3 RGB: uint8, uint16, or float32 in [0, 1].
 
@@ -176,8 +188,7 @@ def read_image(path: str | os.PathLike[str], *, view: ColourSpec | None = None) 
     extension = os.path.splitext(path)[1].lower()
     if extension not in IMAGE_EXTENSIONS:
         raise FrameError(f"{path!r}: unknown image extension {extension!r}; expected one of {sorted(IMAGE_EXTENSIONS)}")
-    if not os.path.isfile(path):
-        raise FrameError(f"image file {path!r} does not exist")
+    require_regular_file(path, "image file")
     image, header = _read_pixels(path)
     colour = view if isinstance(view, PlateColour) else plate_colour(view, image.dtype.kind == "f", header, path)
     return to_display(image, colour)
@@ -361,9 +372,39 @@ def _rgb_format_for(pixel_format: Any) -> str:
     return "rgb48le" if bits > 8 else "rgb24"
 
 
+def _still_frame_number(path: str) -> int:
+    """The frame number in a single image's name (`plate.1001.png` is frame 1001), else 0."""
+    match = re.search(r"[._](\d+)\.[^.]+$", os.path.basename(path))
+    return int(match.group(1)) if match else 0
+
+
+def _png_size(path: str) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk without decoding it; None if the header is not PNG's."""
+    with open(path, "rb") as file:
+        head = file.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) of an image file, reading only the header for EXR and PNG."""
+    text = os.fspath(path)
+    if os.path.splitext(text)[1].lower() == ".png":
+        try:
+            size = _png_size(text)
+        except OSError as error:
+            raise FrameError(f"cannot read image {text!r}: {error}") from None
+        if size is not None:
+            return size
+    height, width, _, _ = _probe(text)
+    return height, width
+
+
 def _probe(path: str) -> tuple[int, int, bool, HeaderColour | None]:
     """(height, width, float pixels, what the header says of colour) of an image file, decoding as
     little as the format allows."""
+    require_regular_file(path, "image file")
     if os.path.splitext(path)[1].lower() == ".exr":
         height, width, header = _exr_probe(path)
         return height, width, True, header
@@ -516,8 +557,9 @@ class ImageSequenceFrames(FrameSource):
 
     first/last default to the range of files found in the folder. A frame missing inside the range
     is an error when it is read (naming the file), not when the source is opened. A still image is
-    one frame, numbered `first` (default 0). Colour (`view`, see `read_image`) is resolved once, from
-    the first file's header and sample type; `colour` holds every choice made.
+    one frame, numbered `first` (default: the number in its name, `plate.1001.png` is 1001, else 0).
+    Colour (`view`, see `read_image`) is resolved once, from the first file's header and sample type;
+    `colour` holds every choice made.
     """
 
     def __init__(
@@ -539,7 +581,7 @@ class ImageSequenceFrames(FrameSource):
             self._still_path: str | None = text
             if not os.path.isfile(text):
                 raise FrameError(f"image file {text!r} does not exist")
-            number = 0 if first is None else operator.index(first)
+            number = _still_frame_number(text) if first is None else operator.index(first)
             if last is not None and operator.index(last) != number:
                 raise FrameError(f"{text!r} is a single image: it has one frame, so last must equal first")
             self.frame_numbers = range(number, number + 1)
@@ -632,8 +674,7 @@ class VideoFileFrames(FrameSource):
         self.path = os.fspath(path)
         self.seeks = 0  # decoder restarts so far (benchmarks and tests read it)
         self.decoded_frames = 0
-        if not os.path.isfile(self.path):
-            raise FrameError(f"video file {self.path!r} does not exist")
+        require_regular_file(self.path, "video file")
         # decoded video is display-referred unless the caller names its colourspace
         self.colour = plate_colour(view, False, None, self.path)
         try:

@@ -191,6 +191,8 @@ def stroke_to_prompt(points: object, *, kind: str = BRUSH, label: int = 1, mode:
 
     if mode == "points":
         clicks, labels = stroke_to_clicks(points, label=label, settings=settings)
+        # a stroke may run past the plate's edge; its clicks stay on the plate (off-plate ones are refused)
+        clicks = np.clip(clicks, 0, [width, height]).astype(clicks.dtype)
         return StrokePrompt(kind="points", points=clicks, labels=labels)
     if mode == "box":
         if label != 1:

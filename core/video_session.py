@@ -39,6 +39,7 @@ from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from .holes import fill_holes
 from .model.device import DeviceError, DevicePolicy, check_precision, choose_precision, to_host_bfloat16
 from .model.runtime import DTYPES, autocast_context, release_free_memory
+from .plate_check import off_plate
 
 SESSION_FORMAT = 1
 TRIM_EVERY_FRAMES = 8
@@ -337,6 +338,9 @@ class VideoSession:
     ) -> FrameResult:
         self._check_open()
         idx = self._index(frame)
+        problem = off_plate(self.width, self.height, points=pts, box=box)
+        if problem is not None:
+            raise SessionError(problem)
         obj = self._object(obj_id, create=True)
         obj_id = int(obj_id)
         coords, labels = self._to_model_coords(pts), torch.from_numpy(labs.astype(np.int32))

@@ -3,7 +3,8 @@
     samroto batch shots/ --out /show/mattes [--model sam2.1_hiera_large] [--ray auto]
 
 JOBS are sidecar files (see `samroto.core.sidecar`) or folders of them (every `*.json` directly in
-the folder, except `*.confidence.json` reports). Each shot gets one session; its mattes go to `<out>/<shot>/`. A run that is
+the folder, except `*.confidence.json` reports; other JSON files there are skipped with a warning).
+Each shot gets one session; its mattes go to `<out>/<shot>/`. A run that is
 interrupted resumes where it stopped when started again with the same arguments; a shot that
 fails is reported and the others go on. The exit status is 0 when every shot is done, 1 when any
 failed, 2 when the batch could not start.
@@ -42,15 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
-    parser.add_argument("--restart", action="store_true",
+    parser.add_argument("--matting", choices=["vitmatte-small", "vitmatte-base"], default=None,
+                        help="learned matting pass for shots whose sidecar sets no session.matting")
+    parser.add_argument("--overwrite", "--restart", dest="overwrite", action="store_true",
                         help="redo shots whose prompts, plate, model or options changed since their mattes were "
-                             "made (their old mattes are deleted); without it such shots fail")
+                             "made, or whose mattes another run left (their old mattes are deleted); without it "
+                             "such shots fail rather than mix two runs")
+    parser.add_argument("--missing", choices=["error", "hold", "skip"], default="error",
+                        help="frames missing from an image sequence: error (default: the shot fails, listing "
+                             "them), hold (use the previous frame's picture), skip (no matte for them)")
     parser.add_argument("--keep-state", action="store_true",
                         help="keep each finished shot's session state under <out>/.samroto/")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads for the model (default: torch's choice here, --cpus-per-worker on "
                              "Ray CPU workers); results can differ in the last bit between thread counts")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress; only the summary (each shot once) and errors")
     ray = parser.add_argument_group("Ray (pip install samroto[ray])")
     ray.add_argument("--ray", metavar="ADDRESS",
                      help="run the shots on a Ray cluster: 'auto' (the cluster this machine belongs to), an "
@@ -65,13 +73,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def collect_sidecar_files(paths: list[Path]) -> list[Path]:
-    """Sidecar files named on the command line, folders expanded (sorted, not recursive)."""
+    """Sidecar files named on the command line, folders expanded (sorted, not recursive). JSON files
+    found in a folder that are not sidecars (no `"format": "samroto.sidecar"`) are skipped with a
+    warning; a file named on the command line is always a job."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
             # confidence reports (`*.confidence.json`, written next to mattes) are not prompt sidecars
-            files.extend(sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file()
-                                and not p.name.endswith(".confidence.json")))
+            for found in sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file()
+                                and not p.name.endswith(".confidence.json")):
+                if _is_other_json(found):
+                    print(f"warning: skipped {found}: a JSON file that is not a samroto sidecar", file=sys.stderr)
+                else:
+                    files.append(found)
         elif path.is_file():
             files.append(path)
         else:
@@ -79,11 +93,22 @@ def collect_sidecar_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _is_other_json(file: Path) -> bool:
+    """Valid JSON that is not a sidecar (no sidecar `format`); a damaged sidecar is not "other"."""
+    from samroto.core.sidecar import SIDECAR_FORMAT
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # unreadable: reported as that shot's failure
+    return not (isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT)
+
+
 def shot_name_for(file: Path) -> str:
     name = file.name
     for suffix in (".json", ".sidecar", ".samroto"):
         name = name.removesuffix(suffix)
-    return name or "shot"
+    return name.strip() or "shot"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         except SidecarError as exc:
             jobs.append(ShotJob(name=shot_name_for(file), sidecar_file=str(file), load_error=str(exc)))
             continue
-        name = sidecar.shot.name or shot_name_for(file)
+        name = (sidecar.shot.name or "").strip() or shot_name_for(file)
         if name == STATE_FOLDER:
             jobs.append(ShotJob(name=name, sidecar_file=str(file), load_error=f"shot name {name!r} is reserved"))
         elif name in used:
@@ -143,18 +168,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     colour = colour_from_args(args)
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
-                           restart=args.restart, keep_state=args.keep_state, threads=args.threads,
-                           refine_edges=args.refine_edges, smooth_edges=args.smooth_edges,
-                           colour=colour.to_dict() if colour is not None else None)
+                           restart=args.overwrite, keep_state=args.keep_state, threads=args.threads,
+                           refine_edges=args.refine_edges, smooth_edges=args.smooth_edges, missing=args.missing,
+                           colour=colour.to_dict() if colour is not None else None, matting=args.matting)
 
     def on_result(result: "ShotResult") -> None:
-        line = _result_line(result)
+        # each shot as it ends (stderr); quiet: only the summary lists the shots
         if args.quiet:
-            print(line, file=sys.stderr)
-        else:
+            return
+        line = _result_line(result)
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
             tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
     try:

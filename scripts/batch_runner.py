@@ -3,7 +3,8 @@
 A shot's work lives in two places under the output folder:
 
     <out>/<shot>/<shot>_<obj>_matte.####.exr   the mattes (written atomically, frame numbers of the plate)
-    <out>/.samroto/<shot>/batch.json           what the mattes were made from (a fingerprint) and progress
+    <out>/.samroto/<shot>/manifest.json        the run's manifest: what the mattes are made from (plate,
+                                               prompts, model, options), its fingerprint, and progress
     <out>/.samroto/<shot>/session/             the session state while the shot runs (removed when it is
                                                done, unless keep_state)
 
@@ -14,8 +15,12 @@ then backward to the start) at the first frame that is missing a matte or a stor
 already written are not written again. The outputs equal those of an uninterrupted run.
 
 The fingerprint covers the sidecar (prompts, plate, range), the model and the matte options. If
-it changed since a shot's mattes were made, the shot fails with a message, unless `restart`, which
-deletes the shot's state and mattes and starts it over.
+it changed since a shot's mattes were made, or mattes with the shot's names are there without a
+manifest (another run made them), the shot fails with a message instead of mixing two runs, unless
+`restart` (`--overwrite`), which deletes the shot's state and mattes and starts it over.
+
+`samroto matte` runs its one shot through the same runner (`flat`: mattes straight in `<out>`), so
+it resumes, refuses to mix runs, and writes the confidence report on every exit the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -43,7 +47,9 @@ if TYPE_CHECKING:
     from samroto.core.video_session import VideoSession
 
 STATE_FOLDER = ".samroto"
+MANIFEST_FILE = "manifest.json"
 STATUS_FORMAT = 1
+OVERWRITE_FLAG = "--overwrite"
 
 
 class BatchError(Exception):
@@ -114,6 +120,11 @@ class BatchOptions:
     refine_edges: bool = False  # snap mattes to the plate's edges (core.edges)
     smooth_edges: bool = False  # calm edge chatter over time (restarts where a pass resumes)
     colour: dict[str, Any] | None = None  # ColourSettings.to_dict(): defaults where a sidecar records none
+    missing: str = "error"  # frames missing from a sequence: "error", "hold" or "skip" (core.plate_check)
+    image_size: int | None = None  # track at this internal size: a PREVIEW (None: the model's own)
+    flat: bool = False  # mattes straight in out_dir (`samroto matte`) instead of out_dir/<shot>/
+    matting: str | None = None  # learned matting pass for shots whose sidecar names none (session.matting)
+    layered_exr: bool = False  # also one EXR per frame with every object's alpha as <object>.A
 
 
 @dataclass
@@ -138,13 +149,16 @@ class ShotResult:
     seconds: float = 0.0
     error: str | None = None
     mattes: list[str] = field(default_factory=list)  # sequence pattern per object
+    confidence: str | None = None  # the confidence report beside the mattes
+    review: list[int] = field(default_factory=list)  # frames the confidence report asks to review
 
 
-def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions, precision: str) -> str:
+def shot_manifest(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions, precision: str) -> dict[str, Any]:
+    """What a shot's mattes are made from: plate, range and prompts, model, matte options."""
     data = sidecar.to_dict()
     data["shot"]["plate"] = sidecar.plate_path  # the same file, however the sidecar names it
     data.pop("metadata", None)  # notes do not change mattes
-    key = {
+    manifest = {
         "sidecar": data,
         "model": model.identity,
         "precision": precision,
@@ -154,7 +168,66 @@ def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptio
         "smooth_edges": options.smooth_edges,
         "colour": options.colour,
     }
+    # only when set, so fingerprints of runs made before these options existed stay the same
+    if options.missing != "error":
+        manifest["missing"] = options.missing
+    if options.image_size is not None:
+        manifest["image_size"] = options.image_size
+    matting = sidecar.session.matting or options.matting
+    if matting:
+        manifest["matting"] = matting
+    if options.layered_exr:
+        manifest["layered_exr"] = True
+    return manifest
+
+
+def shot_fingerprint(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions, precision: str) -> str:
+    key = shot_manifest(sidecar, model, options, precision)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def shot_writer(name: str, sidecar: "Sidecar", options: BatchOptions) -> "MatteSequenceWriter":
+    from samroto.core.outputs.mattes import MatteSequenceWriter
+
+    out = Path(options.out_dir)
+    return MatteSequenceWriter(
+        out_dir=out if options.flat else out / name,
+        shot=name,
+        format=options.format,  # type: ignore[arg-type]
+        soft=options.soft,
+        object_names=sidecar.object_names,
+    )
+
+
+def check_outputs(name: str, sidecar: "Sidecar", choice: ModelChoice, options: BatchOptions) -> dict[str, Any] | None:
+    """The shot's manifest from an earlier run, when its mattes can be continued or kept. Raises
+    ShotError rather than mix two runs' mattes (the inputs changed, or mattes are there without a
+    manifest), unless `options.restart`, which deletes the old mattes and state. No model needed:
+    the command line calls this before loading one."""
+    state_root = Path(options.out_dir) / STATE_FOLDER / name
+    writer = shot_writer(name, sidecar, options)
+    obj_ids = [obj.obj_id for obj in sidecar.objects]
+    fingerprint = shot_fingerprint(sidecar, choice, options, choice.resolved_precision())
+    status = _read_status(state_root)
+    if status is not None and status.get("fingerprint") == fingerprint:
+        return status
+    if status is not None:
+        problem = (f"its prompts, plate, model or matte options changed since the mattes in {writer.out_dir} "
+                   "were made")
+    else:
+        stale = sorted(set().union(*(writer.existing_frames(o, verify=False) for o in obj_ids)))
+        if not stale:
+            return None
+        problem = (f"{writer.out_dir} already holds {len(stale)} frames of {name} mattes from another run "
+                   "(no manifest)")
+    if not options.restart:
+        raise ShotError(f"{problem}; pass {OVERWRITE_FLAG} to redo it (deletes those mattes), or use another --out")
+    from samroto.core.outputs.confidence import SIDECAR_SUFFIX
+
+    _delete_mattes(writer, obj_ids)
+    (Path(writer.out_dir) / f"{name}{SIDECAR_SUFFIX}").unlink(missing_ok=True)  # its records are of that run
+    shutil.rmtree(state_root, ignore_errors=True)
+    return None
 
 
 class ShotRunner:
@@ -173,6 +246,7 @@ class ShotRunner:
         self.options = options
         self.precision = choice.resolved_precision()
         self.progress = progress
+        self._matting_models: dict[str, Any] = {}  # loaded once per runner, a fresh pass per shot
 
     def run(self, job: ShotJob) -> ShotResult:
         """Run one shot; never raises for a shot's own problems (they become a failed result)."""
@@ -201,39 +275,30 @@ class ShotRunner:
         from samroto.core.colour import ColourSettings
         from samroto.core.frames import open_frames
         from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
-        from samroto.core.outputs.mattes import MatteSequenceWriter
+        from samroto.core.plate_check import HoldFrames, check_plate
 
         out = Path(self.options.out_dir)
         state_root = out / STATE_FOLDER / name
         session_dir = state_root / "session"
-        writer = MatteSequenceWriter(
-            out_dir=out / name,
-            shot=name,
-            format=self.options.format,  # type: ignore[arg-type]
-            soft=self.options.soft,
-            object_names=sidecar.object_names,
-        )
+        writer = shot_writer(name, sidecar, self.options)
         obj_ids = [obj.obj_id for obj in sidecar.objects]
         result.mattes = [writer.pattern_for(obj_id) for obj_id in obj_ids]
         fingerprint = shot_fingerprint(sidecar, self.choice, self.options, self.precision)
-        status = _read_status(state_root)
-        if status is not None and status.get("fingerprint") != fingerprint:
-            if not self.options.restart:
-                raise ShotError(
-                    f"its prompts, plate, model or matte options changed since the mattes in {out / name} were "
-                    "made; pass --restart to redo it (deletes its mattes), or use another --out"
-                )
-            _delete_mattes(writer, obj_ids)
-            shutil.rmtree(state_root, ignore_errors=True)
-            status = None
+        status = check_outputs(name, sidecar, self.choice, self.options)
 
         # the sidecar's colour settings (what the artist saw), the batch's flags filling what it leaves open
         recorded = sidecar.shot.colour_settings()
         defaults = ColourSettings.from_dict(self.options.colour) if self.options.colour else None
         colour = recorded.merged_over(defaults) if recorded is not None else defaults
+        plate = check_plate(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, colour=colour)
+        problems = plate.problems(self.options.missing)
+        if problems:
+            raise ShotError("; ".join(problems))
+        missing = set(plate.missing)
 
         def open_plate() -> FrameSource:
-            return open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, colour=colour)
+            source = open_frames(sidecar.plate_path, first=sidecar.shot.first, last=sidecar.shot.last, colour=colour)
+            return HoldFrames(source, sorted(missing)) if missing else source
 
         frames = open_plate()
         numbers = list(frames.frame_numbers)
@@ -244,16 +309,23 @@ class ShotRunner:
             raise ShotError(
                 f"the earliest prompt is on frame {keyframe}, outside the shot's frames {numbers[0]}-{numbers[-1]}"
             )
+        prompted_missing = sorted(missing & {p.frame for obj in sidecar.objects for p in obj.prompts})
+        if prompted_missing:
+            frames.close()
+            raise ShotError(f"prompts are on frames missing from the plate: {prompted_missing}")
+        # frames that get no matte (`--missing skip`) count as done
+        skipped = missing if self.options.missing == "skip" else set()
         done = set(numbers)
         for obj_id in obj_ids:
-            done &= writer.existing_frames(obj_id)
+            done &= writer.existing_frames(obj_id) | skipped
         if status is not None and status.get("complete") and len(done) == len(numbers):
             frames.close()
             result.already_there = len(numbers)
             return
         if status is None:
             status = {"format": STATUS_FORMAT, "fingerprint": fingerprint, "sidecar": sidecar.source,
-                      "prompts_applied": False}
+                      "prompts_applied": False,
+                      "manifest": shot_manifest(sidecar, self.choice, self.options, self.precision)}
         status["complete"] = False
         _write_status(state_root, status)
 
@@ -261,11 +333,16 @@ class ShotRunner:
         bar = self.progress(name, len(numbers)) if self.progress else None
         # mattes and, beside them, <shot>.confidence.json (carried on across interruptions)
         output = MatteOutput(writer, frames=session.frames, options=MatteOptions(
-            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges))
+            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges,
+            layered_exr=self.options.layered_exr),
+            matting=self._matting_pass(sidecar.session.matting or self.options.matting))
         try:
-            self._track(session, keyframe, numbers, done, output, result, bar)
+            self._track(session, keyframe, numbers, done, output, result, bar, skipped)
         finally:
-            output.finish()
+            # also after Ctrl-C or a failure: the report covers every matte written
+            report = output.finish()
+            result.confidence = str(report) if report is not None else None
+            result.review = output.tracker.review_frames()
             session.close()
             if bar is not None:
                 bar.close()
@@ -273,6 +350,20 @@ class ShotRunner:
         _write_status(state_root, status)
         if not self.options.keep_state:
             shutil.rmtree(session_dir, ignore_errors=True)
+
+    def _matting_pass(self, name: str | None) -> Any:
+        """A fresh matting pass (its own temporal state) for a shot, or None; a missing checkpoint fails
+        the shot with how to get it (MattingCheckpointError is a ValueError)."""
+        if not name:
+            return None
+        from samroto.core.matting import load_matting_model
+        from samroto.core.matting.download import resolve_matting_checkpoint
+        from samroto.core.matting_pass import MattingPass
+
+        if name not in self._matting_models:
+            path, preset = resolve_matting_checkpoint(name)
+            self._matting_models[name] = load_matting_model(path, config=preset, device=self.model.device)
+        return MattingPass(self._matting_models[name])
 
     def _open_session(
         self,
@@ -311,6 +402,7 @@ class ShotRunner:
             fill_hole_area=sidecar.session.fill_hole_area,
             non_overlap_masks=sidecar.session.non_overlap_masks,
             precision=self.precision,
+            image_size=self.options.image_size,
         )
         try:
             apply_prompts(session, sidecar)
@@ -331,6 +423,7 @@ class ShotRunner:
         output: "MatteOutput",
         result: ShotResult,
         bar: ProgressBar | None,
+        skipped: set[int] = frozenset(),  # type: ignore[assignment]
     ) -> None:
         """Forward from the earliest keyframe to the end, then backward to the start, each resuming at
         its first unfinished frame; mattes already on disk are not written again."""
@@ -361,7 +454,9 @@ class ShotRunner:
             for frame_result in session.propagate(begin, reverse=reverse):
                 if frame_result.frame not in remaining:
                     continue
-                if frame_result.frame in done:
+                if frame_result.frame in skipped:
+                    pass  # missing from the plate, and `--missing skip`: no matte
+                elif frame_result.frame in done:
                     result.already_there += 1  # its state was lost, its matte was not
                 else:
                     output.write(frame_result)
@@ -371,7 +466,7 @@ class ShotRunner:
 
 
 def _read_status(state_root: Path) -> dict[str, Any] | None:
-    path = state_root / "batch.json"
+    path = state_root / MANIFEST_FILE
     if not path.is_file():
         return None
     try:
@@ -383,7 +478,7 @@ def _read_status(state_root: Path) -> dict[str, Any] | None:
 
 def _write_status(state_root: Path, status: dict[str, Any]) -> None:
     state_root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(state_root / "batch.json", status)
+    write_json_atomic(state_root / MANIFEST_FILE, status)
 
 
 def _delete_mattes(writer: "MatteSequenceWriter", obj_ids: Sequence[int]) -> None:
@@ -404,11 +499,12 @@ def run_local(
     on_result: Callable[[ShotResult], None] | None = None,
     show_progress: bool = True,
 ) -> list[ShotResult]:
-    """Run every shot in this process, one after the other, with one model."""
-    from tqdm import tqdm
+    """Run every shot in this process, one after the other, with one model. Progress: bars on a
+    terminal, a line every 10 percent in a log (`scripts.progress`), none without `show_progress`."""
+    from .progress import progress
 
     def shot_bar(desc: str, total: int) -> ProgressBar:
-        return tqdm(total=total, desc=desc, unit="frame", position=1, leave=False, file=sys.stderr)
+        return progress(desc, total, position=1, leave=False)  # type: ignore[no-any-return]
 
     import torch
 
@@ -422,8 +518,8 @@ def run_local(
                 torch.set_num_threads(options.threads)
             runner = ShotRunner(choice.load(), choice=choice, options=options,
                                 progress=shot_bar if show_progress else None)
-        with tqdm(total=len(jobs), desc="shots", unit="shot", position=0, file=sys.stderr,
-                  disable=not show_progress) as overall:
+        overall = progress("shots", len(jobs), quiet=not show_progress or len(jobs) < 2, unit="shot", position=0)
+        try:
             for job in jobs:
                 if runner is None:
                     result = ShotResult(name=job.name, sidecar_file=job.sidecar_file, ok=False, error=job.load_error)
@@ -433,6 +529,8 @@ def run_local(
                 overall.update(1)
                 if on_result is not None:
                     on_result(result)
+        finally:
+            overall.close()
     finally:
         torch.set_num_threads(threads_before)  # the caller's process may go on doing other work
     return results

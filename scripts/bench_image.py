@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="checkpoint path or name instead of random weights")
     parser.add_argument("--image-size", type=int, default=None, help="input resolution (default: the model's)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                        help="autocast dtype on CUDA (float32: no autocast)")
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
+                        help="autocast precision on CUDA (float32: no autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the image encoder")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--clicks", type=int, default=20, help="decoder runs per image")
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()
 
     encode_times, decode_times = [], []
-    with autocast_context(device, args.dtype):
+    with autocast_context(device, args.precision):
         predictor.set_image(image)  # warm-up (and compilation)
         predictor.predict(points=[[640, 360]], labels=[1])
         sync()
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 decode_times.append(time.perf_counter() - t0)
 
     print(f"model: {args.model or args.config + ' (random weights)'} at {model.image_size}, device {device}, "
-          f"dtype {args.dtype}, torch threads {torch.get_num_threads()}, compile {args.compile}")
+          f"precision {args.precision}, torch threads {torch.get_num_threads()}, compile {args.compile}")
     print(f"image encoder: median {statistics.median(encode_times) * 1000:.1f} ms/image "
           f"(min {min(encode_times) * 1000:.1f}, {len(encode_times)} runs)")
     print(f"prompt encoder + mask decoder + upsampling to 1280x720: median "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -21,7 +22,43 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("batch_cmd", "generate mattes for many shots from prompt sidecars (optionally on Ray)"),
     "download": ("download_cmd", "download an official SAM 2 / SAM 2.1 checkpoint into the cache"),
     "bench": ("bench_cmd", "print speed and memory figures (image, video, edges, read)"),
+    "keys": ("keys_cmd", "CURVE keys for network workers: show this machine's client key, authorise a client's"),
 }
+
+
+# options whose values are coordinates, which may be negative (`--point -10,300`)
+COORDINATE_OPTIONS = ("--point", "--negative", "--box")
+_NEGATIVE_NUMBERS = re.compile(r"-\d*\.?\d+(?:[eE][-+]?\d+)?(?:,\s*-?\d*\.?\d+(?:[eE][-+]?\d+)?)*")
+
+
+def version() -> str:
+    """The installed samroto's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("samroto")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """`--point -10,300` as `--point=-10,300`: argparse takes a value that starts with `-` and is not a
+    plain number for an option, so without this only the `=` form would work."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in COORDINATE_OPTIONS and i + 1 < len(args) and _NEGATIVE_NUMBERS.fullmatch(args[i + 1]):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+            continue
+        if args[i] == "--":
+            out.extend(args[i:])
+            break
+        out.append(args[i])
+        i += 1
+    return out
 
 
 def _load(name: str):  # noqa: ANN202 - returns a module
@@ -31,6 +68,7 @@ def _load(name: str):  # noqa: ANN202 - returns a module
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samroto", description="SAM 2 rotoscoping for compositors")
+    parser.add_argument("--version", action="version", version=f"samroto {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
@@ -44,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Apple's Metal backend reads this when torch loads: ops it lacks then run on the CPU instead of
     # failing the first click (no effect elsewhere)
     os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list = join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
     if not args.command:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,7 +23,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
     )
     group.add_argument(
         "--config",
-        help="model configuration as JSON text or file, when the checkpoint is not one of the eight official ones",
+        metavar="JSON|FILE[#NAME]",
+        help="model configuration, when the checkpoint is not one of the eight official ones: JSON text, or a "
+             "JSON file; a file holding several models ({\"models\": {NAME: ...}}) needs #NAME to pick one, "
+             "e.g. micro_config.json#sam2.1",
     )
     group.add_argument("--device", default="auto",
                        help="auto (CUDA, then Apple MPS, then CPU), cpu, mps, cuda or cuda:N (default auto)")
@@ -130,6 +134,34 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
     return model
 
 
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")
+
+
+def add_matting_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("matting")
+    group.add_argument(
+        "--matting", default=None, metavar="MODEL",
+        help=f"production alpha from a learned matting pass on the masks' edges: {' or '.join(MATTING_MODELS)} "
+             "(cached by `samroto download`) or a ViTMatte checkpoint file",
+    )
+    group.add_argument("--layered-exr", action="store_true",
+                       help="also write one EXR per frame holding every object's alpha as <object>.A")
+
+
+def matting_error(args: argparse.Namespace) -> str | None:
+    """Why `--matting` cannot run (a missing or unknown checkpoint, with how to get it), or None."""
+    if not getattr(args, "matting", None):
+        return None
+    from samroto.core.matting import MattingCheckpointError
+    from samroto.core.matting.download import resolve_matting_checkpoint
+
+    try:
+        resolve_matting_checkpoint(args.matting)
+    except MattingCheckpointError as exc:
+        return str(exc)
+    return None
+
+
 def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Model":
     """The benchmarks' model: `--model` loaded, or the `--config` preset with random weights, at
     `--image-size` if given; `--compile` compiles the image encoder (and memory attention if asked)."""
@@ -154,6 +186,24 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
         if memory_attention:
             compile_memory_attention(model, mode=compile_mode(device))
     return model
+
+
+def portable_checkpoint(model: str) -> str:
+    """How to record `--model` so that it resolves from any folder (a sidecar exported by the worker
+    is run by `samroto batch` elsewhere): an official name as it is, a file as an absolute path."""
+    from samroto.core.model.config import PRESETS
+
+    if model in PRESETS:
+        return model
+    return str(Path(model).expanduser().resolve())
+
+
+def portable_config(config: str | None) -> str | None:
+    """`--config` likewise: JSON text as it is, a file as an absolute path (keeping its `#NAME`)."""
+    if config is None or config.lstrip().startswith("{"):
+        return config
+    file, hash_, name = config.partition("#")
+    return str(Path(file).expanduser().resolve()) + hash_ + name
 
 
 def parse_xy(text: str) -> tuple[float, float]:

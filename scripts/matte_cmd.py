@@ -1,29 +1,41 @@
-"""`samroto matte`: prompt one object on one frame, track it through the whole shot, write its mattes."""
+"""`samroto matte`: prompt one object on one frame, track it through the whole shot, write its mattes.
+
+Everything that can be checked without the model is checked first, and every problem is said at
+once: the plate (every frame of the range present, readable, of one size; `--missing` for gaps),
+the prompts (on the plate), the output folder (writable, and not holding another run's mattes).
+The shot then runs through the batch runner (`batch_runner.ShotRunner`, mattes straight in
+`--out`): a manifest under `<out>/.samroto/<shot>/` records what the mattes are made from, an
+interrupted run resumes when started again with the same arguments, a run with other inputs is
+refused unless `--overwrite`, and the confidence report is written on every exit, Ctrl-C included.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .common import (
-    add_colour_arguments,
-    add_model_arguments,
-    colour_from_args,
-    load_model_from_args,
-    parse_box,
-    parse_xy,
-    resolve_device,
-    resolve_precision,
-)
+from .common import (add_colour_arguments, add_matting_arguments, add_model_arguments, colour_from_args, matting_error,
+                     parse_box, parse_xy)
+
+if TYPE_CHECKING:
+    from samroto.core.colour import ColourSettings
+    from samroto.core.model.sam2 import SAM2Model
+    from samroto.core.sidecar import Sidecar
+
+    from .batch_runner import ModelChoice
+
+DEFAULT_PREVIEW_SIZE = 512
+MIN_PREVIEW_SIZE = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plate", help="video file or image sequence (plate.####.exr, plate.%%04d.png)")
     parser.add_argument("--point", type=parse_xy, action="append", default=[], metavar="X,Y",
-                        help="positive click in plate pixels (repeatable)")
+                        help="positive click in plate pixels (repeatable; negative numbers are fine: --point -1,5)")
     parser.add_argument("--negative", type=parse_xy, action="append", default=[], metavar="X,Y",
                         help="negative click in plate pixels (repeatable)")
     parser.add_argument("--box", type=parse_box, metavar="X0,Y0,X1,Y1", help="box around the object, plate pixels")
@@ -31,20 +43,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plate frame number the prompts are on (default: the first frame)")
     parser.add_argument("--first", type=int, default=None, help="first plate frame of the range to track")
     parser.add_argument("--last", type=int, default=None, help="last plate frame of the range to track")
+    parser.add_argument("--missing", choices=["error", "hold", "skip"], default="error",
+                        help="frames missing from an image sequence: error (default: list them and stop), hold "
+                             "(use the previous frame's picture), skip (track through, write no matte for them)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the matte sequence")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace mattes of this shot that another run (other prompts, plate, model or options) "
+                             "left in --out; without it such a run is refused")
     parser.add_argument("--name", default=None, help="shot name used in file names (default: the plate's name)")
     parser.add_argument("--format", choices=["exr", "png"], default="exr", help="EXR half alpha or 16-bit PNG")
     parser.add_argument("--binary", action="store_true", help="hard 0/1 mattes instead of soft")
     parser.add_argument("--fill-holes", type=int, default=8, metavar="AREA",
                         help="fill background holes up to this many low-res pixels (0: off)")
-    parser.add_argument("--preview", type=int, nargs="?", const=512, default=None, metavar="SIZE",
-                        help="first write a fast PREVIEW tracked at SIZE (default 512; files named *_preview_*), "
-                             "then the final mattes at full resolution")
+    parser.add_argument("--preview", type=int, nargs="?", const=0, default=None, metavar="SIZE",
+                        help=f"first write a fast PREVIEW tracked at SIZE px (default {DEFAULT_PREVIEW_SIZE}, or half "
+                             "the model's input when that is smaller; files named *_preview_*), then the final "
+                             "mattes at full resolution")
     parser.add_argument("--preview-only", action="store_true", help="with --preview: stop after the preview")
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
+    parser.add_argument("--quiet", action="store_true", help="no progress (results and errors are still printed)")
     add_colour_arguments(parser)
+    add_matting_arguments(parser)
     add_model_arguments(parser)
 
 
@@ -53,98 +74,176 @@ def shot_name(plate: str) -> str:
     for token in ("####", "%0", "@", "#"):
         if token in name:
             name = name.split(token)[0]
-    name = name.split(".")[0].rstrip("._-")
+    name = name.split(".")[0].rstrip("._- ")
     return name or "shot"
 
 
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def check_output_folder(folder: Path) -> str | None:
+    """Why mattes cannot be written to `folder` (None when they can): created if needed, then a file
+    is written and removed, which is the only test that holds on every file system."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".samroto-write-test-"):
+            pass
+    except OSError as exc:
+        return f"cannot write to --out {folder}: {exc.strerror or exc}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from samroto.core.frames import FrameError, open_frames
-    from samroto.core.outputs.matte_output import MatteOptions, MatteOutput
-    from samroto.core.outputs.mattes import MatteError, MatteSequenceWriter
+    from samroto.core.frames import FrameError
+    from samroto.core.plate_check import check_plate, off_plate
+
+    from .batch_runner import BatchOptions, ShotError, check_outputs
 
     if not args.point and not args.box:
-        print("error: give at least one --point or a --box", file=sys.stderr)
-        return 2
+        return _error("give at least one --point or a --box")
+    if args.preview_only and args.preview is None:
+        return _error("--preview-only needs --preview")
+    # the plate: every frame of the range, before anything heavy
     try:
-        source = open_frames(args.plate, first=args.first, last=args.last, colour=colour_from_args(args))
+        colour = colour_from_args(args)
+        plate = check_plate(args.plate, first=args.first, last=args.last, colour=colour)
     except FrameError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    frame = source.frame_numbers[0] if args.frame is None else args.frame
-    if frame not in source.frame_numbers:
-        print(f"error: --frame {frame} is outside the plate's frames "
-              f"{source.frame_numbers[0]}-{source.frame_numbers[-1]}", file=sys.stderr)
+        return _error(str(exc))
+    problems = plate.problems(args.missing)
+    numbers = plate.frame_numbers
+    frame = numbers[0] if args.frame is None else args.frame
+    if frame not in numbers:
+        problems.append(f"--frame {frame} is outside the plate's frames {numbers[0]}-{numbers[-1]}")
+    elif frame in plate.missing:
+        problems.append(f"--frame {frame} is missing from the plate: prompt a frame that exists")
+    points = [*args.point, *args.negative]
+    off = off_plate(plate.width, plate.height, points=points, box=args.box)
+    if off is not None:
+        problems.append(off)
+    folder_problem = check_output_folder(args.out)
+    if folder_problem is not None:
+        problems.append(folder_problem)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
         return 2
 
-    device = resolve_device(args.device)
-    model = load_model_from_args(args)
-    points = [*args.point, *args.negative]
-    labels = [1] * len(args.point) + [0] * len(args.negative)
-    if args.preview is not None and not 64 <= args.preview < model.image_size:
-        print(f"error: --preview SIZE must be between 64 and the model's {model.image_size}", file=sys.stderr)
+    try:
+        choice = _model_choice(args)
+    except ValueError as exc:  # ConfigError
+        return _error(str(exc))
+    shot = (args.name or shot_name(args.plate)).strip()
+    sidecar = _sidecar(args, shot, frame, points, colour)
+    options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
+                           restart=args.overwrite, refine_edges=args.refine_edges, smooth_edges=args.smooth_edges,
+                           missing=args.missing, flat=True, matting=args.matting, layered_exr=args.layered_exr)
+    problem = matting_error(args)  # before the model loads: a missing matting checkpoint fails fast
+    if problem:
+        return _error(problem)
+    try:
+        if not (args.preview is not None and args.preview_only):
+            check_outputs(shot, sidecar, choice, options)  # another run's mattes: refused before the model loads
+    except ShotError as exc:
+        return _error(str(exc))
+
+    model = _load(choice)
+    if model is None:
         return 2
-    shot = args.name or shot_name(args.plate)
     passes: list[tuple[str, int | None]] = []
-    if args.preview:
-        passes.append(("PREVIEW", args.preview))
-    if not (args.preview and args.preview_only):
-        passes.append(("final", None))
-    for label, image_size in passes:
-        try:
-            writer = MatteSequenceWriter(
-                out_dir=args.out,
-                shot=f"{shot}_preview" if label == "PREVIEW" else shot,
-                format=args.format,
-                soft=not args.binary,
-            )
-        except MatteError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        size = image_size or model.image_size
-        if label == "PREVIEW":
-            print(f"PREVIEW pass: tracking at {size} px (fast, not the final mattes)", file=sys.stderr)
-        output = MatteOutput(writer, frames=source,
-                             options=MatteOptions(refine_edges=args.refine_edges, smooth_edges=args.smooth_edges))
-        status = _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label)
+    if args.preview is not None:
+        size = _preview_size(args.preview, model)
+        if isinstance(size, str):
+            return _error(size)
+        passes.append((f"{shot}_preview", size))
+    if not (args.preview is not None and args.preview_only):
+        passes.append((shot, None))
+    for name, image_size in passes:
+        status = _run_pass(args, model, choice, sidecar, name, image_size, options)
         if status:
             return status
     return 0
 
 
-def _track_and_write(args, model, source, frame, points, labels, output, image_size, device, label) -> int:  # noqa: ANN001
-    """One pass: prompt, track forward then backward from the prompted frame, write every frame's matte."""
-    from tqdm import tqdm
+def _preview_size(asked: int, model: "SAM2Model") -> int | str:
+    """The preview's internal size: `asked`, or (0) the default that fits the model; a str says why not."""
+    step = 2 * model.config.backbone_stride  # the sizes the network runs at
+    if asked == 0:
+        asked = min(DEFAULT_PREVIEW_SIZE, model.image_size // 2) // step * step
+        return max(asked, step)
+    if not MIN_PREVIEW_SIZE <= asked < model.image_size or asked % step:
+        return (f"--preview SIZE must be a multiple of {step} between {MIN_PREVIEW_SIZE} and the model's "
+                f"{model.image_size} (exclusive), got {asked}")
+    return asked
 
-    from samroto.core.video_session import SessionError, VideoSession
 
-    started = time.perf_counter()
-    obj_id = 1
-    with VideoSession(model, source, fill_hole_area=args.fill_holes, image_size=image_size,
-                      precision=resolve_precision(args, device)) as session:
-        try:
-            if args.box:
-                session.add_box(frame, obj_id, args.box, points=points or None, labels=labels or None)
-            else:
-                session.add_points(frame, obj_id, points, labels)
-        except SessionError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        written = 0
-        desc = "PREVIEW" if session.preview else "tracking"
-        with tqdm(total=len(source), unit="frame", desc=desc, file=sys.stderr) as bar:
-            for reverse in (False, True):
-                for result in session.propagate(frame, reverse=reverse):
-                    if reverse and result.frame == frame:
-                        continue  # written by the forward pass
-                    output.write(result)
-                    written += 1
-                    bar.update(1)
-    elapsed = time.perf_counter() - started
-    report = output.finish()
-    print(f"{label}: {written} mattes in {elapsed:.1f} s ({elapsed / max(written, 1):.2f} s/frame): "
-          f"{os.fspath(output.writer.pattern_for(obj_id))}")
-    if report is not None:
-        review = output.tracker.review_frames()
-        shown = ", ".join(str(f) for f in review[:20]) + (" ..." if len(review) > 20 else "")
-        print(f"confidence: {report}; frames to review: {shown or 'none'}")
+def _model_choice(args: argparse.Namespace) -> "ModelChoice":
+    from samroto.core.model.config import load_config_file
+
+    from .batch_runner import ModelChoice
+
+    config = load_config_file(args.config).to_dict() if args.config else None
+    return ModelChoice(checkpoint=args.model, config=config, device=args.device, precision=args.precision,
+                       compile=args.compile)
+
+
+def _load(choice: "ModelChoice") -> "SAM2Model | None":
+    from samroto.core.model.checkpoint import CheckpointError
+    from samroto.core.model.config import ConfigError
+    from samroto.core.model.download import DownloadError
+
+    try:
+        return choice.load()
+    except (CheckpointError, ConfigError, DownloadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _sidecar(args: argparse.Namespace, shot: str, frame: int, points: list[tuple[float, float]],
+             colour: "ColourSettings | None") -> "Sidecar":
+    from samroto.core.sidecar import ModelSpec, ObjectPrompts, PromptSpec, SessionSettings, ShotSpec, Sidecar
+
+    labels = [1] * len(args.point) + [0] * len(args.negative)
+    prompt = PromptSpec(frame=frame, points=list(points), labels=labels, box=args.box)
+    return Sidecar(
+        shot=ShotSpec(plate=os.path.abspath(args.plate), first=args.first, last=args.last, name=shot,
+                      colour=colour.to_dict() if colour is not None else None),
+        objects=[ObjectPrompts(obj_id=1, prompts=[prompt])],
+        model=ModelSpec(checkpoint=args.model, config=args.config),
+        session=SessionSettings(fill_hole_area=args.fill_holes),
+        source="the command line",
+    )
+
+
+def _run_pass(args: argparse.Namespace, model: "SAM2Model", choice: "ModelChoice", sidecar: "Sidecar", name: str,
+              image_size: int | None, options: object) -> int:
+    """One pass (the PREVIEW or the final mattes) through the batch runner; prints what it wrote."""
+    import dataclasses
+
+    from .batch_runner import ShotJob, ShotRunner
+    from .progress import progress
+
+    preview = image_size is not None
+    # the learned matting pass makes the final mattes; the PREVIEW stays the fast tracked matte
+    options = dataclasses.replace(options, image_size=image_size,  # type: ignore[type-var]
+                                  matting=None if preview else options.matting)  # type: ignore[attr-defined]
+    if preview:
+        print(f"PREVIEW pass: tracking at {image_size} px (fast, not the final mattes)", file=sys.stderr)
+    desc = "PREVIEW" if preview else "tracking"
+    runner = ShotRunner(model, choice=choice, options=options,  # type: ignore[arg-type]
+                        progress=lambda _name, total: progress(desc, total, quiet=args.quiet))
+    result = runner.run(ShotJob(name=name, sidecar_file="the command line", sidecar=sidecar))
+    label = "PREVIEW" if preview else "final"
+    if not result.ok:
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    per_frame = result.seconds / max(result.written, 1)
+    kept = f", {result.already_there} already there" if result.already_there else ""
+    resumed = " (resumed)" if result.resumed else ""
+    print(f"{label}: {result.written} mattes in {result.seconds:.1f} s ({per_frame:.2f} s/frame){kept}{resumed}: "
+          f"{result.mattes[0]}")
+    if result.confidence is not None:
+        shown = ", ".join(str(f) for f in result.review[:20]) + (" ..." if len(result.review) > 20 else "")
+        print(f"confidence: {result.confidence}; frames to review: {shown or 'none'}")
     return 0

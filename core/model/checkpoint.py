@@ -45,16 +45,28 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as exc:  # weights_only refuses anything but tensors and containers
-        raise CheckpointError(f"{path}: not a SAM 2 checkpoint (it holds other objects than tensors: {exc})") from None
+        raise CheckpointError(
+            f"{path}: not a SAM 2 checkpoint or not readable (truncated or corrupt?): {_load_failure(exc)}; "
+            "checkpoints are read as tensors only, never unpickled"
+        ) from None
     except Exception as exc:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {_load_failure(exc)}"
         ) from None
     if isinstance(data, Mapping) and "model" in data and isinstance(data["model"], Mapping):
         data = data["model"]
     if not isinstance(data, Mapping) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path}: not a SAM 2 checkpoint (expected a state dict or {{'model': state_dict}})")
     return dict(data)
+
+
+def _load_failure(exc: Exception) -> str:
+    """torch.load's reason, without its advice to load with weights_only=False: unpickling a file
+    runs whatever code it holds, so a user must never be told to do it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    kept = [line for line in lines if "weights_only" not in line and "weights only" not in line.lower()
+            and "unsafe" not in line.lower() and not line.startswith(("(1)", "(2)", "Check the documentation"))]
+    return f"{type(exc).__name__}: {kept[0]}" if kept else type(exc).__name__
 
 
 def _is_zip(path: Path) -> bool:

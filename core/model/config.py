@@ -381,7 +381,8 @@ def load_config_file(source: str, *, variant: str | None = None) -> SAM2Config:
         models = data["models"]
         if variant is None:
             if len(models) != 1:
-                raise ConfigError(f"the file holds several models ({', '.join(models)}): choose one")
+                raise ConfigError(f"{source} holds several models ({', '.join(models)}): choose one with "
+                                  f"#NAME after the file name, e.g. --config {source}#{next(iter(models))}")
             variant = next(iter(models))
         if variant not in models:
             raise ConfigError(f"no model {variant!r} in the file; it holds {', '.join(models)}")

@@ -169,6 +169,10 @@ class ShapeTrack:
     """F*P*2 float64: absolute position of each point's outgoing handle (Blender "right")."""
     corners: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     """P bool: True where the handles are independent (a cusp), False where they are aligned."""
+    fallback_frames: list[int] = field(default_factory=list)
+    """Frames whose points were not carried by tracking the shape, because the numerical fit failed
+    on a degenerate mask: there the points are spread evenly along the contour from the point
+    nearest the previous key's first one, so they may slide. Usually empty."""
 
     @property
     def point_count(self) -> int:
@@ -702,8 +706,22 @@ def _carry(previous: np.ndarray, prev_contour: _Contour, contour: _Contour) -> n
     return _sample_at(contour.points, cumulative, total, positions[0] + offsets)
 
 
-def _material_samples(track: _RawTrack, options: ShapeOptions) -> np.ndarray:
-    """F*M*2 samples that correspond frame to frame along the track."""
+# What a numerical step can raise on a degenerate contour (a sliver, a single pixel, noise)
+_NUMERICAL_FAILURES = (np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError, ValueError, IndexError)
+
+
+def _spread_from(previous: np.ndarray, contour: _Contour) -> np.ndarray:
+    """The fallback carry: as many samples as `previous`, evenly along `contour`, starting at the
+    contour point nearest the previous first sample (order and count are kept; points may slide)."""
+    cumulative, total = _arc_lengths(contour.points)
+    start_vertex = int(np.argmin(np.sum((contour.points - previous[0]) ** 2, axis=1)))
+    count = len(previous)
+    return _sample_at(contour.points, cumulative, total, cumulative[start_vertex] + np.arange(count) * (total / count))
+
+
+def _material_samples(track: _RawTrack, options: ShapeOptions, fallback: list[int] | None = None) -> np.ndarray:
+    """F*M*2 samples that correspond frame to frame along the track; frames where the carry
+    failed numerically are appended to `fallback`."""
     first = track.contours[0]
     cumulative, total = _arc_lengths(first.points)
     # Enough samples for the longest contour of the track (a shape may grow a lot).
@@ -712,8 +730,17 @@ def _material_samples(track: _RawTrack, options: ShapeOptions) -> np.ndarray:
     # Start at the top-most (then left-most) point so the first point is predictable.
     top = int(np.lexsort((first.points[:, 0], first.points[:, 1]))[0])
     samples = [_sample_at(first.points, cumulative, total, cumulative[top] + np.arange(count) * (total / count))]
-    for prev, contour in zip(track.contours[:-1], track.contours[1:]):
-        samples.append(_carry(samples[-1], prev, contour))
+    for frame, prev, contour in zip(track.frames[1:], track.contours[:-1], track.contours[1:]):
+        try:
+            with np.errstate(all="ignore"):  # judged by the result: finite points, or the fallback
+                carried = _carry(samples[-1], prev, contour)
+            if not np.all(np.isfinite(carried)):
+                raise FloatingPointError("non-finite points")
+        except _NUMERICAL_FAILURES:
+            carried = _spread_from(samples[-1], contour)
+            if fallback is not None:
+                fallback.append(int(frame))
+        samples.append(carried)
     return np.stack(samples)
 
 
@@ -889,7 +916,33 @@ def _choose_keys(dense: np.ndarray, options: ShapeOptions, spacing: float) -> np
 
 
 def _fit_track(raw: _RawTrack, options: ShapeOptions) -> ShapeTrack:
-    dense = _material_samples(raw, options)
+    """The track's Bezier keys; if the fit itself fails numerically, a polygon through evenly
+    spread points (straight spans, corner points) on every frame, said in `fallback_frames`."""
+    fallback: list[int] = []
+    try:
+        with np.errstate(all="ignore"):
+            track = _fit_bezier_track(raw, options, fallback)
+        arrays = (track.points, track.handles_in, track.handles_out)
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            raise FloatingPointError("non-finite key points")
+        track.fallback_frames = sorted(set(fallback))
+        return track
+    except _NUMERICAL_FAILURES:
+        return _polygon_track(raw, options)
+
+
+def _polygon_track(raw: _RawTrack, options: ShapeOptions) -> ShapeTrack:
+    count = options.min_points
+    points = [_resample(raw.contours[0].points, count)]
+    for contour in raw.contours[1:]:
+        points.append(_spread_from(points[-1], contour))
+    stacked = np.stack(points)
+    return ShapeTrack(raw.kind, list(raw.frames), stacked, stacked.copy(), stacked.copy(), np.ones(count, bool),
+                      fallback_frames=list(raw.frames))
+
+
+def _fit_bezier_track(raw: _RawTrack, options: ShapeOptions, fallback: list[int]) -> ShapeTrack:
+    dense = _material_samples(raw, options, fallback)
     spacing = float(np.mean([_arc_lengths(c.points)[1] for c in raw.contours])) / dense.shape[1]
     keys = _choose_keys(dense, options, spacing)
     window = max(1, int(round(options.tangent_window / max(spacing, 1e-6))))
@@ -1085,6 +1138,8 @@ def shape_tracks_to_wire(tracks: Sequence[ShapeTrack], *, space: Space = "pixel"
     point, so subtract. An object is the even-odd fill of its shapes on a frame: holes cut
     (Blender: ``MaskLayer.use_fill_holes``; Nuke: a hole shape in a "minus" blend mode).
     Corner points want free handles (Blender ``FREE``), the others aligned ones (``ALIGNED``).
+    ``fallback_frames``: keys whose points come from the fallback for degenerate masks
+    (`ShapeTrack.fallback_frames`), usually none.
     """
     if space not in ("pixel", "nuke", "blender"):
         raise ShapeError(f"space must be 'pixel', 'nuke' or 'blender', got {space!r}")
@@ -1107,4 +1162,5 @@ def shape_tracks_to_wire(tracks: Sequence[ShapeTrack], *, space: Space = "pixel"
         "points": convert(t.points),
         "handles_in": convert(t.handles_in),
         "handles_out": convert(t.handles_out),
+        "fallback_frames": [int(f) for f in t.fallback_frames],
     } for t in tracks]

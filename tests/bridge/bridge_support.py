@@ -86,8 +86,9 @@ def start_worker_process(config_dir: Path, session_dir: Path, log_path: Path, *e
         config_file.write_text(json.dumps(models["sam2.1"]))
     env = dict(os.environ, SAMROTO_CONFIG_DIR=str(config_dir), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", str(MICRO_CHECKPOINT),
-               "--config", str(config_file),
+    # paths relative to the worker's folder, as a user types them: exported sidecars must still resolve
+    command = [sys.executable, "-m", "samroto.scripts.cli", "worker", "--model", os.path.relpath(MICRO_CHECKPOINT, REPO),
+               "--config", os.path.relpath(config_file, REPO),
                "--device", "cpu", "--bind", "tcp://127.0.0.1:0", "--session-dir", str(session_dir), *extra]
     log = open(log_path, "ab")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(REPO))

@@ -1,8 +1,11 @@
 """Memory does not grow with the shot: peak RSS after 300 frames within 10% of the figure after 50.
 
 Each run is its own process (peak RSS is per process). The in-memory mode, which keeps every frame's
-state like the reference does, is the control: with 8 objects its state grows fast enough to break
-the same 10% criterion, so the test fails if the disk-backed mode ever keeps what it should not.
+state like the reference does, is the control: with 20 objects the state it keeps after frame 50 is
+at least twice the 10% criterion (checked from the records' sizes, not from RSS), so the criterion
+catches a leak of that size whatever the allocator does, and the test fails if the disk-backed mode
+ever keeps what it should not. (With 8 objects the leak was only ~1.1x the criterion, and the
+control once grew by 9.4%: allocator luck decided the test.)
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tests.core.conftest import micro_model
 from samroto.core.frames import VideoFileFrames
 from samroto.core.video_session import VideoSession
 
-frames, keep_in_memory = {frames}, {in_memory}
+frames, keep_in_memory, objects = {frames}, {in_memory}, {objects}
 scratch = tempfile.TemporaryDirectory()
 tmp = Path(scratch.name)
 video = tmp / "clip.mp4"
@@ -54,8 +57,8 @@ model = micro_model("sam2.1")
 # a small decode cache, so that its filling up (bounded, but after frame 50) does not blur the measurement
 source = VideoFileFrames(video, cache_bytes=256 * 1024)
 session = VideoSession(model, source, state_dir=tmp / "state", keep_in_memory=keep_in_memory, record_window=8)
-# 8 objects: ~270 KB of state per frame, so keeping it in RAM would grow RSS by well over 10%
-spots = [(60, 50), (20, 20), (170, 90), (100, 30), (30, 90), (150, 20), (120, 80), (80, 95)]
+# ~34 KB of state per object and frame: 20 objects keep ~170 MB after frame 50 when it stays in RAM
+spots = [(12 + 24 * (i % 7), 14 + 26 * (i // 7)) for i in range(objects)]
 for obj_id, (x, y) in enumerate(spots, start=1):
     session.add_points(0, obj_id, [[x, y]], [1])
 at_50 = None
@@ -73,23 +76,37 @@ scratch.cleanup()
 """
 
 
-def run(frames: int, in_memory: bool) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(repo=str(REPO), frames=frames, in_memory=in_memory)],
-        capture_output=True, text=True, timeout=900,
+OBJECTS = 20
+CRITERION = 0.10  # peak RSS may grow this much from frame 50 to the end
+
+
+def start(frames: int, in_memory: bool) -> subprocess.Popen:
+    # one thread each: the disk run and the control run side by side (peak RSS is per process)
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(repo=str(REPO), frames=frames, in_memory=in_memory, objects=OBJECTS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def result(process: subprocess.Popen) -> dict:
+    stdout, stderr = process.communicate(timeout=1800)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_peak_rss_is_flat_with_state_on_disk() -> None:
-    disk = run(300, in_memory=False)
+    disk_run, control_run = start(300, in_memory=False), start(300, in_memory=True)
+    disk, control = result(disk_run), result(control_run)
     assert disk["frames"] == 300
-    assert disk["cached_records"] <= 8 * 8 + 8, "RAM holds the window (8 records an object) and the keyframes"
-    assert disk["end"] <= 1.10 * disk["at_50"], f"peak RSS grew from {disk['at_50']:.0f} MB to {disk['end']:.0f} MB"
+    assert disk["cached_records"] <= OBJECTS * 8 + OBJECTS, "RAM holds the window (8 records an object) and keyframes"
+    assert disk["end"] <= (1 + CRITERION) * disk["at_50"], (
+        f"peak RSS grew from {disk['at_50']:.0f} MB to {disk['end']:.0f} MB")
 
-    control = run(300, in_memory=True)
-    assert control["end"] > 1.10 * control["at_50"], (
+    # the control's leak is well beyond the criterion by construction, not by the allocator's grace
+    assert control["record_mb_after_50"] >= 2 * CRITERION * control["at_50"], (
+        f"control: {control['record_mb_after_50']:.0f} MB of state after frame 50 is less than twice the criterion "
+        f"({CRITERION:.0%} of {control['at_50']:.0f} MB): give it more objects or frames")
+    assert control["end"] > (1 + CRITERION) * control["at_50"], (
         f"control: keeping {control['record_mb_after_50']:.0f} MB of state in RAM grew peak RSS only from "
         f"{control['at_50']:.0f} to {control['end']:.0f} MB: the criterion could not catch a leak of this size"
     )

@@ -115,7 +115,7 @@ def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str
     # the session state is cleaned away once a shot is done; its status stays
     for shot in EXPECTED:
         assert not (out / ".samroto" / shot / "session").exists()
-        assert json.loads((out / ".samroto" / shot / "batch.json").read_text())["complete"] is True
+        assert json.loads((out / ".samroto" / shot / "manifest.json").read_text())["complete"] is True
 
 
 def test_a_finished_batch_run_again_writes_nothing(shots: Path, local_run: tuple[Path, str]) -> None:
@@ -332,3 +332,26 @@ def test_ctrl_c_then_a_lost_session_state_still_skips_written_frames(
     local = read_all(local_run[0])
     for name, alpha in read_all(out).items():
         np.testing.assert_array_equal(alpha, local[name], err_msg=name)
+
+
+def test_quiet_batch_names_each_shot_once_strips_names_and_skips_other_json(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from .batch_support import make_sequence
+
+    jobs = tmp_path / "jobs"
+    plate = make_sequence(jobs / "plates", first=1, count=2, seed=0)
+    sidecar = {"format": "samroto.sidecar", "version": 1,
+               "shot": {"name": "sh010  ", "plate": os.path.relpath(plate, jobs)},
+               "objects": [{"obj_id": 1, "prompts": [{"frame": 1, "points": [[60, 60]], "labels": [1]}]}]}
+    (jobs / "sh010.json").write_text(json.dumps(sidecar))
+    (jobs / "notes.json").write_text(json.dumps({"artist": "someone"}))  # not a sidecar
+    out = tmp_path / "out"
+    assert main(["batch", str(jobs), "--out", str(out), "--quiet", *MICRO]) == 0
+    captured = capsys.readouterr()
+    assert "warning: skipped" in captured.err and "notes.json" in captured.err
+    assert "batch: 1 shots, 1 done, 0 failed" in captured.out
+    assert (captured.out + captured.err).count("done    sh010") == 1, "each shot once"
+    assert sorted(p.name for p in (out / "sh010").iterdir() if p.suffix == ".exr") == [
+        "sh010_obj1_matte.0001.exr", "sh010_obj1_matte.0002.exr"]
+    # a JSON file named on the command line is a job: it fails, it is not skipped
+    assert main(["batch", str(jobs / "notes.json"), "--out", str(out), "--quiet", *MICRO]) == 1

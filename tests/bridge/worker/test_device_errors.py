@@ -1,6 +1,6 @@
 """GPU failures on the worker, injected from a fake session: out of memory leaves the worker
 serving (memory handed back, the client told `out_of_memory`, nothing of the failed frame sent);
-a sticky CUDA error stops the worker with exit status 3."""
+a sticky CUDA error stops the worker with exit status 4 (EXIT_DEVICE_LOST)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from samroto.bridge import Client, RemoteError, protocol
 from samroto.bridge.worker.backend import classify_device_error
+from samroto.bridge.worker.server import EXIT_DEVICE_LOST
 
 from ..bridge_support import start_in_process, wait_until
 
@@ -82,4 +83,4 @@ def test_a_sticky_cuda_error_stops_the_worker_with_a_clear_code(config_dir: Path
             shot.add_points(1001, 1, [(5, 5)], [1])
         assert info.value.code == protocol.E_DEVICE_LOST
     wait_until(lambda: not worker.thread.is_alive(), timeout=20)
-    assert worker.result == [3]
+    assert worker.result == [EXIT_DEVICE_LOST]

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from samroto.bridge import BadRequest, Client
+from samroto.bridge import BadRequest, Client, PropagationCancelled
 from samroto.core.outputs.mattes import read_matte
 
 from ..bridge_support import (MICRO_CHECKPOINT, MICRO_CONFIG, REPO, WorkerProcess, running_worker, start_worker_process, token_of,
@@ -230,8 +230,9 @@ def test_sigkill_mid_propagation_then_restart_resumes_the_session(plate: str, tm
             run = resumed.propagate(credit=1)
             next(run)
             second.process.send_signal(signal.SIGTERM)
-            rest = list(run)
-            assert run.state == "cancelled" and "stopping" in (run.reason or "") and len(rest) <= 2
+            with pytest.raises(PropagationCancelled, match="stopping"):
+                list(run)
+            assert run.state == "cancelled" and "stopping" in (run.reason or "") and run.received <= 3
         assert second.process.wait(60) == 0
         assert "stopped" in second.log()
     finally:
@@ -294,10 +295,11 @@ def test_shapes_of_a_tracked_object_in_host_spaces(worker: WorkerProcess, tmp_pa
     assert len(coarse_outer["points"][0]) < len(first_outer["points"][0]), "a looser tolerance needs fewer points"
 
 
-def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str,
-                                                               tmp_path: Path) -> None:
-    """An artist's worker session exported as a sidecar, then run by `samroto batch`."""
-    from samroto.core.sidecar import load_sidecar, save_sidecar
+def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerProcess, plate: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An artist's worker session exported as a sidecar, then run by `samroto batch` from another folder
+    (the worker was started with --model and --config relative to its own folder)."""
+    from samroto.core.sidecar import load_sidecar
     from samroto.scripts.cli import main as cli_main
 
     with connect(worker) as client:
@@ -305,16 +307,20 @@ def test_exported_prompts_replay_headless_with_the_same_mattes(worker: WorkerPro
         shot.add_points(1003, 1, [(80, 60)], [1])
         shot.add_box(1003, 2, (10, 10, 70, 100))
         list(shot.propagate(direction="both"))
-        sidecar = shot.export_prompts()
+        path = tmp_path / "jobs" / "exported.json"
+        sidecar = shot.export_prompts(path=path)
         interactive = {f: shot.get_frame(f, what="logits").mattes for f in (1001, 1007, 1012)}
-    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT) and "config" in sidecar["model"]
-    path = tmp_path / "jobs" / "exported.json"
-    path.parent.mkdir()
-    save_sidecar(sidecar, path)
+    assert sidecar["model"]["checkpoint"] == str(MICRO_CHECKPOINT)
+    assert Path(sidecar["model"]["config"]).is_absolute() and Path(sidecar["shot"]["plate"]).is_absolute()
     loaded = load_sidecar(path)
+    assert loaded.to_dict() == sidecar
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     assert [o.obj_id for o in loaded.objects] == [1, 2]
     out = tmp_path / "batch"
-    assert cli_main(["batch", str(path), "--out", str(out), "--format", "exr", "--threads", "1", "--quiet"]) == 0
+    assert cli_main(["batch", os.path.relpath(path), "--out", "../batch", "--format", "exr", "--threads", "1",
+                     "--quiet"]) == 0
     for frame, logits in interactive.items():
         for i, obj in enumerate((1, 2)):
             matte = read_matte(next(out.rglob(f"*obj{obj}_matte.{frame}.exr")))

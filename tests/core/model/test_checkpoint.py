@@ -107,3 +107,15 @@ def test_load_to_dtype() -> None:
 
 def test_micro_model_helper_is_in_eval_mode() -> None:
     assert not micro_model("sam2").training
+
+
+def test_unreadable_files_never_advise_unpickling(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes((i * 37 + 11) % 256 for i in range(4096)))
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"model": Path("an object weights_only refuses")}, pickled)
+    for path in (garbage, pickled):
+        with pytest.raises(CheckpointError) as raised:
+            load_model(path)
+        message = str(raised.value)
+        assert str(path) in message and "weights_only" not in message and "unsafe" not in message.lower(), message

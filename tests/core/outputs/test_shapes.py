@@ -393,3 +393,49 @@ def test_bad_options_are_rejected():
     track = S.ShapeTrack("outer", [5], np.zeros((1, 4, 2)), np.zeros((1, 4, 2)), np.zeros((1, 4, 2)))
     with pytest.raises(ValueError, match="no key on frame 6"):
         track.key_index(6)
+
+
+# --------------------------------------------------------------------------------------------
+# Degenerate masks never fail: a fallback, said in the result
+
+
+def degenerate_masks() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    small = (60, 80)
+    disc = (np.mgrid[0:60, 0:80][0] - 30) ** 2 + (np.mgrid[0:60, 0:80][1] - 40) ** 2 < 120
+    pixel = np.zeros(small, bool)
+    pixel[30, 40] = True
+    sliver = np.zeros(small, bool)
+    sliver[10:50, 40] = True
+    return [np.zeros(small, bool), pixel, rng.random(small) > 0.5, disc, np.zeros(small, bool), disc, sliver,
+            pixel, rng.random(small) > 0.8, disc]
+
+
+def test_degenerate_masks_give_shapes_without_failing() -> None:
+    masks = degenerate_masks()
+    tracks = S.masks_to_shapes(masks, list(range(len(masks))))
+    assert tracks, "the disc and the noise give shapes"
+    for track in tracks:
+        assert np.all(np.isfinite(track.points)) and np.all(np.isfinite(track.handles_in))
+        assert set(track.fallback_frames) <= set(track.frames)
+    assert 0 not in {f for t in tracks for f in t.frames} and 4 not in {f for t in tracks for f in t.frames}
+
+
+def test_a_numerical_failure_falls_back_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = list(range(6))
+    masks = [ellipse_mask(t) for t in frames]
+
+    def singular(*args: object, **kwargs: object) -> np.ndarray:
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    # the frame-to-frame registration fails: points are spread along the contour instead
+    monkeypatch.setattr(S, "_register", singular)
+    [track] = S.masks_to_shapes(masks, frames)
+    assert track.fallback_frames == frames[1:] and track.points.shape[0] == len(frames)
+    wire = S.shape_tracks_to_wire([track], width=W, height=H)
+    assert wire[0]["fallback_frames"] == frames[1:]
+    # the whole fit fails: a polygon through evenly spread points, every frame said
+    monkeypatch.setattr(S, "_choose_keys", singular)
+    [track] = S.masks_to_shapes(masks, frames)
+    assert track.fallback_frames == frames and np.all(np.isfinite(track.points))
+    assert track.corners.all() and np.array_equal(track.handles_in, track.points)
