@@ -55,6 +55,7 @@ WRITE_MATTES = "write_mattes"
 GET_SHAPES = "get_shapes"  # an object's mattes as animated Bezier shapes (core.shapes)
 EXPORT_PROMPTS = "export_prompts"  # the session's prompts as a batch sidecar (core.sidecar)
 IMPORT_PROMPTS = "import_prompts"  # replay a sidecar's prompts onto the session
+GET_REVIEW = "get_review"  # the frames to review of the session's mattes (core.outputs.confidence)
 SAVE = "save"
 CLOSE = "close"
 DELETE_SESSION = "delete_session"
@@ -64,12 +65,14 @@ REQUEST_TYPES: Tuple[str, ...] = (
     HELLO, STATUS, LIST_SESSIONS, OPEN_SESSION, PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK,
     ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET, PROPAGATE, CANCEL, CREDIT, GET_FRAME,
     WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE, DELETE_SESSION, PING,
+    GET_REVIEW,
 )
 
 # Requests that need an open session (header `session` set).
 SESSION_REQUEST_TYPES: Tuple[str, ...] = (
     PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK, ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET,
     PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE,
+    GET_REVIEW,
 )
 
 # Replies and stream messages (worker -> client). Every one carries `re`: the request id.

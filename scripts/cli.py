@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker_cmd", "run the resident worker that serves Blender, Nuke and scripts"),
     "matte": ("matte_cmd", "track objects through a shot and write the matte sequence"),
     "batch": ("batch_cmd", "generate mattes for many shots from prompt sidecars (optionally on Ray)"),
+    "review": ("review_cmd", "write an HTML page of the frames to review (confidence plots, thumbnails)"),
     "download": ("download_cmd", "download an official SAM 2 / SAM 2.1 checkpoint into the cache"),
     "bench": ("bench_cmd", "print speed and memory figures (image, video, edges, read)"),
     "keys": ("keys_cmd", "CURVE keys for network workers: show this machine's client key, authorise a client's"),

@@ -85,6 +85,7 @@ class PropagationOutcome:
     state: str
     frames: List[int]
     reason: str = ""
+    review: List[Any] = field(default_factory=list)  # ReviewFrame: the frames to review after it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +453,16 @@ def propagate(session: RemoteSession, *, direction: str = "both", start: Optiona
                 run.cancel()
             except BridgeError:
                 pass
-    return PropagationOutcome(run.state, frames, run.reason or "")
+    return PropagationOutcome(run.state, frames, run.reason or "", fetch_review(session) if frames else [])
+
+
+def fetch_review(session: RemoteSession) -> List[Any]:
+    """The frames to review of the session's mattes (`ReviewFrame`s); none from a worker that
+    cannot tell (older than `get_review`) or when asking fails: the mattes are there either way."""
+    try:
+        return list(session.review())
+    except (NotImplementedByWorker, BridgeError):
+        return []
 
 
 def fetch_shapes(session: RemoteSession, obj_id: int, *, first: Optional[int] = None, last: Optional[int] = None,
