@@ -99,6 +99,8 @@ E_BUSY = "busy"                     # job queue full, or the session is propagat
 E_NOT_IMPLEMENTED = "not_implemented"
 E_INTERNAL = "internal"             # unexpected failure inside the worker (it keeps serving)
 E_STOPPING = "stopping"             # the worker is shutting down
+E_OUT_OF_MEMORY = "out_of_memory"   # the GPU ran out of memory: nothing was written, memory handed back
+E_DEVICE_LOST = "device_lost"       # the GPU failed for good (a sticky CUDA error): the worker exits
 E_LIMIT = "over_limit"              # a cap was reached: objects, prompts, frames, sessions, queued bytes
 E_EPOCH = "worker_restarted"        # signed for an earlier run of the worker: say `hello` again, then resend
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 from typing import Sequence
@@ -79,6 +80,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Apple's Metal backend reads this when torch loads: ops it lacks then run on the CPU instead of
+    # failing the first click (no effect elsewhere)
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     args_list = join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
