@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from samroto_nuke.review import REVIEW_GO_KNOB, REVIEW_KNOB, frame_of, label_line, review_entries, with_label_line
-from samroto_nuke.settings import ACTIONS, OBJECT_KNOB, positive_enable_knob, positive_point_knob
+from samroto_nuke.settings import ACTIONS, OBJECT_KNOB
 
 from ...bridge.bridge_support import WorkerProcess
 from . import fake_nuke
@@ -20,9 +20,10 @@ KNOB_OF = {action: name for name, _, action in ACTIONS}
 
 def press(host: Any, node: fake_nuke.Node, action: str) -> Any:
     """Click a SamRoto button and pump Nuke's main thread until its job is over."""
+    before = host.runner_for(node)
     node[KNOB_OF[action]].execute()  # type: ignore[attr-defined]
     runner = host.runner_for(node)
-    assert runner is not None, "the button started no job: %s" % fake_nuke.control.messages
+    assert runner is not None and runner is not before, "the button started no job: %s" % fake_nuke.control.messages
     fake_nuke.control.run_until(lambda: not runner.running)
     return runner.result
 
@@ -37,14 +38,14 @@ def test_flagged_frames_are_listed_on_the_node_with_a_jump_and_a_count(nuke: obj
     node = host.create_node()
     node["label"].setValue("my note")
     node[OBJECT_KNOB].setValue(1)
-    node[positive_enable_knob(1)].setValue(True)
-    node[positive_point_knob(1)].setValue([80.0, 60.0])
     control.current_frame = 3  # plate frame 1003
+    host.write_prompt_knobs(node, host.FramePrompts(obj_id=1, frame=3, positive=((80.0, 60.0),)))
+    assert press(host, node, "prompts").state == "done"
     result = press(host, node, "both")
     assert result.state == "done", result.message
 
     # the worker's own report beside the mattes says which frames to review
-    pattern = control.nodes["SamRoto_obj1_matte"]["file"].value()
+    pattern = str(node._children["matte1"]["file"].value())  # type: ignore[attr-defined]  # the Group's Read
     report = json.loads(open(glob.glob(os.path.join(os.path.dirname(pattern), "*.confidence.json"))[0]).read())
     flagged = [(r["frame"], r["object_id"], tuple(r["reasons"])) for r in report["review"]]
     assert flagged, "the micro model flags frames of this plate"
