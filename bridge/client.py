@@ -556,6 +556,7 @@ class Client:
                      *, name: Optional[str] = None, matte_dir: Optional[str] = None, matte_format: str = "exr",
                      track_resolution: Optional[int] = None, ocio: Optional[str] = None,
                      colorspace: Optional[str] = None, display: Optional[str] = None, view: Optional[str] = None,
+                     matting: Optional[str] = None,
                      timeout: Optional[float] = None) -> "RemoteSession":
         """Open a new session on a plate the worker reads: an image-sequence pattern
         (`shot.####.exr`, `shot.%04d.png`) limited to `first`-`last`, or a video file.
@@ -569,7 +570,9 @@ class Client:
         (a file on the worker's machine, a built-in `ocio://` URI, or "none" for a plain curve), the
         plate's colourspace, the viewer's display and view. What is left out comes from the worker's
         own settings, the plate's header and the config's defaults; `session.info["colour"]` says
-        what the worker chose."""
+        what the worker chose.
+        matting: "vitmatte-small" or "vitmatte-base": the session's mattes get production alpha from a
+        learned matting pass (the worker must have the checkpoint: `samroto download vitmatte-small`)."""
         if not isinstance(plate, (str, dict)):
             plate = os.fspath(plate)
         body: Dict[str, Any] = {"plate": plate, "first": first, "last": last, "name": name,
@@ -580,6 +583,8 @@ class Client:
                                                 ("view", view)) if value}
         if colour:
             body["colour"] = colour
+        if matting is not None:
+            body["matting"] = str(matting)
         reply = self.request(protocol.OPEN_SESSION, body, timeout=timeout or max(self.timeout, 60.0))
         return RemoteSession(self, reply.body)
 
@@ -591,6 +596,14 @@ class Client:
     def delete_session(self, session_id: str) -> None:
         """Remove a session and its saved state from the worker's session folder (mattes stay)."""
         self.request(protocol.DELETE_SESSION, {"session": session_id})
+
+
+def _add_matting_fields(body: Dict[str, Any], matting: Optional[str], layered_exr: bool) -> None:
+    # only when asked: older workers (and the session default) see the request unchanged
+    if matting is not None:
+        body["matting"] = str(matting)
+    if layered_exr:
+        body["layered_exr"] = True
 
 
 def pushed_plate(first: int, last: int, *, width: int, height: int) -> Dict[str, Any]:
@@ -708,14 +721,17 @@ class RemoteSession:
                   direction: str = protocol.FORWARD, write_mattes: bool = True, matte_dir: Optional[str] = None,
                   preview_size: int = protocol.DEFAULT_PREVIEW_SIZE,
                   credit: int = protocol.DEFAULT_CREDIT, refine_edges: bool = False,
-                  smooth_edges: bool = False) -> "Propagation":
+                  smooth_edges: bool = False, matting: Optional[str] = None,
+                  layered_exr: bool = False) -> "Propagation":
         """Track the objects through the shot; iterate the result for one `FrameUpdate` per frame.
 
         start: first frame to track from (default: the earliest prompted frame); first/last:
         limit the frames; direction: "forward", "backward" or "both". The worker writes the
         mattes (to the session's matte folder or `matte_dir`) and names them in each update, with
         a confidence report beside them; `refine_edges` snaps them to the plate's edges,
-        `smooth_edges` calms edge chatter. `credit` is how many frames the worker may run ahead
+        `smooth_edges` calms edge chatter; `matting` ("vitmatte-small", "vitmatte-base", "none";
+        default the session's) runs a learned matting pass; `layered_exr` also writes one EXR per
+        frame with every object's `<object>.A`. `credit` is how many frames the worker may run ahead
         of your loop."""
         if direction not in protocol.DIRECTIONS:
             raise ValueError("direction must be one of %s, got %r" % (", ".join(protocol.DIRECTIONS), direction))
@@ -724,6 +740,7 @@ class RemoteSession:
         body = {"start": start, "first": first, "last": last, "direction": direction, "write_mattes": write_mattes,
                 "matte_dir": matte_dir, "preview_size": preview_size, "credit": int(credit),
                 "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
+        _add_matting_fields(body, matting, layered_exr)
         self._current = Propagation(self, body, int(credit))
         return self._current
 
@@ -747,11 +764,13 @@ class RemoteSession:
 
     def write_mattes(self, frames: Optional[Sequence[int]] = None, *, matte_dir: Optional[str] = None,
                      matte_format: Optional[str] = None, refine_edges: bool = False,
-                     smooth_edges: bool = False) -> Dict[int, Dict[int, str]]:
+                     smooth_edges: bool = False, matting: Optional[str] = None,
+                     layered_exr: bool = False) -> Dict[int, Dict[int, str]]:
         """Write the stored mattes of `frames` (default: all); returns frame -> {obj_id: path}."""
         body: Dict[str, Any] = {"frames": [int(f) for f in frames] if frames is not None else None,
                                 "matte_dir": matte_dir, "matte_format": matte_format,
                                 "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
+        _add_matting_fields(body, matting, layered_exr)
         reply = self._request(protocol.WRITE_MATTES, body, timeout=max(self.client.timeout, 300.0))
         out: Dict[int, Dict[int, str]] = {}
         for item in reply.body.get("written", []):

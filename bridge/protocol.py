@@ -156,3 +156,6 @@ DEFAULT_PORT = 5795
 DEFAULT_ADDRESS = "tcp://127.0.0.1:%d" % DEFAULT_PORT
 DEFAULT_CREDIT = 8          # frames a stream may run ahead of the client
 DEFAULT_PREVIEW_SIZE = 128  # longest side of the RLE mask previews in `frame` messages
+
+# Learned matting passes a session or request may ask for (`matting`); "none" turns a session's off.
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")

@@ -26,7 +26,9 @@ Format, version 1 (`*.json`, UTF-8)::
         "checkpoint": "sam2.1_hiera_base_plus",      #   official name or checkpoint file
         "config": null                      #   optional: JSON text, a file (`x.json#variant`) or an object
       },
-      "session": {"fill_hole_area": 8, "non_overlap_masks": false},   # optional, these defaults
+      "session": {"fill_hole_area": 8, "non_overlap_masks": false},   # optional, these defaults;
+                                            #   also "matting": "vitmatte-small" | "vitmatte-base" for a
+                                            #   learned matting pass on the mattes (default none)
       "objects": [                          # required, at least one object
         {
           "obj_id": 1,                      # required, a unique integer
@@ -295,13 +297,21 @@ class ModelSpec:
         return out
 
 
+# the learned matting passes a sidecar may ask for (samroto.core.matting presets; named here to stay torch-free)
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")
+
+
 @dataclass
 class SessionSettings:
     fill_hole_area: int = 8
     non_overlap_masks: bool = False
+    matting: str | None = None  # a learned matting pass for the shot's mattes (MATTING_MODELS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fill_hole_area": self.fill_hole_area, "non_overlap_masks": self.non_overlap_masks}
+        out: dict[str, Any] = {"fill_hole_area": self.fill_hole_area, "non_overlap_masks": self.non_overlap_masks}
+        if self.matting is not None:
+            out["matting"] = self.matting
+        return out
 
 
 @dataclass
@@ -492,12 +502,15 @@ def _parse_model(value: Any) -> ModelSpec:
 
 def _parse_session(value: Any) -> SessionSettings:
     session = _mapping(value, "session")
-    _known_keys(session, "session.", {"fill_hole_area", "non_overlap_masks"})
+    _known_keys(session, "session.", {"fill_hole_area", "non_overlap_masks", "matting"})
     fill = _int(session.get("fill_hole_area", 8), "session.fill_hole_area", minimum=0)
     non_overlap = session.get("non_overlap_masks", False)
     if not isinstance(non_overlap, bool):
         raise SidecarError(f"session.non_overlap_masks: expected true or false, got {non_overlap!r}")
-    return SessionSettings(fill_hole_area=fill, non_overlap_masks=non_overlap)
+    matting = session.get("matting")
+    if matting is not None and matting not in MATTING_MODELS:
+        raise SidecarError(f"session.matting: expected one of {', '.join(MATTING_MODELS)} or null, got {matting!r}")
+    return SessionSettings(fill_hole_area=fill, non_overlap_masks=non_overlap, matting=matting)
 
 
 def _parse_object(value: Any, where: str, sidecar: Sidecar) -> ObjectPrompts:

@@ -99,6 +99,7 @@ class ModelEngine:
         self.model_spec: dict = {"checkpoint": name} if config is None else {"checkpoint": name, "config": config}
         self.device = str(model.device)
         self.precision = precision
+        self._matting_models: dict = {}  # name -> loaded ViTMatte, shared by every session's matting pass
 
     @classmethod
     def load(cls, model: str, *, config: Optional[str] = None, device: Optional[str] = None,
@@ -159,5 +160,25 @@ class ModelEngine:
         from ...core.outputs.matte_output import MatteOptions, MatteOutput
         from ...core.outputs.mattes import MatteSequenceWriter
 
+        options = dict(options or {})
+        matting_name = options.pop("matting", None)
+        matting = self.matting_pass(matting_name) if matting_name else None
         writer = MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
-        return MatteOutput(writer, frames=frames, options=MatteOptions(**(options or {})))
+        return MatteOutput(writer, frames=frames, options=MatteOptions(**options), matting=matting)
+
+    def check_matting(self, name: str) -> None:
+        """ValueError (saying how to get it) when the matting model's checkpoint is not available."""
+        from ...core.matting.download import resolve_matting_checkpoint
+
+        resolve_matting_checkpoint(name)
+
+    def matting_pass(self, name: str) -> Any:
+        """A fresh `MattingPass` (its own temporal state) over the named model, loaded once per worker."""
+        from ...core.matting import load_matting_model
+        from ...core.matting.download import resolve_matting_checkpoint
+        from ...core.matting_pass import MattingPass
+
+        if name not in self._matting_models:
+            path, preset = resolve_matting_checkpoint(name)
+            self._matting_models[name] = load_matting_model(path, config=preset, device=self.device)
+        return MattingPass(self._matting_models[name])

@@ -279,6 +279,7 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
             ctx.backend.check_track_resolution(track_resolution)
         except ValueError as exc:
             raise bad(str(exc)) from None
+    matting = _matting_choice(ctx, body, None)
     max_frames = ctx.limits.max_frames
     if first is not None and last is not None:
         if first > last:
@@ -309,7 +310,7 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
         record = ctx.registry.new_record(name=name, plate=plate, numbers=list(frames.frame_numbers),
                                          height=frames.height,
                               width=frames.width, matte_dir=matte_dir, matte_format=matte_format, source=source,
-                              track_resolution=track_resolution)
+                              track_resolution=track_resolution, matting=matting)
         record.frames = frames
     elif isinstance(plate, dict) and plate.get("kind") == "pushed":
         first_p, last_p = get_int(plate, "first"), get_int(plate, "last")
@@ -326,7 +327,7 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
         record = ctx.registry.new_record(name=slug(given, is_path=False) if given else "pushed", plate=spec,
                                          numbers=numbers,
                               height=height, width=width, matte_dir=matte_dir, matte_format=matte_format,
-                              track_resolution=track_resolution)
+                              track_resolution=track_resolution, matting=matting)
         (record.folder / PUSHED_DIR).mkdir()
         record.frames = ctx.backend.pushed_frames(record.folder / PUSHED_DIR, numbers, height, width)
     else:
@@ -546,7 +547,7 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
         plan.append((b, b - lo, True))
     total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
     iterator = _propagation(record.live, plan, lo, hi)
-    writer = ctx.registry.writer_for(record, out_dir, None, _matte_options(body)) if write_mattes else None
+    writer = ctx.registry.writer_for(record, out_dir, None, _matte_options(ctx, body, record)) if write_mattes else None
     ctx.streams.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
     ctx.streams.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
            {"total": total, "first": lo, "last": hi, "start": anchor, "direction": direction,
@@ -627,7 +628,7 @@ def _write_mattes(ctx: HandlerContext, job: Job) -> tuple:
     fmt = get_field(body, "matte_format", str, None)
     if fmt is not None and fmt not in ("exr", "png"):
         raise bad("matte_format must be 'exr' or 'png'")
-    writer = ctx.registry.writer_for(record, out_dir, fmt, _matte_options(body))
+    writer = ctx.registry.writer_for(record, out_dir, fmt, _matte_options(ctx, body, record))
     written = []
     for f in frames:
         result = record.live.frame_result(f)
@@ -640,10 +641,35 @@ def _write_mattes(ctx: HandlerContext, job: Job) -> tuple:
     return {"written": written}, None
 
 
-def _matte_options(body: dict) -> dict:
-    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`)."""
-    return {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
-            "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
+def _matte_options(ctx: HandlerContext, body: dict, record: SessionRecord) -> dict:
+    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`), and the
+    learned matting pass: the request's `matting`, else the session's."""
+    options: dict[str, Any] = {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
+                               "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
+    if get_field(body, "layered_exr", bool, False):
+        options["layered_exr"] = True
+    matting = _matting_choice(ctx, body, record.matting)
+    if matting:
+        options["matting"] = matting
+    return options
+
+
+def _matting_choice(ctx: HandlerContext, body: dict, default: Optional[str]) -> Optional[str]:
+    """`matting` of a request: a model name (checked to be available), "none" for off, absent for `default`."""
+    if "matting" not in body:
+        return default
+    choice = body.get("matting")
+    if choice is None or choice in ("", "none"):
+        return None
+    if not isinstance(choice, str) or choice not in protocol.MATTING_MODELS:
+        raise bad("matting must be one of %s or 'none', got %r" % (", ".join(protocol.MATTING_MODELS), choice))
+    check = getattr(ctx.backend, "check_matting", None)
+    try:
+        if check is not None:
+            check(choice)  # a missing checkpoint says so now, with how to get it
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    return choice
 
 
 @_handles(protocol.GET_SHAPES)

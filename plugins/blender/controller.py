@@ -882,6 +882,7 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
     key = clip_state(clip).key
     auto_results = bool(clip.samroto.auto_results)
     auto_shapes = bool(clip.samroto.auto_shapes)
+    matting = str(clip.samroto.matting)  # read on the main thread; the network thread only sends it
 
     def work(connection: remote.Connection, job: remote.Job) -> remote.PropagationOutcome:
         session = session_for(connection)
@@ -893,7 +894,7 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
             tasks.post(lambda: _record_update(key, update))
 
         return remote.propagate(session, direction=direction, start=start, on_update=on_update,
-                                cancelled=job.cancel_event)
+                                cancelled=job.cancel_event, matting=matting)
 
     def done(job: remote.Job) -> None:
         runtime.propagation_active = False

@@ -153,32 +153,34 @@ def edited_frames(mask: bpy.types.Mask, obj_id: int, scene: bpy.types.Scene) -> 
 @contextlib.contextmanager
 def mask_editor(clip: bpy.types.MovieClip, mask: bpy.types.Mask) -> Iterator[Dict[str, Any]]:
     """A context override for mask operators: a Clip Editor in mask mode showing `clip` and `mask`.
-    An open one is used (its settings come back afterwards); else an area is borrowed."""
-    window = bpy.context.window or (bpy.context.window_manager.windows[0]
-                                    if bpy.context.window_manager.windows else None)
-    if window is None:
+    A Clip Editor already showing the clip is switched to the mask for good (that is where the
+    artist looks at it); another one, or a borrowed area, gets its settings back afterwards."""
+    wm = bpy.context.window_manager
+    windows = [bpy.context.window] if bpy.context.window is not None else list(wm.windows)
+    if not windows:
         raise RuntimeError("Blender has no window to edit the mask in")
-    screen = window.screen
-    area = next((a for a in screen.areas if a.type == "CLIP_EDITOR"), None)
+    areas = [(w, a) for w in windows for a in w.screen.areas if a.type == "CLIP_EDITOR"]
+    showing = [(w, a) for w, a in areas if a.spaces.active.clip == clip]
+    window, area = (showing or areas or [(windows[0], windows[0].screen.areas[0])])[0]
     borrowed_type = None
-    if area is None:
-        area = screen.areas[0]
+    if area.type != "CLIP_EDITOR":
         borrowed_type = area.ui_type
         area.type = "CLIP_EDITOR"
     space = next(s for s in area.spaces if s.type == "CLIP_EDITOR")
-    saved = (space.clip, space.mode, space.mask)
+    saved = None if showing else (space.clip, space.mode, space.mask)
     region = next(r for r in area.regions if r.type == "WINDOW")
     try:
         space.clip = clip
         space.mode = "MASK"
         space.mask = mask
-        yield {"window": window, "screen": screen, "area": area, "region": region, "space_data": space}
+        yield {"window": window, "screen": window.screen, "area": area, "region": region, "space_data": space}
     finally:
         if borrowed_type is not None:
             area.ui_type = borrowed_type
-        else:
+        elif saved is not None:
             space.clip, space.mode = saved[0], saved[1]
-            space.mask = saved[2] if saved[2] is not None else mask
+            if saved[2] is not None:
+                space.mask = saved[2]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(state, "auto_results")
         row.prop(state, "auto_shapes")
+        layout.prop(state, "matting")
         row = layout.row(align=True)
         row.prop(state, "preview_mode")
         size = row.row(align=True)

@@ -108,6 +108,13 @@ class SamrotoClipState(bpy.types.PropertyGroup):
     prompts: StringProperty(default="")  # type: ignore[valid-type]
     mask_name: StringProperty(name="Mask", default="")  # type: ignore[valid-type]
     direction: EnumProperty(name="Direction", items=DIRECTION_ITEMS, default="both")  # type: ignore[valid-type]
+    matting: EnumProperty(  # type: ignore[valid-type]
+        name="Matting", default="none",
+        items=[("none", "None", "The tracked mattes (soft SAM 2 masks, optionally refined)"),
+               ("vitmatte-small", "ViTMatte small", "Production alpha: the ViTMatte small matting model refines each "
+                "matte's edge band on the worker (needs `samroto download vitmatte-small` there)"),
+               ("vitmatte-base", "ViTMatte base", "Like small, slower, finer (needs `samroto download vitmatte-base`)")],
+        description="Learned matting pass the worker runs on the mattes it writes (hair, motion blur, soft edges)")
     auto_results: BoolProperty(  # type: ignore[valid-type]
         name="Load mattes after tracking",
         description="After each propagation load the matte images (the Mask shapes are built on request: Build "

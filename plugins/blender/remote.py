@@ -381,7 +381,14 @@ def sync_prompts(session: RemoteSession, book: PromptBook, objects: List[int]) -
                                     "objects": inside.sidecar_objects(to_import)})
         except RemoteError as exc:
             raise AddonError("The worker cannot take the clip's prompts back: %s" % exc.message) from None
-    after = worker_prompts(session) if changes or removed else held
+    after = held
+    if changes or removed:
+        try:
+            after = worker_prompts(session)
+        except RemoteError as exc:
+            if isinstance(exc, (NoSuchSession, WorkerBusy)):
+                raise
+            after = inside  # sent, but the worker cannot say what it holds: take it that it holds them
     return SyncOutcome([(o, f) for o, f, _ in changes], removed, after)
 
 
@@ -407,15 +414,17 @@ def send_stroke(session: RemoteSession, frame: int, obj_id: int, points: List[Tu
 
 def propagate(session: RemoteSession, *, direction: str = "both", start: Optional[int] = None,
               on_update: Callable[[FrameUpdate], None], cancelled: threading.Event,
-              preview_size: int = PROPAGATION_PREVIEW_SIZE) -> PropagationOutcome:
+              preview_size: int = PROPAGATION_PREVIEW_SIZE, matting: str = "none") -> PropagationOutcome:
     """Track every object; `on_update` sees each frame as it arrives. Setting `cancelled` stops
-    the worker within a frame."""
+    the worker within a frame. `matting`: "none", or the learned matting model the worker runs on
+    the mattes ("vitmatte-small", "vitmatte-base")."""
     if direction not in DIRECTIONS:
         raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
     if not session.obj_ids:
         raise AddonError("Nothing to propagate: click on an object first")
     frames: List[int] = []
-    run = session.propagate(start, direction=direction, preview_size=preview_size)
+    run = session.propagate(start, direction=direction, preview_size=preview_size,
+                            matting=None if matting == "none" else matting)
     try:
         for update in run:
             frames.append(update.frame)

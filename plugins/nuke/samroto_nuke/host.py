@@ -50,7 +50,8 @@ from .prompts import BezierVertex, KnobPrompts, RotoShapeData
 from .roto_plan import RotoPlan
 from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB,
                        BOX_KNOB, CLICK_ADDS_KNOB, CLICK_KINDS, ConnectionSettings, DEFAULT_PREVIEW_RESOLUTION,
-                       FINAL_KNOB, HOLES_KNOB, HOLE_MODES, MARKER_KNOB, MATTE_DIR_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
+                       FINAL_KNOB, HOLES_KNOB, HOLE_MODES, MARKER_KNOB, MATTE_DIR_KNOB, MATTING_CHOICES, MATTING_KNOB,
+                       MODE_KNOB, NODE_CLASS_LABEL,
                        OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB,
                        PREVIEW_TILE_COLOR, PROMPT_SOURCES, PROMPT_SOURCE_KNOB, PluginSettings, PromptLayout,
                        QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB, RANGE_KNOB, RANGE_LAST_KNOB, RANGE_MODES,
@@ -240,6 +241,11 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
                           "(1024 for the official checkpoints)")
     resolution.clearFlag(nuke.STARTLINE)
     node.addKnob(resolution)
+    matting = nuke.Enumeration_Knob(MATTING_KNOB, "matting", list(MATTING_CHOICES))
+    matting.setTooltip("production alpha: a learned matting model (ViTMatte) refines each matte's edge band on the "
+                       "worker (it needs the checkpoint: samroto download vitmatte-small)")
+    matting.setFlag(nuke.STARTLINE)
+    node.addKnob(matting)
     for i, (name, label, action) in enumerate(ACTIONS):
         button = nuke.PyScript_Knob(name, label, "import samroto_nuke.host\n"
                                                  "samroto_nuke.host.on_button(nuke.thisNode(), %r)" % action)
@@ -554,7 +560,10 @@ def read_settings(node: nuke.Node) -> PluginSettings:
     roto = RotoSettings(tolerance=tolerance if tolerance > 0 else None, holes=holes)
     preview = _knob(node, PREVIEW_KNOB, nuke.Boolean_Knob).value()
     resolution = int(_knob(node, PREVIEW_RESOLUTION_KNOB, nuke.Int_Knob).value())
-    track = TrackSettings(matte_dir=matte_dir, preview_resolution=resolution if preview else None)
+    matting_knob = node.knob(MATTING_KNOB)  # absent on nodes made before the matting choice existed
+    matting = str(matting_knob.value()) if matting_knob is not None else "none"
+    track = TrackSettings(matte_dir=matte_dir, preview_resolution=resolution if preview else None,
+                          matting=None if matting == "none" else matting)
     address = worker_address(_knob(node, WORKER_KNOB, nuke.String_Knob).value(), load_preferences())
     return PluginSettings(connection=ConnectionSettings(address=address), track=track, roto=roto,
                           layout=_layout(node))

@@ -400,19 +400,21 @@ class JobRunner:
             first = max(first, job.plate.to_plate_frame(job.track_range[0]))
             last = min(last, job.plate.to_plate_frame(job.track_range[1]))
         what = "tracking %s from frame %d" % (job.action, job.nuke_frame)
+        matting = track.matting  # None: not sent (the client adds the field only when a model is chosen)
         if job.action == "final":  # the whole range, both ways from the earliest prompted frame
-            run = session.propagate(first=first, last=last, direction="both", preview_size=0, credit=track.credit)
+            run = session.propagate(first=first, last=last, direction="both", preview_size=0, credit=track.credit,
+                                    matting=matting)
             what = "final mattes at full resolution"
         elif job.action == "frame":
             run = session.propagate(frame, first=frame, last=frame, direction="forward", preview_size=0,
-                                    credit=track.credit)
+                                    credit=track.credit, matting=matting)
         else:
             if not first <= frame <= last:
                 raise NoPrompts("frame %d is outside the frames to track (%d-%d): go to a frame in the range or "
                                 "change the node's frame range" % (job.nuke_frame, job.plate.to_nuke_frame(first),
                                                                    job.plate.to_nuke_frame(last)))
             run = session.propagate(frame, first=first, last=last, direction=job.action, preview_size=0,
-                                    credit=track.credit)
+                                    credit=track.credit, matting=matting)
         progress.set_message(what)
         last_status = 0.0
         with run:

@@ -31,6 +31,8 @@ BOX_ENABLE_KNOB = "samroto_box_on"
 BOX_KNOB = "samroto_box"
 PREVIEW_KNOB = "samroto_preview"     # checkbox: new sessions track at a lower resolution (fast feedback)
 PREVIEW_RESOLUTION_KNOB = "samroto_preview_resolution"
+MATTING_KNOB = "samroto_matting"     # menu: a learned matting pass on the mattes' edges ("none" or a model)
+MATTING_CHOICES: Tuple[str, ...] = ("none", "vitmatte-small", "vitmatte-base")
 SESSION_RESOLUTION_KNOB = "samroto_session_resolution"  # hidden; the session's preview size (0: final)
 MODE_KNOB = "samroto_mode"           # read-only text line: PREVIEW or final mattes
 FINAL_KNOB = "samroto_final"         # button: full-resolution mattes from a preview's prompts
@@ -141,8 +143,11 @@ class TrackSettings:
     credit: int = 8
     matte_format: str = "exr"
     preview_resolution: Optional[int] = None
+    matting: Optional[str] = None  # "vitmatte-small" / "vitmatte-base": production alpha from a matting pass
 
     def __post_init__(self) -> None:
+        if self.matting is not None and self.matting not in MATTING_CHOICES[1:]:
+            raise ValueError("matting must be one of %s, got %r" % (", ".join(MATTING_CHOICES), self.matting))
         if self.preview_resolution is not None and not (self.preview_resolution >= 64
                                                         and self.preview_resolution % 32 == 0):
             raise ValueError("the preview resolution must be a multiple of 32 from 64 up (e.g. 512), got %d"
