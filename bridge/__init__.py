@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 from .protocol import PROTOCOL_VERSION
 
 _CLIENT_NAMES = (
-    "Client", "RemoteSession", "Propagation", "FrameUpdate", "FrameMattes", "WorkerInfo", "pushed_plate",
+    "Client", "RemoteSession", "Propagation", "FrameUpdate", "FrameMattes", "ReviewFrame", "WorkerInfo", "pushed_plate",
     "find_worker_address", "BridgeError", "ConnectionTimeout", "AuthenticationError", "ProtocolMismatch",
     "RemoteError", "BadRequest", "NoSuchSession", "WorkerBusy", "NotImplementedByWorker", "PropagationCancelled",
     "Stream",

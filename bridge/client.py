@@ -189,6 +189,16 @@ class FrameUpdate:
 
 
 @dataclass
+class ReviewFrame:
+    """A frame an artist should look at for one object, and why (`core.outputs.confidence` reasons:
+    "score_below_zero", "reappeared", "score_drop", "area_jump", "low_predicted_iou", "low_stability")."""
+
+    frame: int
+    obj_id: int
+    reasons: List[str]
+
+
+@dataclass
 class FrameMattes:
     """A frame's stored mattes from `get_frame`: `mattes` is N*H*W (one row per object)."""
 
@@ -805,6 +815,15 @@ class RemoteSession:
         for item in reply.body.get("written", []):
             out[int(item["frame"])] = {int(o): p for o, p in zip(item["obj_ids"], item["matte_paths"]) if p}
         return out
+
+    def review(self, *, matte_dir: Optional[str] = None) -> List[ReviewFrame]:
+        """The frames to review of this session's mattes (default folder: the session's), in frame
+        order; empty until mattes have been written. Ask again after each propagation."""
+        body: Dict[str, Any] = {"matte_dir": matte_dir} if matte_dir is not None else {}
+        reply = self._request(protocol.GET_REVIEW, body)
+        return [ReviewFrame(frame=int(item["frame"]), obj_id=int(item["obj_id"]),
+                            reasons=[str(r) for r in item.get("reasons", [])])
+                for item in reply.body.get("review", [])]
 
     def get_shapes(self, obj_id: int, *, space: str = "pixel", tolerance: Optional[float] = None,
                    first: Optional[int] = None, last: Optional[int] = None,

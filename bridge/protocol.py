@@ -56,6 +56,7 @@ WRITE_MATTES = "write_mattes"
 GET_SHAPES = "get_shapes"  # an object's mattes as animated Bezier shapes (core.shapes)
 EXPORT_PROMPTS = "export_prompts"  # the session's prompts as a batch sidecar (core.sidecar)
 IMPORT_PROMPTS = "import_prompts"  # replay a sidecar's prompts onto the session
+GET_REVIEW = "get_review"  # the frames to review of the session's mattes (core.outputs.confidence)
 SAVE = "save"
 CLOSE = "close"
 DELETE_SESSION = "delete_session"
@@ -66,13 +67,15 @@ PING = "ping"
 REQUEST_TYPES: Tuple[str, ...] = (
     HELLO, STATUS, LIST_SESSIONS, OPEN_SESSION, PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK,
     ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET, PROPAGATE, CANCEL, CREDIT, GET_FRAME,
-    WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE, DELETE_SESSION, PING, LOCK, UNLOCK,
+    WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE, DELETE_SESSION, PING,
+    GET_REVIEW, LOCK, UNLOCK,
 )
 
 # Requests that need an open session (header `session` set).
 SESSION_REQUEST_TYPES: Tuple[str, ...] = (
     PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK, ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET,
-    PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE, LOCK, UNLOCK,
+    PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE,
+    GET_REVIEW, LOCK, UNLOCK,
 )
 
 # Replies and stream messages (worker -> client). Every one carries `re`: the request id.
@@ -99,6 +102,8 @@ E_BUSY = "busy"                     # job queue full, or the session is propagat
 E_NOT_IMPLEMENTED = "not_implemented"
 E_INTERNAL = "internal"             # unexpected failure inside the worker (it keeps serving)
 E_STOPPING = "stopping"             # the worker is shutting down
+E_OUT_OF_MEMORY = "out_of_memory"   # the GPU ran out of memory: nothing was written, memory handed back
+E_DEVICE_LOST = "device_lost"       # the GPU failed for good (a sticky CUDA error): the worker exits
 E_LIMIT = "over_limit"              # a cap was reached: objects, prompts, frames, sessions, queued bytes
 E_EPOCH = "worker_restarted"        # signed for an earlier run of the worker: say `hello` again, then resend
 

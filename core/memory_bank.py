@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import abc
 import json
+import queue
 import shutil
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -31,12 +32,14 @@ RECORD_FORMAT = 1
 
 @dataclass
 class FrameRecord:
-    """The stored state of one object on one frame (tensors on the CPU)."""
+    """The stored state of one object on one frame. Tensors stay on the device that made them (the
+    window a GPU session works from lives in GPU memory; reading one needs no upload and making one
+    no sync); records read back from disk are on the CPU until moved with `to`."""
 
     lowres: torch.Tensor  # 1*1*s*s float32 logits (after hole filling)
     score: torch.Tensor  # 1*1 float32 object-score logit
     obj_ptr: torch.Tensor  # 1*C float32 object pointer
-    iou: float  # predicted IoU of the chosen mask (nan when not predicted)
+    iou: torch.Tensor  # 1 float32 predicted IoU of the chosen mask (nan when not predicted)
     keyframe: bool  # a conditioning frame (received prompts)
     tracked: bool  # propagation went over this frame (a new prompt here is a correction, not a first prompt)
     reverse: bool  # tracked backward (decides which neighbours form its memory on a correction)
@@ -45,6 +48,26 @@ class FrameRecord:
     def nbytes(self) -> int:
         total = self.lowres.nbytes + self.score.nbytes + self.obj_ptr.nbytes
         return total + (self.memory.nbytes if self.memory is not None else 0)
+
+    def iou_value(self) -> float:
+        return float(self.iou.reshape(-1)[0])
+
+    def to(self, device: torch.device) -> "FrameRecord":
+        """The same record with its tensors on `device` (asynchronous from pinned memory)."""
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if t.device == device:
+                return t
+            if device.type == "cuda" and t.device.type == "cpu" and torch.cuda.is_available():
+                return t.pin_memory().to(device, non_blocking=True)
+            return t.to(device)
+
+        return replace(self, lowres=move(self.lowres), score=move(self.score), obj_ptr=move(self.obj_ptr),
+                       iou=move(self.iou), memory=None if self.memory is None else move(self.memory))
+
+    def on_host(self) -> "FrameRecord":
+        """A copy on the CPU (waits for the device: call it off the compute thread)."""
+        return self.to(torch.device("cpu"))
 
 
 @dataclass
@@ -119,42 +142,114 @@ class InMemoryStore(RecordStore):
 
 
 class DiskStore(RecordStore):
-    """One small binary file per record under `root/obj_<id>/`, with an LRU window in RAM.
+    """One small binary file per record under `root/obj_<id>/`, with an LRU window in memory.
 
     The window holds `window` records per object: tracking a frame needs the last 15 frames'
-    pointers and the last 6 frames' memories, all recent. Keyframe records stay in RAM besides
-    (every later frame needs them). Files are written atomically (temporary name, then rename), so
-    a crash never leaves a partial record under its final name.
+    pointers and the last 6 frames' memories, all recent. Keyframe records stay in the window
+    besides (every later frame needs them). On a GPU the window stays in GPU memory (`device`):
+    records read back from disk are moved there.
+
+    Tracked frames' files are written on a background thread (the compute thread never waits for the
+    disk or for a device-to-host copy), in order with deletions; `flush` waits for them, and a
+    prompt's record is written before `put` returns. Files are written
+    atomically (temporary name, then rename), so a crash never leaves a partial record under its
+    final name.
     """
 
-    def __init__(self, root: Path, *, window: int = 24) -> None:
+    def __init__(self, root: Path, *, window: int = 24, device: torch.device | None = None,
+                 max_queued: int = 64) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.window = window
+        self.device = device
         self._cache: OrderedDict[tuple[int, int, bool], FrameRecord] = OrderedDict()
+        # records queued for writing, readable until their file exists
+        self._unwritten: dict[tuple[int, int, bool], FrameRecord] = {}
         self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[str, tuple[int, int, bool] | int | None, FrameRecord | None]] = queue.Queue(
+            maxsize=max_queued
+        )
+        self._failure: BaseException | None = None
+        self._writer: threading.Thread | None = None
 
     def _path(self, obj_id: int, frame: int, pending: bool) -> Path:
         return self.root / f"obj_{obj_id}" / f"{'p' if pending else 'f'}{frame:08d}.rec"
 
+    # --- the writer thread ---------------------------------------------------------------------
+
+    def _submit(self, op: str, key: "tuple[int, int, bool] | int | None", record: FrameRecord | None) -> None:
+        self._raise_failure()
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._write_loop, name="samroto-records", daemon=True)
+            self._writer.start()
+        self._queue.put((op, key, record))
+
+    def _write_loop(self) -> None:
+        while True:
+            op, key, record = self._queue.get()
+            try:
+                if op == "stop":
+                    return
+                self._apply(op, key, record)
+            except BaseException as exc:  # kept and raised on the compute thread: nothing is lost silently
+                self._failure = exc
+            finally:
+                self._queue.task_done()
+
+    def _apply(self, op: str, key: "tuple[int, int, bool] | int | None", record: FrameRecord | None) -> None:
+        if op == "put":
+            assert isinstance(key, tuple) and record is not None
+            path = self._path(*key)
+            path.parent.mkdir(exist_ok=True)
+            _write_record(path, record)  # the device-to-host copy happens here, off the compute thread
+            with self._lock:
+                if self._unwritten.get(key) is record:
+                    del self._unwritten[key]
+        elif op == "delete":
+            assert isinstance(key, tuple)
+            self._path(*key).unlink(missing_ok=True)
+        elif op == "delete_object":
+            shutil.rmtree(self.root / f"obj_{key}", ignore_errors=True)
+        elif op == "clear":
+            for child in self.root.glob("obj_*"):
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise OSError(f"writing session records under {self.root} failed: {failure}") from failure
+
+    def _drain(self) -> None:
+        if self._writer is not None and self._writer.is_alive():
+            self._queue.join()
+        self._raise_failure()
+
+    # --- the store -----------------------------------------------------------------------------
+
     def put(self, obj_id: int, frame: int, record: FrameRecord, *, pending: bool) -> None:
         key = (obj_id, frame, pending)
-        path = self._path(obj_id, frame, pending)
-        path.parent.mkdir(exist_ok=True)
-        _write_record(path, record)
         with self._lock:
+            self._unwritten[key] = record
             self._cache[key] = record
             self._cache.move_to_end(key)
             self._evict()
+        self._submit("put", key, record)
+        if pending:
+            # a prompt's record is on disk before the call returns (prompts are rare; a restart
+            # must find every prompt the artist saw answered)
+            self._drain()
 
     def get(self, obj_id: int, frame: int, *, pending: bool) -> FrameRecord:
         key = (obj_id, frame, pending)
         with self._lock:
-            record = self._cache.get(key)
+            record = self._cache.get(key) or self._unwritten.get(key)
             if record is not None:
-                self._cache.move_to_end(key)
+                if key in self._cache:
+                    self._cache.move_to_end(key)
                 return record
         record = _read_record(self._path(obj_id, frame, pending))
+        if self.device is not None:
+            record = record.to(self.device)
         with self._lock:
             self._cache[key] = record
             self._evict()
@@ -171,28 +266,43 @@ class DiskStore(RecordStore):
                 counts[obj_id] -= 1
 
     def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
+        key = (obj_id, frame, pending)
         with self._lock:
-            self._cache.pop((obj_id, frame, pending), None)
-        self._path(obj_id, frame, pending).unlink(missing_ok=True)
+            self._cache.pop(key, None)
+            self._unwritten.pop(key, None)
+        self._submit("delete", key, None)
 
     def delete_object(self, obj_id: int) -> None:
         with self._lock:
             for key in [k for k in self._cache if k[0] == obj_id]:
                 del self._cache[key]
-        shutil.rmtree(self.root / f"obj_{obj_id}", ignore_errors=True)
+            for key in [k for k in self._unwritten if k[0] == obj_id]:
+                del self._unwritten[key]
+        self._submit("delete_object", obj_id, None)
 
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
-        for child in self.root.glob("obj_*"):
-            shutil.rmtree(child, ignore_errors=True)
+            self._unwritten.clear()
+        self._submit("clear", None, None)
 
     def flush(self) -> None:
-        # records are written synchronously; make the folder entries durable too
+        """Wait for every queued write, then make the folder entries durable."""
+        self._drain()
         for folder in [self.root, *self.root.glob("obj_*")]:
             fsync_folder(folder)
 
+    def close(self) -> None:
+        try:
+            self._drain()
+        finally:
+            if self._writer is not None and self._writer.is_alive():
+                self._queue.put(("stop", None, None))
+                self._writer.join(timeout=60)
+            self._writer = None
+
     def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
+        self._drain()
         for folder in sorted(self.root.glob("obj_*")):
             obj_id = int(folder.name[4:])
             for path in sorted(folder.glob("*.rec")):
@@ -227,7 +337,7 @@ def _write_record(path: Path, record: FrameRecord) -> None:
     header = {
         "format": RECORD_FORMAT,
         "fields": fields,
-        "iou": None if np.isnan(record.iou) else record.iou,
+        "iou": None if np.isnan(record.iou_value()) else record.iou_value(),
         "keyframe": record.keyframe,
         "tracked": record.tracked,
         "reverse": record.reverse,
@@ -261,7 +371,7 @@ def _read_record(path: Path) -> FrameRecord:
         lowres=tensors["lowres"],
         score=tensors["score"],
         obj_ptr=tensors["obj_ptr"],
-        iou=float("nan") if iou is None else float(iou),
+        iou=torch.tensor([float("nan") if iou is None else float(iou)], dtype=torch.float32),
         keyframe=bool(header["keyframe"]),
         tracked=bool(header["tracked"]),
         reverse=bool(header["reverse"]),

@@ -34,13 +34,16 @@ from .frames import ArrayFrames, FrameSource, open_frames
 from .prefetch import FramePrefetcher
 from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore
 from .model.sam2 import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
-from .model.preprocess import to_model_input
+from .model.preprocess import PinnedBuffers, host_pixels, model_input_from_host
 from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from .holes import fill_holes
+from .model.device import DeviceError, DevicePolicy, check_precision, choose_precision, to_host_bfloat16
 from .model.runtime import DTYPES, autocast_context, release_free_memory
 from .plate_check import off_plate
 
 SESSION_FORMAT = 1
 TRIM_EVERY_FRAMES = 8
+PREFETCH_AHEAD = 2
 
 
 class SessionError(ValueError):
@@ -91,13 +94,14 @@ class SessionOptions:
     feature_cache_frames: int = 4
     # records per object kept in RAM besides keyframes when the state is on disk
     record_window: int = 24
-    # "float32", or "bfloat16"/"float16" autocast on CUDA
-    precision: str = "float32"
+    # "auto": the device's (bf16 autocast on Ampere and later GPUs, fp16 on Volta/Turing, float32
+    # elsewhere); or "float32", "bfloat16", "float16" where the device runs it
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.fill_hole_area < 0:
             raise SessionError("fill_hole_area must be >= 0")
-        if self.precision not in DTYPES:
+        if self.precision != "auto" and self.precision not in DTYPES:
             raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {self.precision!r}")
         if self.feature_cache_frames < 1:
             object.__setattr__(self, "feature_cache_frames", 1)
@@ -154,6 +158,12 @@ class VideoSession:
             record_window=record_window,
             precision=precision,
         )
+        try:
+            if self.options.precision == "auto":
+                self.options = replace(self.options, precision=choose_precision(model.device))
+            check_precision(model.device, self.options.precision)
+        except DeviceError as exc:
+            raise SessionError(str(exc)) from None
         self.full_image_size = model.image_size
         if image_size is not None:
             model = model.at_image_size(int(image_size))
@@ -179,7 +189,7 @@ class VideoSession:
         else:
             self.state_dir = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="samroto-"))
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            self.store = DiskStore(self.state_dir / "records", window=self.options.record_window)
+            self.store = DiskStore(self.state_dir / "records", window=self.options.record_window, device=model.device)
 
         self._objects: OrderedDict[int, ObjectIndex] = OrderedDict()
         self._prompts: dict[int, dict[int, Prompt]] = {}
@@ -193,6 +203,9 @@ class VideoSession:
         self._conditioned: OrderedDict[tuple[int, int, bool, int], torch.Tensor] = OrderedDict()
         self._bank_version: dict[int, int] = {}
         self._prefetcher: FramePrefetcher | None = None
+        self._policy = DevicePolicy.for_device(model.device)
+        # reused page-locked buffers for uploads: frames ahead, the one loading and the one uploading
+        self._pinned = PinnedBuffers(PREFETCH_AHEAD + 3) if model.device.type == "cuda" else None
         self._closed = False
         if self.state_dir is not None and not keep_in_memory:
             self._write_manifest()
@@ -231,9 +244,21 @@ class VideoSession:
 
     # --- image features ------------------------------------------------------------------------
 
-    def _model_input(self, index: int) -> torch.Tensor:
-        image = self.frames.read(self._number(index))
-        return to_model_input(image, self.model.image_size, device=self.model.device)
+    def _host_frame(self, index: int) -> torch.Tensor:
+        """Decode and convert a frame on the host (runs on the prefetch thread: no device work there,
+        which on CUDA would land on the wrong device's default stream)."""
+        return host_pixels(self.frames.read(self._number(index)), buffers=self._pinned)
+
+    def _model_input(self, index: int, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """Upload, resize and normalise on the compute thread."""
+        if pixels is None:
+            pixels = self._host_frame(index)
+        device = self.model.device
+        image = model_input_from_host(pixels, self.model.image_size, device=device,
+                                      resize_on_host=self._policy.resize_on_host)
+        if self._pinned is not None:
+            self._pinned.uploaded(pixels, device)
+        return image
 
     def features(self, index: int) -> FrameFeatures:
         """Backbone features of a frame (bounded LRU cache: repeated clicks on a frame are cheap)."""
@@ -241,9 +266,8 @@ class VideoSession:
         if cached is not None:
             self._features.move_to_end(index)
             return cached
-        image = self._prefetcher.take(index) if self._prefetcher is not None else None
-        if image is None:
-            image = self._model_input(index)
+        pixels = self._prefetcher.take(index) if self._prefetcher is not None else None
+        image = self._model_input(index, pixels)
         with torch.inference_mode(), self._autocast():
             image = image.to(self.model.device, self.model.dtype)
             features = self.model.encode_image(image[None] if image.dim() == 3 else image)
@@ -504,7 +528,7 @@ class VideoSession:
             lowres_logits=record.lowres[0, 0].float().cpu().numpy(),
             score=float(record.score.reshape(-1)[0]),
             keyframe=record.keyframe,
-            iou=record.iou,
+            iou=record.iou_value(),
         )
 
     def frame_result(self, frame: int) -> FrameResult:
@@ -514,38 +538,52 @@ class VideoSession:
         return self._result(idx, records)
 
     def _result(self, idx: int, records: list[FrameRecord | None]) -> FrameResult:
+        """Upsampled to the plate on the device; the frame's one wait for the device is the copy of
+        the logits (with scores and IoUs) to the host at the end."""
         n = len(records)
         s = self.model.config.lowres_mask_size
-        lowres = torch.full((max(n, 1), 1, s, s), NO_OBJECT_SCORE, dtype=torch.float32)
-        scores = np.full(n, NO_OBJECT_SCORE, np.float32)
-        ious = np.full(n, np.nan, np.float32)
-        for i, record in enumerate(records):
-            if record is not None:
-                lowres[i] = record.lowres[0].float()
-                scores[i] = float(record.score.reshape(-1)[0])
-                ious[i] = record.iou
-        logits = F.interpolate(lowres, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        device = self.model.device
+        absent_lowres = torch.full((1, 1, s, s), NO_OBJECT_SCORE, dtype=torch.float32, device=device)
+        absent_meta = torch.tensor([[NO_OBJECT_SCORE, float("nan")]], dtype=torch.float32, device=device)
+        lowres, meta = [absent_lowres], [absent_meta]
+        if n:
+            lowres, meta = [], []
+            for record in records:
+                if record is None:
+                    lowres.append(absent_lowres)
+                    meta.append(absent_meta)
+                else:
+                    lowres.append(record.lowres.to(device).float().reshape(1, 1, s, s))
+                    score, iou = record.score.to(device).float().reshape(1), record.iou.to(device).float().reshape(1)
+                    meta.append(torch.cat([score, iou]).reshape(1, 2))
+        logits = F.interpolate(torch.cat(lowres), size=(self.height, self.width), mode="bilinear",
+                               align_corners=False)
         if self.options.non_overlap_masks:
             logits = non_overlapping(logits)
+        host_logits = logits[:n, 0].cpu().numpy()
+        host_meta = torch.cat(meta)[:n].cpu().numpy()
         return FrameResult(
             frame=self._number(idx),
             obj_ids=self.obj_ids,
-            logits=logits[:n, 0].numpy(),
-            scores=scores,
-            ious=ious,
+            logits=host_logits,
+            scores=np.ascontiguousarray(host_meta[:, 0]),
+            ious=np.ascontiguousarray(host_meta[:, 1]),
         )
 
     # --- model steps ---------------------------------------------------------------------------
 
     def _record_from_heads(self, heads: HeadOutput, *, keyframe: bool, tracked: bool, reverse: bool) -> FrameRecord:
+        # everything stays on the device (no sync); copies, so no record keeps a whole batch alive
         lowres = heads.lowres.float()
         if self.options.fill_hole_area > 0:
             lowres = fill_holes(lowres, self.options.fill_hole_area)
+        else:
+            lowres = lowres.clone()
         return FrameRecord(
-            lowres=lowres.cpu(),
-            score=heads.object_score.float().cpu(),
-            obj_ptr=heads.obj_ptr.float().cpu(),
-            iou=float(heads.best_iou.reshape(-1)[0]),
+            lowres=lowres,
+            score=heads.object_score.float().clone(),
+            obj_ptr=heads.obj_ptr.float().clone(),
+            iou=heads.best_iou.float().reshape(1).clone(),
             keyframe=keyframe,
             tracked=tracked,
             reverse=reverse,
@@ -662,7 +700,7 @@ class VideoSession:
                     )
                 committed = replace(
                     record,
-                    memory=memory.to(torch.bfloat16).cpu(),
+                    memory=self._stored_bfloat16(memory),
                     tracked=idx in obj.tracked,
                     reverse=obj.tracked.get(idx, False),
                 )
@@ -771,7 +809,7 @@ class VideoSession:
         self._save_prompts()
         # decode and resize the next frames in the background while the model works
         planned = list(dict.fromkeys(idx for idx, _, _, _ in steps if idx not in self._features))
-        self._prefetcher = FramePrefetcher(self._model_input, planned)
+        self._prefetcher = FramePrefetcher(self._host_frame, planned, ahead=PREFETCH_AHEAD)
         try:
             for count, (idx, reverse, only, emit) in enumerate(steps, start=1):
                 result = self._track_frame(idx, reverse, only)
@@ -788,6 +826,7 @@ class VideoSession:
         """Track every object (or those in `only`) on one frame; objects whose memory banks have the
         same shape run as one batch. Locked frames and objects left out keep their stored results."""
         records: dict[int, FrameRecord | None] = {}
+        flag_changes: dict[int, FrameRecord] = {}
         groups: dict[tuple[int, ...], list[tuple[int, tuple[torch.Tensor, torch.Tensor, int]]]] = {}
         kept: set[int] = set()
         for obj_id, obj in self._objects.items():
@@ -799,13 +838,22 @@ class VideoSession:
                 record = self.store.get(obj_id, idx, pending=False)
                 if not record.tracked or record.reverse != reverse:
                     record = replace(record, tracked=True, reverse=reverse)
-                    self._put(obj_id, idx, record, pending=False)
+                    flag_changes[obj_id] = record
                 records[obj_id] = record
             else:
                 memory = self._memory_bank_for(obj_id, idx, reverse)
                 groups.setdefault((memory[0].shape[1], memory[2]), []).append((obj_id, memory))
+        # every group is computed before anything is stored: an error (out of memory) in the second
+        # group leaves the frame as it was, not half-tracked
+        tracked: dict[int, FrameRecord] = {}
         for members in groups.values():
-            records.update(self._track_batch(idx, reverse, members))
+            tracked.update(self._track_batch(idx, reverse, members))
+        for obj_id, record in flag_changes.items():
+            self._put(obj_id, idx, record, pending=False)
+        for obj_id, record in tracked.items():
+            self._put(obj_id, idx, record, pending=False)
+            self._objects[obj_id].committed[idx] = False
+        records.update(tracked)
         for obj_id, obj in self._objects.items():
             if obj_id not in kept:
                 obj.tracked[idx] = reverse
@@ -836,11 +884,15 @@ class VideoSession:
                 best_iou=heads.best_iou[i : i + 1],
             )
             record = self._record_from_heads(one, keyframe=False, tracked=True, reverse=reverse)
-            record = replace(record, memory=encoded[i : i + 1].to(torch.bfloat16).cpu())
-            self._put(obj_id, idx, record, pending=False)
-            self._objects[obj_id].committed[idx] = False
-            out[obj_id] = record
+            out[obj_id] = replace(record, memory=self._stored_bfloat16(encoded[i : i + 1]))
         return out
+
+    def _stored_bfloat16(self, memory: torch.Tensor) -> torch.Tensor:
+        """Memory features as the reference stores them (bf16), kept on the device (on the host for
+        MPS, where bf16 is not always there)."""
+        if self._policy.bfloat16_on_host:
+            return to_host_bfloat16(memory, self._policy)
+        return memory.to(torch.bfloat16).clone()
 
     # --- persistence ---------------------------------------------------------------------------
 
@@ -905,8 +957,13 @@ class VideoSession:
         *,
         frames: "FrameSource | np.ndarray | None" = None,
         device: "str | torch.device | None" = None,
+        precision: str | None = None,
     ) -> "VideoSession":
-        """Reopen a session saved in `state_dir`. Frames pushed as an array must be given again."""
+        """Reopen a session saved in `state_dir`. Frames pushed as an array must be given again.
+
+        precision: what this process runs in (a property of the engine and its device, not of the
+        session: a session saved on a GPU in bf16 reopens on a Mac in float32). None: the saved one
+        when this device can run it, else the device's default."""
         root = Path(state_dir)
         manifest_path = root / "session.json"
         if not manifest_path.is_file():
@@ -925,7 +982,7 @@ class VideoSession:
             model,
             frames,
             video_size=tuple(video_size) if video_size else None,
-            options=SessionOptions.from_saved(manifest.get("options", {})),
+            options=_options_for_device(SessionOptions.from_saved(manifest.get("options", {})), model, precision),
             state_dir=root,
             device=device,
             image_size=saved_size,
@@ -990,6 +1047,18 @@ class VideoSession:
 # --- helpers -----------------------------------------------------------------------------------------
 
 
+def _options_for_device(options: SessionOptions, model: SAM2Model, precision: str | None) -> SessionOptions:
+    if precision is not None:
+        return replace(options, precision=precision)
+    if options.precision == "auto":
+        return options
+    try:
+        check_precision(model.device, options.precision)
+        return options
+    except DeviceError:
+        return replace(options, precision=choose_precision(model.device))
+
+
 def _same_device(a: torch.device, b: torch.device) -> bool:
     """`cuda` names the current CUDA device, so it equals `cuda:0` when that is current."""
     if a.type != b.type:
@@ -1026,23 +1095,6 @@ def _runs(indices: set[int]) -> list[tuple[int, int]]:
         else:
             runs.append((i, i))
     return runs
-
-
-def fill_holes(lowres: torch.Tensor, max_area: int) -> torch.Tensor:
-    """Set background components (mask <= 0, 8-connected, including those touching the border) of at
-    most `max_area` pixels to 0.1, on B*1*s*s logits. Done with OpenCV on the CPU, so it works on any
-    device (the reference needs its CUDA extension and silently skips it otherwise)."""
-    out = lowres.clone()
-    cpu = lowres.detach().float().cpu().numpy()
-    for b in range(cpu.shape[0]):
-        background = (cpu[b, 0] <= 0).astype(np.uint8)
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
-        small = np.zeros(count, dtype=bool)
-        small[1:] = stats[1:, cv2.CC_STAT_AREA] <= max_area
-        holes = small[labels]
-        if holes.any():
-            out[b, 0][torch.from_numpy(holes).to(out.device)] = 0.1
-    return out
 
 
 def _as_points(points: Any) -> np.ndarray:

@@ -200,7 +200,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_summary(results, time.perf_counter() - started)
+    _write_review(jobs, results, args)
     return 0 if all(r.ok for r in results) else 1
+
+
+def _write_review(jobs: list[ShotJob], results: list[ShotResult], args: argparse.Namespace) -> Path | None:
+    """`<out>/review.html` over this batch's shots (done or partly done); a failure here is only a warning."""
+    from samroto.core.outputs.confidence import SIDECAR_SUFFIX
+    from samroto.core.outputs.review import REPORT_NAME, ReviewError, load_shot
+
+    from .review_cmd import write_report
+
+    by_name = {r.name: r for r in results}
+    shots = []
+    for job in jobs:
+        result = by_name.get(job.name)
+        confidence = Path(result.confidence) if result is not None and result.confidence else \
+            args.out / job.name / f"{job.name}{SIDECAR_SUFFIX}"
+        if job.sidecar is None or not confidence.is_file():
+            continue
+        obj_ids = [obj.obj_id for obj in job.sidecar.objects]
+        mattes = dict(zip(obj_ids, result.mattes if result is not None else []))  # in the sidecar's object order
+        try:
+            shot = load_shot(confidence, mattes=mattes)
+            if shot.plate is None:  # a report from before reports named their plate
+                shot.plate, shot.colour = job.sidecar.plate_path, job.sidecar.shot.colour or job.sidecar.shot.view
+            shots.append(shot)
+        except ReviewError as exc:
+            print(f"warning: review: {exc}", file=sys.stderr)
+    if not shots:
+        return None
+    try:
+        path = write_report(shots, args.out / REPORT_NAME, quiet=args.quiet)
+    except (ReviewError, OSError) as exc:
+        print(f"warning: the review page could not be written: {exc}", file=sys.stderr)
+        return None
+    flagged = sum(len(shot.tracker.review_frames()) for shot in shots)
+    print(f"review: {flagged} frame(s) to review in {len(shots)} shot(s): {path.resolve()}")
+    return path
 
 
 def _model_choice(args: argparse.Namespace, jobs: list[ShotJob]) -> ModelChoice:

@@ -32,7 +32,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -91,19 +91,21 @@ class ModelChoice:
         return resolve_device(self.device)
 
     def resolved_precision(self) -> str:
-        if self.precision:
-            return self.precision
-        return "bfloat16" if self.resolved_device().startswith("cuda") else "float32"
+        import torch
+
+        from samroto.core.model.device import choose_precision
+
+        return choose_precision(torch.device(self.resolved_device()), self.precision)
 
     def load(self) -> "SAM2Model":
         from samroto.core.model.checkpoint import load_model
 
         model = load_model(self.checkpoint, config=self.config, device=self.resolved_device())
         if self.compile:
-            from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
+            from samroto.core.model.runtime import compile_model, warm_up
 
-            compile_image_encoder(model)
-            compile_memory_attention(model)
+            compile_model(model)
+            warm_up(model, precision=self.resolved_precision())
         return model
 
 
@@ -619,11 +621,11 @@ def _run_with_pool(
         if use_gpu:
             count, actor_resources = gpus, {"num_gpus": 1}
             # each actor sees only the GPU Ray gave it (CUDA_VISIBLE_DEVICES): plain "cuda"
-            actor_choice = ModelChoice(choice.checkpoint, choice.config, "cuda", choice.precision)
+            actor_choice = replace(choice, device="cuda")
         else:
             count = cpus // max(1, ray_options.cpus_per_worker)
             actor_resources = {"num_cpus": ray_options.cpus_per_worker}
-            actor_choice = ModelChoice(choice.checkpoint, choice.config, "cpu", choice.precision)
+            actor_choice = replace(choice, device="cpu")
             if count == 0:
                 raise BatchError(
                     f"the Ray cluster has no GPU and {cpus} CPUs, fewer than --cpus-per-worker "

@@ -13,8 +13,10 @@ BENCHMARKS: dict[str, str] = {
     "image": "image encoder and decoder time per image (tiny at 1024, random weights)",
     "video": "per-frame time and peak RSS while propagating through a real clip",
     "edges": "boundary accuracy of the edge refinement on a known alpha",
+    "gpu": "prove and measure the GPU path (parity, bf16, compile, speed, VRAM, 8K plates, the official code)",
     "read": "read-path speed for 4K EXR and DPX plates (readers before/after) and the OCIO view",
     "matting": "learned matting pass: ms per frame (vitmatte small/base, 1080p/4K) and memory over a long shot",
+    "review": "time and size of the review page for many shots, and its load time in Chromium",
 }
 
 

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="sam2.1_hiera_tiny", help="preset (random weights)")
     parser.add_argument("--model", help="checkpoint instead of random weights")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto: the device's (bf16 with TF32 on Ampere and later GPUs, float32 on the CPU)")
     parser.add_argument("--frames", type=int, default=50, help="frames to propagate")
     parser.add_argument("--objects", default="1,3", help="object counts to measure, comma-separated")
     parser.add_argument("--preview-size", type=int, default=512, help="internal size of the preview mode")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 from typing import Sequence
@@ -19,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker_cmd", "run the resident worker that serves Blender, Nuke and scripts"),
     "matte": ("matte_cmd", "track objects through a shot and write the matte sequence"),
     "batch": ("batch_cmd", "generate mattes for many shots from prompt sidecars (optionally on Ray)"),
+    "review": ("review_cmd", "write an HTML page of the frames to review (confidence plots, thumbnails)"),
     "download": ("download_cmd", "download an official SAM 2 / SAM 2.1 checkpoint into the cache"),
     "bench": ("bench_cmd", "print speed and memory figures (image, video, edges, read)"),
     "keys": ("keys_cmd", "CURVE keys for network workers: show this machine's client key, authorise a client's"),
@@ -78,6 +80,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Apple's Metal backend reads this when torch loads: ops it lacks then run on the CPU instead of
+    # failing the first click (no effect elsewhere)
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     args_list = join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)

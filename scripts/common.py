@@ -28,17 +28,20 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default: str = DEFAU
              "JSON file; a file holding several models ({\"models\": {NAME: ...}}) needs #NAME to pick one, "
              "e.g. micro_config.json#sam2.1",
     )
-    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    group.add_argument("--device", default="auto",
+                       help="auto (CUDA, then Apple MPS, then CPU), cpu, mps, cuda or cuda:N (default auto)")
     group.add_argument(
         "--precision",
         choices=["float32", "bfloat16", "float16"],
         default=None,
-        help="autocast precision on CUDA (default bfloat16 on CUDA, float32 on CPU)",
+        help="autocast precision (default by device: bfloat16 on Ampere and later GPUs, float16 on Volta and "
+        "Turing, float32 on older GPUs, MPS and the CPU)",
     )
     group.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the image encoder and memory attention (slow first frames, faster after)",
+        help="torch.compile the image encoder and memory attention (CUDA graphs on CUDA; compiled while "
+        "starting up; not on MPS)",
     )
 
 
@@ -77,19 +80,33 @@ def colour_from_args(args: argparse.Namespace) -> "ColourSettings | None":
 
 
 def resolve_device(name: str | None) -> str:
-    import torch
+    """The device a command runs on, or one line on stderr and exit status 2 when the machine lacks it."""
+    from samroto.core.model.device import DeviceError, enable_mps_fallback
+    from samroto.core.model.device import resolve_device as resolve
 
-    if name:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise SystemExit("error: --device cuda was asked for but torch sees no CUDA device")
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    enable_mps_fallback()
+    try:
+        return str(resolve(name))
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def resolve_precision(args: argparse.Namespace, device: str) -> str:
-    if args.precision:
-        return str(args.precision)
-    return "bfloat16" if device.startswith("cuda") else "float32"
+    """`--precision` checked against the device, or the device's default; turns TF32 on for CUDA
+    (the official predictor's setting: float32 parts then use tensor cores on Ampere and later)."""
+    import torch
+
+    from samroto.core.model.device import DeviceError, choose_precision, set_tf32
+
+    where = torch.device(device)
+    if where.type == "cuda":
+        set_tf32(True)
+    try:
+        return choose_precision(where, args.precision)
+    except DeviceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
@@ -106,10 +123,14 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if getattr(args, "compile", False):
-        from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
+        from samroto.core.model.device import DeviceError
+        from samroto.core.model.runtime import compile_model
 
-        compile_image_encoder(model)
-        compile_memory_attention(model)
+        try:
+            compile_model(model)
+        except DeviceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     return model
 
 
@@ -150,13 +171,20 @@ def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Mod
     from samroto.core.model.runtime import compile_image_encoder, compile_memory_attention
 
     device = torch.device(args.device)
+    if device.type == "cuda":
+        from samroto.core.model.device import set_tf32
+
+        set_tf32(True)  # as users run (and the official predictor): tensor cores for float32 parts
     model = load_model(args.model, device=device) if args.model else build_model(args.config, device=device)
     if args.image_size:
         model = model.at_image_size(args.image_size)
     if args.compile:
-        compile_image_encoder(model)
+        from samroto.core.model.device import check_can_compile, compile_mode
+
+        check_can_compile(device)
+        compile_image_encoder(model, mode=compile_mode(device))
         if memory_attention:
-            compile_memory_attention(model)
+            compile_memory_attention(model, mode=compile_mode(device))
     return model
 
 

@@ -64,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
     parser.add_argument("--quiet", action="store_true", help="no progress (results and errors are still printed)")
+    parser.add_argument("--review", action="store_true",
+                        help="also write <out>/<name>_review.html: confidence plots and the frames to review")
     add_colour_arguments(parser)
     add_matting_arguments(parser)
     add_model_arguments(parser)
@@ -159,10 +161,32 @@ def run(args: argparse.Namespace) -> int:
         passes.append((f"{shot}_preview", size))
     if not (args.preview is not None and args.preview_only):
         passes.append((shot, None))
+    reports: list[Path] = []
     for name, image_size in passes:
-        status = _run_pass(args, model, choice, sidecar, name, image_size, options)
+        status = _run_pass(args, model, choice, sidecar, name, image_size, options, reports)
         if status:
             return status
+    if args.review:
+        return _write_review(args, reports, shot)
+    return 0
+
+
+def _write_review(args: argparse.Namespace, reports: list[Path], shot: str) -> int:
+    """The review page of this run's passes (preview and final), named after the shot."""
+    from samroto.core.outputs.review import ReviewError, load_shot
+
+    from .review_cmd import write_report
+
+    if not reports:
+        return _error("--review: no confidence was recorded, nothing to review")
+    try:
+        shots = [load_shot(report) for report in reports]  # the reports name the plate and the mattes
+        path = write_report(shots, args.out / f"{shot}_review.html", title=f"samroto review: {shot}",
+                            quiet=args.quiet)
+    except ReviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"review: {path.resolve()}")
     return 0
 
 
@@ -217,8 +241,9 @@ def _sidecar(args: argparse.Namespace, shot: str, frame: int, points: list[tuple
 
 
 def _run_pass(args: argparse.Namespace, model: "SAM2Model", choice: "ModelChoice", sidecar: "Sidecar", name: str,
-              image_size: int | None, options: object) -> int:
-    """One pass (the PREVIEW or the final mattes) through the batch runner; prints what it wrote."""
+              image_size: int | None, options: object, reports: list[Path]) -> int:
+    """One pass (the PREVIEW or the final mattes) through the batch runner; prints what it wrote and
+    adds its confidence report to `reports`."""
     import dataclasses
 
     from .batch_runner import ShotJob, ShotRunner
@@ -244,6 +269,7 @@ def _run_pass(args: argparse.Namespace, model: "SAM2Model", choice: "ModelChoice
     print(f"{label}: {result.written} mattes in {result.seconds:.1f} s ({per_frame:.2f} s/frame){kept}{resumed}: "
           f"{result.mattes[0]}")
     if result.confidence is not None:
+        reports.append(Path(result.confidence))
         shown = ", ".join(str(f) for f in result.review[:20]) + (" ..." if len(result.review) > 20 else "")
         print(f"confidence: {result.confidence}; frames to review: {shown or 'none'}")
     return 0

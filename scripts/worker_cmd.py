@@ -124,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
     # recorded in exported sidecars: names and absolute paths resolve from any folder
     engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
                          config=portable_config(args.config), colour=colour)
+    engine.check_precision(log=log.warning)
+    if args.compile:
+        # compile now, for the full size and the add-ons' default preview size, so the first click
+        # does not wait minutes
+        log.info("compiling the model for %s (the first start takes minutes; later starts reuse the cache)", device)
+        engine.warm_up(image_sizes=[s for s in (512,) if s < model.image_size],
+                       progress=lambda text: log.info("compiling: %s", text))
     worker = Worker(config, engine)
     try:
         worker.bind()

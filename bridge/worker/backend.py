@@ -108,15 +108,40 @@ class ModelEngine:
     def load(cls, model: str, *, config: Optional[str] = None, device: Optional[str] = None,
              precision: Optional[str] = None) -> "ModelEngine":
         """Load a checkpoint file or cached official model (config: JSON text or file, when needed)."""
-        import torch
-
         from ...core.model.checkpoint import load_model
         from ...core.model.config import load_config_file
+        from ...core.model.device import choose_precision, resolve_device
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        loaded = load_model(model, config=load_config_file(config) if config else None, device=device)
-        precision = precision or ("bfloat16" if device.startswith("cuda") else "float32")
-        return cls(loaded, name=str(model), precision=precision, config=config)
+        where = resolve_device(device)  # DeviceError (a ValueError) names what the machine has
+        loaded = load_model(model, config=load_config_file(config) if config else None, device=where)
+        return cls(loaded, name=str(model), precision=choose_precision(where, precision), config=config)
+
+    def warm_up(self, image_sizes: Sequence[int] = (), progress: Optional[Any] = None) -> None:
+        """Run the model once per size now (compiling it when it is compiled), not on the first click."""
+        from ...core.model.runtime import warm_up
+
+        warm_up(self.model, precision=self.precision, image_sizes=image_sizes, progress=progress)
+
+    def check_precision(self, log: Optional[Any] = None) -> None:
+        """Fall back to float32 when the engine's precision overflows on this device (fp16 before Ampere)."""
+        from ...core.model.runtime import finite_precision
+
+        self.precision = finite_precision(self.model, self.precision, log=log)
+
+    def memory_status(self) -> Optional[dict]:
+        """VRAM in bytes (allocated, reserved, peak, free, total) on a CUDA device; None elsewhere."""
+        from ...core.model.device import device_memory
+
+        return device_memory(self.model.device)
+
+    def release_memory(self) -> None:
+        """Hand cached device memory back (after an out-of-memory error)."""
+        from ...core.model.device import release_device_memory
+
+        release_device_memory(self.model.device)
+
+    def classify_error(self, exc: BaseException) -> Optional[str]:
+        return classify_device_error(exc)
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any:
         """view: the client's colour settings (`ColourSettings.to_dict()` form, or an older curve);
@@ -154,7 +179,8 @@ class ModelEngine:
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike:
         from ...core.video_session import VideoSession
 
-        return VideoSession.open(state_dir, self.model, frames=frames)
+        # precision belongs to this engine (its device), not to the saved session
+        return VideoSession.open(state_dir, self.model, frames=frames, precision=self.precision)
 
     def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
                      options: Optional[dict] = None) -> Any:
@@ -185,3 +211,14 @@ class ModelEngine:
             path, preset = resolve_matting_checkpoint(name)
             self._matting_models[name] = load_matting_model(path, config=preset, device=self.device)
         return MattingPass(self._matting_models[name])
+
+
+def classify_device_error(exc: BaseException) -> Optional[str]:
+    """"out_of_memory" (recoverable), "device_lost" (the device context is dead: exit) or None."""
+    from ...core.model.device import is_out_of_memory, is_sticky_device_error
+
+    if is_out_of_memory(exc):
+        return "out_of_memory"
+    if is_sticky_device_error(exc):
+        return "device_lost"
+    return None

@@ -847,6 +847,43 @@ def _import_prompts(ctx: HandlerContext, job: Job) -> tuple:
     return {"obj_ids": [int(o) for o in record.live.obj_ids]}, None
 
 
+MAX_REVIEW_ITEMS = 100_000  # (frame, object) pairs in one get_review reply
+
+
+@_handles(protocol.GET_REVIEW)
+def _get_review(ctx: HandlerContext, job: Job) -> tuple:
+    """The frames to review of the session's mattes in a folder (`core.outputs.confidence`): from
+    the matte output in memory when this worker wrote them, else from the confidence file."""
+    from ...core.outputs.confidence import SIDECAR_SUFFIX, ConfidenceError, read_sidecar
+
+    record = ctx.registry.record(job.msg.session)
+    out_dir = get_field(job.msg.body, "matte_dir", str, None)
+    if out_dir is not None and not os.path.isabs(out_dir):
+        raise bad("matte_dir must be an absolute path, got %r" % out_dir)
+    folder = out_dir or record.matte_dir
+    path = Path(folder) / (record.matte_name + SIDECAR_SUFFIX)
+    # every matte output of a folder writes the same file: the one with the most records is the latest
+    trackers = [output.tracker for key, output in record.outputs.items()
+                if key[0] == folder and getattr(output, "tracker", None) is not None]
+    tracker = max(trackers, key=lambda t: sum(len(t.records(o)) for o in t.object_ids())) if trackers else None
+    if tracker is None and path.is_file():
+        try:
+            tracker, _ = read_sidecar(path)
+        except ConfidenceError as exc:
+            raise bad(str(exc)) from None
+    if tracker is None:
+        return {"path": None, "obj_ids": [], "review": [], "review_frames": [], "truncated": False}, None
+    items = tracker.review()
+    return {
+        "path": str(path) if path.is_file() else None,
+        "obj_ids": [int(o) for o in tracker.object_ids()],
+        "review": [{"frame": int(i.frame), "obj_id": int(i.object_id), "reasons": list(i.reasons)}
+                   for i in items[:MAX_REVIEW_ITEMS]],
+        "review_frames": sorted({int(i.frame) for i in items}),
+        "truncated": len(items) > MAX_REVIEW_ITEMS,
+    }, None
+
+
 def _read_roots(ctx: HandlerContext, record: SessionRecord) -> tuple[Path, ...]:
     """The folders a request on this session may read files from."""
     roots = [record.folder] + [Path(r) for r in ctx.limits.read_roots]

@@ -27,6 +27,8 @@ from .handlers import HANDLERS, HandlerContext, Job, RequestLimits, finish_matte
 from .registry import SessionRegistry
 from .sessions import SessionRecord
 
+EXIT_DEVICE_LOST = 4  # the worker's exit status when the GPU failed for good (a sticky CUDA error)
+
 if TYPE_CHECKING:
     from .server import Worker
 
@@ -190,6 +192,29 @@ class Scheduler:
                 "stopping": self._stopping,
             }
 
+    # --- device failures -------------------------------------------------------------------
+
+    def _device_failure(self, exc: BaseException, what: str) -> Optional[tuple[str, str]]:
+        """(code, message) for an error the GPU raised, or None. Out of memory: memory is handed back
+        and the worker keeps serving. A sticky CUDA error poisons the process: the worker stops,
+        saying why, and exits non-zero so whoever started it can start it again."""
+        classify = getattr(self.engine, "classify_error", None)
+        kind = classify(exc) if classify is not None else None
+        if kind == "out_of_memory":
+            release = getattr(self.engine, "release_memory", None)
+            if release is not None:
+                release()
+            log.warning("out of GPU memory on %s; memory handed back: %s", what, describe_error(exc))
+            return protocol.E_OUT_OF_MEMORY, (
+                "the GPU ran out of memory on %s; nothing was written. Close other sessions, track fewer "
+                "objects at once or use a preview resolution, then try again" % what)
+        if kind == "device_lost":
+            log.critical("the GPU failed and cannot recover (%s); the worker stops: restart it", describe_error(exc))
+            self.worker.fail(EXIT_DEVICE_LOST)
+            return protocol.E_DEVICE_LOST, ("the GPU failed and cannot recover (%s); the worker is stopping: "
+                                            "restart it" % describe_error(exc))
+        return None
+
     # --- the compute thread ---------------------------------------------------------------
 
     def _run(self) -> None:
@@ -266,7 +291,11 @@ class Scheduler:
             outcome = exc.code
             self._error(job.identity, job.msg.request_id, exc.code, exc.message)
         except Exception as exc:
-            if logs.is_client_error(exc):
+            failure = self._device_failure(exc, job.msg.type)
+            if failure is not None:
+                outcome = failure[0]
+                self._error(job.identity, job.msg.request_id, *failure)
+            elif logs.is_client_error(exc):
                 # samroto's checks (FrameError, StrokeError, MatteError, ...) and unreadable files
                 outcome = protocol.E_BAD_REQUEST
                 self._error(job.identity, job.msg.request_id, protocol.E_BAD_REQUEST, describe_error(exc))
@@ -303,6 +332,11 @@ class Scheduler:
             self._end_stream(stream, protocol.DONE, {})
             return
         except Exception as exc:
+            failure = self._device_failure(exc, protocol.PROPAGATE)
+            if failure is not None:
+                # the frame that failed was not stored: the session ends at the last whole frame
+                self._end_stream(stream, protocol.ERROR, {"code": failure[0], "message": failure[1]})
+                return
             user_error = logs.is_client_error(exc)
             if not user_error:
                 logs.internal_error("propagation %s" % stream.request_id, exc)

@@ -39,13 +39,14 @@ from .. import auth, codec, protocol
 from ..codec import Message, ProtocolError
 from .backend import Engine, ModelEngine
 from .handlers import RequestError, bad, describe_error, get_field, get_int
-from .scheduler import Job, Scheduler
+from .scheduler import EXIT_DEVICE_LOST, Job, Scheduler
 from ...core.fileio import remove_stale_temporaries, write_json_atomic
 from ...core.sidecar import PromptLimits
 from .sessions import PUSHED_DIR, STATE_DIR, default_session_dir
 from .zap import ZapHandler
 
-__all__ = ["Worker", "WorkerConfig", "Engine", "ModelEngine", "default_session_dir", "EXIT_OK", "EXIT_STUCK"]
+__all__ = ["Worker", "WorkerConfig", "Engine", "ModelEngine", "default_session_dir", "EXIT_OK", "EXIT_STUCK",
+           "EXIT_DEVICE_LOST"]
 
 log = logging.getLogger("samroto.worker")
 
@@ -138,6 +139,11 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    def fail(self, code: int) -> None:
+        """Stop, and make `serve` return `code` (the device is gone: nothing more can be computed)."""
+        self.exit_code = code
         self._stop.set()
 
     def bind(self) -> str:
@@ -423,6 +429,8 @@ class Worker:
         status = self.scheduler.status()
         status.update({"uptime_s": time.time() - self._started, "pid": os.getpid(), "model": self.engine.model_name,
                        "device": self.engine.device, "rss_bytes": _rss_bytes()})
+        memory = getattr(self.engine, "memory_status", None)
+        status["vram"] = memory() if memory is not None else None
         return status
 
 

@@ -177,8 +177,8 @@ def set_tf32(enabled: bool) -> None:
 
 
 def enable_mps_fallback() -> None:
-    """Let MPS run unsupported ops on the CPU. Must run before torch is first used on MPS, so the
-    command line calls it before importing the model."""
+    """Ask MPS to run unsupported ops on the CPU. torch reads the variable when it loads, so this only
+    helps child processes (Ray actors, a started worker): `samroto` sets it before importing torch."""
     os.environ.setdefault(MPS_FALLBACK_VARIABLE, "1")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, ContextManager, Sequence
 import torch
 
 from .attention import RoPEAttention
-from .device import check_can_compile, compile_mode
+from .device import all_finite, check_can_compile, compile_mode
 from .image_encoder import BackboneOutput
 from .sam2 import SAM2Model
 
@@ -35,6 +35,8 @@ def autocast_context(device: torch.device, dtype: "str | torch.dtype | None") ->
         return torch.autocast("cuda", dtype=dtype)
     if device.type == "cpu" and dtype == torch.bfloat16:
         return torch.autocast("cpu", dtype=torch.bfloat16)
+    if device.type == "mps" and dtype == torch.float16:
+        return torch.autocast("mps", dtype=torch.float16)  # MPS: float16 only (DevicePolicy)
     raise ValueError(f"{dtype} autocast is not available on {device.type}; use float32")
 
 
@@ -167,3 +169,21 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return trim
     except (OSError, AttributeError):
         return None
+
+
+def finite_precision(model: SAM2Model, precision: str, *, log: Callable[[str], None] | None = None) -> str:
+    """`precision` if the image encoder stays finite under it on a test image, else float32 (fp16 on
+    pre-Ampere GPUs can overflow in the trunk: inf/NaN masks on every frame otherwise)."""
+    if precision == "float32":
+        return precision
+    size = model.image_size
+    generator = torch.Generator().manual_seed(0)
+    image = (torch.rand(1, 3, size, size, generator=generator) * 4 - 2).to(model.device)
+    with torch.inference_mode(), autocast_context(model.device, precision):
+        features = model.encode_image(image)
+        finite = all_finite(features.vision, *features.high_res)
+    if finite:
+        return precision
+    if log is not None:
+        log(f"{precision} overflows on {model.device} (inf/NaN in the image features): using float32")
+    return "float32"

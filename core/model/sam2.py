@@ -312,14 +312,15 @@ class SAM2Model(nn.Module):
         for features, t_pos in spatial:
             b, d, h, w = features.shape
             # stored in bf16 as the reference stores them; used in float32 (or the autocast dtype)
-            tokens.append(features.to(device=device, dtype=self.dtype).flatten(2).permute(0, 2, 1))
+            # uploaded as bf16 (half the bytes) and converted on the device
+            tokens.append(features.to(device, non_blocking=True).to(self.dtype).flatten(2).permute(0, 2, 1))
             pos = self.memory_position(h, w, device).to(self.dtype).flatten(1).permute(1, 0)
             pos = pos + self.maskmem_tpos_enc[c.num_maskmem - t_pos - 1].view(1, d)
             positions.append(pos.unsqueeze(0).expand(b, -1, -1))
         num_pointer_tokens = 0
         if pointers:
             rel, ptrs = zip(*pointers)
-            ptr = torch.stack([p.to(device=device, dtype=self.dtype) for p in ptrs], dim=1)  # B*P*C
+            ptr = torch.stack([p.to(device, non_blocking=True) for p in ptrs], dim=1).to(self.dtype)  # B*P*C
             b, p, hidden = ptr.shape
             pos = self.pointer_positions(list(rel), num_frames, device).to(self.dtype)  # P*D
             split = hidden // c.mem_dim

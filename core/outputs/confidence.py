@@ -33,8 +33,13 @@ Sidecar file ``<name>.confidence.json`` (UTF-8, written atomically next to the m
         ]
       },
       "review": [{"frame": 1017, "object_id": 1, "reasons": ["area_jump"]}, ...],
-      "review_frames": [1017, ...]                                    # sorted, unique
+      "review_frames": [1017, ...],                                   # sorted, unique
+      "plate": {"kind": "video", "path": "/shots/sh010.mov", ...},    # optional: FrameSource.describe()
+      "mattes": {"<object id>": "sh010_obj1_matte.####.exr", ...}     # optional: relative to this file
     }
+
+"plate" and "mattes" let the review page (`review`) show the plate under the mattes; they are
+absent when unknown (frames pushed by a host).
 
 Readers must reject a different "schema" and a "version" newer than they know; fields may be
 added within a version. Floats are plain JSON numbers (NaN is never written).
@@ -219,8 +224,8 @@ class ConfidenceTracker:
         """Sorted frame numbers with at least one flagged object."""
         return sorted({item.frame for item in self.review()})
 
-    def to_dict(self, name: str) -> dict:
-        """The sidecar's content (see the module docstring)."""
+    def to_dict(self, name: str, *, plate: dict | None = None, mattes: dict[int, str] | None = None) -> dict:
+        """The sidecar's content (see the module docstring); `plate` and `mattes` are recorded when given."""
         objects = {}
         for oid in self.object_ids():
             reasons = self.reasons(oid)
@@ -240,10 +245,14 @@ class ConfidenceTracker:
             "review": [{"frame": int(i.frame), "object_id": int(i.object_id), "reasons": list(i.reasons)}
                        for i in review],
             "review_frames": sorted({int(i.frame) for i in review}),
+            **({"plate": dict(plate)} if plate else {}),
+            **({"mattes": {str(int(k)): str(v) for k, v in mattes.items()}} if mattes else {}),
         }
 
-    def write_sidecar(self, folder: str | os.PathLike[str], name: str) -> Path:
-        """Write ``<folder>/<name>.confidence.json`` atomically; returns its path.
+    def write_sidecar(self, folder: str | os.PathLike[str], name: str, *, plate: dict | None = None,
+                      mattes: dict[int, str] | None = None) -> Path:
+        """Write ``<folder>/<name>.confidence.json`` atomically; returns its path. `plate`: the plate's
+        `FrameSource.describe()`; `mattes`: object id -> matte sequence pattern relative to `folder`.
 
         The JSON goes to a temporary file in the same folder, is flushed to disk, then renamed
         over the target (`fileio.write_json_atomic`), so a reader never sees a half-written file.
@@ -254,7 +263,7 @@ class ConfidenceTracker:
         if not directory.is_dir():
             raise ConfidenceError(f"sidecar folder does not exist: {directory}")
         target = directory / f"{name}{SIDECAR_SUFFIX}"
-        write_json_atomic(target, self.to_dict(name))
+        write_json_atomic(target, self.to_dict(name, plate=plate, mattes=mattes))
         return target
 
 

@@ -19,6 +19,7 @@ The command line, the worker and batch jobs all write mattes through this class.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
@@ -158,4 +159,21 @@ class MatteOutput:
             return None
         folder = Path(self.writer.out_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        return self.tracker.write_sidecar(folder, self.writer.shot)
+        mattes = {obj_id: os.path.relpath(self.writer.pattern_for(obj_id), folder)
+                  for obj_id in self.tracker.object_ids()}
+        return self.tracker.write_sidecar(folder, self.writer.shot, plate=self._plate_description(), mattes=mattes)
+
+    def _plate_description(self) -> dict | None:
+        """The plate as files the review page can reopen (absolute paths), or None (frames in memory)."""
+        if self.frames is None:
+            return None
+        try:
+            spec = dict(self.frames.describe())
+        except (AttributeError, NotImplementedError, ValueError):
+            return None
+        if spec.get("kind") not in ("video", "image", "image_sequence"):
+            return None
+        for key in ("path", "pattern"):
+            if isinstance(spec.get(key), str):
+                spec[key] = os.path.abspath(spec[key])
+        return spec

@@ -7,7 +7,7 @@ through the bundled bridge client (`bridge/`, copied in by the build script) ove
 Modules without bpy (unit-testable outside Blender; `BPY_FREE_MODULES`, checked by the tests):
 `coords`, `plates`, `prompts`, `keyframes`, `previews`, `rasterize`, `remote`, `tasks`. The bpy
 side (`BPY_MODULES`): `props`, `controller`, `mask_builder`, `operators`, `prompt_tool`,
-`overlay`, `panels`. Importing this package does not import bpy; `register()` does.
+`overlay`, `panels`, `review`. Importing this package does not import bpy; `register()` does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, List
 
 BPY_FREE_MODULES = ("coords", "plates", "prompts", "keyframes", "previews", "rasterize", "remote", "tasks")
-BPY_MODULES = ("props", "controller", "mask_builder", "operators", "prompt_tool", "overlay", "panels")
+BPY_MODULES = ("props", "controller", "mask_builder", "operators", "prompt_tool", "overlay", "panels", "review")
 
 _registered: List[Any] = []
 _HANDLERS = (("load_post", "on_file_loaded"), ("undo_post", "on_undo_redo"), ("redo_post", "on_undo_redo"),
@@ -26,7 +26,7 @@ _HANDLERS = (("load_post", "on_file_loaded"), ("undo_post", "on_undo_redo"), ("r
 def register() -> None:
     import bpy
 
-    from . import controller, operators, overlay, panels, prompt_tool, props, tasks
+    from . import controller, operators, overlay, panels, prompt_tool, props, review, tasks
 
     props.register()
     for cls in operators.CLASSES + prompt_tool.CLASSES + panels.CLASSES:
@@ -34,6 +34,7 @@ def register() -> None:
         _registered.append(cls)
     panels.register()
     prompt_tool.register()
+    review.register()
     if not bpy.app.background:  # nothing draws without a window
         overlay.register()
     if not bpy.app.timers.is_registered(tasks.tick):
@@ -46,7 +47,7 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import controller, overlay, panels, prompt_tool, props, tasks
+    from . import controller, overlay, panels, prompt_tool, props, review, tasks
 
     controller.cancel_build()
     controller.disconnect()
@@ -58,6 +59,7 @@ def unregister() -> None:
         bpy.app.timers.unregister(tasks.tick)
     prompt_tool.unregister()
     overlay.unregister()
+    review.unregister()
     panels.unregister()
     while _registered:
         bpy.utils.unregister_class(_registered.pop())

@@ -908,6 +908,10 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
             report("%s %s after %d frames%s" % (
                 job.label, outcome.state, len(outcome.frames), ": %s" % outcome.reason if outcome.reason else ""),
                 error=outcome.state == "error")
+        if target is not None and outcome.frames:
+            from . import review  # timeline markers and the Review list
+
+            review.apply_review(bpy.context.scene, target, outcome.review)
         if target is not None and auto_results and outcome.frames:
             for item in target.samroto.objects:
                 if item.matte_path:

@@ -39,6 +39,13 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
         description="Start the worker with the start command whenever none answers (else only the Start Worker "
                     "button starts it)",
         default=False)
+    device: EnumProperty(  # type: ignore[valid-type]
+        name="Worker device",
+        description="Where a started worker runs the model (added to the start command as --device)",
+        items=[("auto", "Auto", "CUDA, then Apple Metal (MPS), then the CPU"),
+               ("cuda", "CUDA", "an NVIDIA GPU"), ("mps", "Apple Metal", "Apple silicon GPU"),
+               ("cpu", "CPU", "no GPU")],
+        default="auto")
     timeout: FloatProperty(  # type: ignore[valid-type]
         name="Reply timeout", description="Seconds to wait for each reply from the worker",
         default=10.0, min=0.5, max=600.0, unit="TIME_ABSOLUTE")
@@ -53,6 +60,7 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "start_command")
         row.prop(self, "auto_start")
+        layout.prop(self, "device")
         row = layout.row()
         row.prop(self, "timeout")
         row.prop(self, "start_timeout")
@@ -67,7 +75,7 @@ def settings(context: bpy.types.Context, *, start: bool = False) -> Settings:
         return Settings(log_dir=user_folder(), start_command="samroto worker" if start else "")
     command = prefs.start_command if (start or prefs.auto_start) else ""
     return Settings(address=prefs.address, token_file=bpy.path.abspath(prefs.token_file) if prefs.token_file else "",
-                    start_command=command, timeout_s=float(prefs.timeout),
+                    start_command=command, device=str(prefs.device), timeout_s=float(prefs.timeout),
                     start_timeout_s=float(prefs.start_timeout), log_dir=user_folder())
 
 

@@ -67,6 +67,7 @@ class Settings:
     timeout_s: float = 10.0
     start_timeout_s: float = 180.0
     log_dir: str = ""
+    device: str = "auto"  # added to a started worker's command unless it names one: auto, cuda, mps, cpu
 
 
 @dataclass
@@ -84,6 +85,7 @@ class PropagationOutcome:
     state: str
     frames: List[int]
     reason: str = ""
+    review: List[Any] = field(default_factory=list)  # ReviewFrame: the frames to review after it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,14 +111,28 @@ def token_for(settings: Settings) -> str:
         raise TokenRejected("Cannot read the worker token file %s: %s" % (path, exc.strerror or exc)) from None
 
 
-def start_worker(command: str, log_dir: str = "") -> subprocess.Popen:
-    """Start a local worker with the preference's command line, output going to a log file."""
+WORKER_DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def worker_argv(command: str, device: str = "auto") -> List[str]:
+    """The start command as arguments, with `--device` added when it does not name one already
+    (auto: CUDA, then Apple's Metal, then the CPU)."""
     try:
         argv = shlex.split(command, posix=os.name != "nt")
     except ValueError as exc:
         raise AddonError("The start command %r cannot be parsed: %s" % (command, exc)) from None
     if not argv:
         raise AddonError("The start command is empty")
+    if device not in WORKER_DEVICES:
+        raise AddonError("Unknown worker device %r: use one of %s" % (device, ", ".join(WORKER_DEVICES)))
+    if not any(a == "--device" or a.startswith("--device=") for a in argv):
+        argv += ["--device", device]
+    return argv
+
+
+def start_worker(command: str, log_dir: str = "", device: str = "auto") -> subprocess.Popen:
+    """Start a local worker with the preference's command line, output going to a log file."""
+    argv = worker_argv(command, device)
     folder = Path(log_dir) if log_dir else Path(os.environ.get("TMPDIR", "/tmp" if os.name != "nt" else "."))
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "samroto_worker.log"
@@ -193,7 +209,7 @@ def connect(settings: Settings) -> Connection:
             raise AddonError("The worker and the add-on speak different protocol versions: %s" % exc) from None
         except BridgeError as exc:
             raise AddonError("Cannot talk to the worker at %s: %s" % (address, exc)) from None
-    process = start_worker(settings.start_command, settings.log_dir)
+    process = start_worker(settings.start_command, settings.log_dir, settings.device)
     deadline = time.monotonic() + settings.start_timeout_s
     while True:
         if process.poll() is not None:
@@ -437,7 +453,16 @@ def propagate(session: RemoteSession, *, direction: str = "both", start: Optiona
                 run.cancel()
             except BridgeError:
                 pass
-    return PropagationOutcome(run.state, frames, run.reason or "")
+    return PropagationOutcome(run.state, frames, run.reason or "", fetch_review(session) if frames else [])
+
+
+def fetch_review(session: RemoteSession) -> List[Any]:
+    """The frames to review of the session's mattes (`ReviewFrame`s); none from a worker that
+    cannot tell (older than `get_review`) or when asking fails: the mattes are there either way."""
+    try:
+        return list(session.review())
+    except (NotImplementedByWorker, BridgeError):
+        return []
 
 
 def fetch_shapes(session: RemoteSession, obj_id: int, *, first: Optional[int] = None, last: Optional[int] = None,

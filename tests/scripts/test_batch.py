@@ -112,6 +112,11 @@ def test_local_batch_writes_every_frame_of_every_shot(local_run: tuple[Path, str
     cv2.circle(prompt, disc_center(2), 20, (1,), -1)
     inside, matte = prompt.astype(bool), mattes["b/b_obj1_matte.2003.exr"] > 0.5
     assert (inside & matte).sum() / (inside | matte).sum() > 0.95
+    # the review page over the batch: every shot, its plate under its objects' mattes (named by the sidecar)
+    page = (out / "review.html").read_text(encoding="utf-8")
+    assert "review: " in summary and page.count('<section class="shot"') == len(EXPECTED)
+    assert all(f'<h2>{shot}</h2>' in page for shot in EXPECTED)
+    assert "no plate or matte" not in page and "mattes shown alone" not in page and "plate not readable" not in page
     # the session state is cleaned away once a shot is done; its status stays
     for shot in EXPECTED:
         assert not (out / ".samroto" / shot / "session").exists()

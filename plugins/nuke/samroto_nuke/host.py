@@ -47,6 +47,8 @@ from .preferences import (Preferences, load_preferences, parse_command, render_f
                           worker_address)
 from .prompt_view import FramePrompts, Gesture, apply_gesture, frame_prompts, sample_gesture, sample_to_pixels
 from .prompts import BezierVertex, KnobPrompts, RotoShapeData
+from .review import (NO_REVIEW, REVIEW_GO_KNOB, REVIEW_KNOB, ReviewItem, flagged_count, frame_of, review_entries,
+                     with_label_line)
 from .roto_plan import RotoPlan
 from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB,
                        BOX_KNOB, CLICK_ADDS_KNOB, CLICK_KINDS, ConnectionSettings, DEFAULT_PREVIEW_RESOLUTION,
@@ -1134,6 +1136,8 @@ class NukeObserver(JobObserver):
             self._follow_up(node)
             return
         try:
+            if result.tracked_frames:
+                show_review(node, job.plate, result.review)
             if result.sidecar is not None:
                 _PROMPTS[node.fullName()] = PromptCache(result.sidecar, result.width, result.height, job.plate.offset)
                 view = show_prompts(node)
@@ -1154,6 +1158,77 @@ class NukeObserver(JobObserver):
         if node.fullName() in _WANTS_VIEW:
             _WANTS_VIEW.discard(node.fullName())
             request_view(node)
+
+
+def show_review(node: nuke.Node, plate: PlateSource, review: List[ReviewItem]) -> None:
+    """The node's "to review" list (Nuke frames; its knobs are added on first use) and, in its
+    label, how many frames to review (the artist's own label lines stay)."""
+    if node.knob(REVIEW_KNOB) is None:
+        menu = nuke.Enumeration_Knob(REVIEW_KNOB, "to review", [NO_REVIEW])
+        menu.setTooltip("frames whose mattes need a look: the object is lost or reappears, its score drops, its area "
+                        "jumps or its edge is unstable (from the worker, after each track)")
+        menu.setFlag(nuke.STARTLINE)
+        node.addKnob(menu)
+        go = nuke.PyScript_Knob(REVIEW_GO_KNOB, "Go to frame",
+                                "import samroto_nuke.host\nsamroto_nuke.host.jump_to_review(nuke.thisNode())")
+        go.clearFlag(nuke.STARTLINE)
+        node.addKnob(go)
+    entries = review_entries(review, plate.to_nuke_frame)
+    menu = _knob(node, REVIEW_KNOB, nuke.Enumeration_Knob)
+    menu.setValues(entries or [NO_REVIEW])
+    menu.setValue(0)
+    label = _knob(node, "label", nuke.EvalString_Knob)
+    label.setValue(with_label_line(label.value(), flagged_count(review)))
+
+
+def jump_to_review(node: nuke.Node) -> Optional[int]:
+    """"Go to frame": the viewer to the chosen frame to review (None when there is none)."""
+    knob = node.knob(REVIEW_KNOB)
+    frame = frame_of(str(knob.value())) if knob is not None else None
+    if frame is not None:
+        nuke.frame(frame)
+    return frame
+
+
+def matte_nodes(node: nuke.Node, plate: PlateSource, patterns: Dict[int, str], *,
+                preview_resolution: int = 0) -> Dict[int, Tuple[nuke.Node, nuke.Node]]:
+    """Per object: a Read node on its matte sequence (EXR alpha, timed like the plate; black
+    where a frame was not tracked; labelled PREVIEW for a preview's mattes) and a Copy node
+    putting that matte into the plate's alpha. A re-run repoints the same nodes."""
+    out: Dict[int, Tuple[nuke.Node, nuke.Node]] = {}
+    base = node.name()
+    for i, (obj_id, pattern) in enumerate(sorted(patterns.items())):
+        read = _named_node("%s_obj%d_matte" % (base, obj_id), "Read", node)
+        _knob(read, "file", nuke.File_Knob).setValue(pattern)
+        for name, value in (("first", plate.first), ("last", plate.last), ("origfirst", plate.first),
+                            ("origlast", plate.last)):
+            _knob(read, name, nuke.Int_Knob).setValue(value)
+        for name in ("before", "after", "on_error"):
+            _knob(read, name, nuke.Enumeration_Knob).setValue("black")
+        _knob(read, "frame_mode", nuke.Enumeration_Knob).setValue("offset" if plate.offset else "expression")
+        _knob(read, "frame", nuke.String_Knob).setValue(str(plate.offset) if plate.offset else "")
+        read.setXYpos(node.xpos() + 140 * (i + 1), node.ypos() - 40)
+        _mark_preview(read, preview_resolution)
+        copy = _named_node("%s_obj%d_alpha" % (base, obj_id), "Copy", node)
+        copy.setInput(0, node)  # B: the plate, passed through the SamRoto NoOp
+        copy.setInput(1, read)  # A: the matte
+        _knob(copy, "from0", nuke.Channel_Knob).setValue("rgba.alpha")
+        _knob(copy, "to0", nuke.Channel_Knob).setValue("rgba.alpha")
+        copy.setXYpos(node.xpos() + 140 * (i + 1), node.ypos() + 60)
+        out[obj_id] = (read, copy)
+    return out
+
+
+def _named_node(name: str, node_class: str, near: nuke.Node) -> nuke.Node:
+    """The node called `name` (reused on a re-run), else a new one of `node_class`."""
+    existing = nuke.toNode(name)
+    if existing is not None and existing.Class() == node_class:
+        return existing
+    constructor: nuke.NodeConstructor[nuke.Node] = getattr(nuke.nodes, node_class)
+    created = constructor()
+    created.setName(name, uncollide=True)
+    created.setXYpos(near.xpos(), near.ypos())
+    return created
 
 
 def build_roto(plan: RotoPlan, near: Optional[nuke.Node] = None) -> nuke.Node:

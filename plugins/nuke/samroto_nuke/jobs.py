@@ -90,6 +90,7 @@ class JobResult:
     roto_plan: Optional[RotoPlan] = None
     preview_resolution: int = 0  # the session is a PREVIEW tracked at this size (0: final mattes)
     sidecar: Optional[Dict[str, Any]] = None  # the worker's prompts after the job (`export_prompts`)
+    review: List[Tuple[int, int, Tuple[str, ...]]] = field(default_factory=list)  # (plate frame, obj_id, reasons)
 
     @property
     def ok(self) -> bool:
@@ -434,6 +435,8 @@ class JobRunner:
                     break
         if run.state == "cancelled":
             result.state = "cancelled"
+        if result.tracked_frames:
+            result.review = fetch_review(session)
 
     def _take_frame(self, update: "FrameUpdate", result: JobResult) -> None:
         result.tracked_frames.append(update.frame)
@@ -468,6 +471,20 @@ def export_prompts(session: "RemoteSession") -> Dict[str, Any]:
         if type(exc).__name__ in ("BadRequest", "RemoteError") and "no prompts" in str(exc):
             return {"objects": []}
         raise
+
+
+def fetch_review(session: "RemoteSession") -> List[Tuple[int, int, Tuple[str, ...]]]:
+    """The frames to review of the session's mattes: (plate frame, obj_id, reasons). None from a
+    worker (or bundled client) older than `get_review`, or when asking fails: the mattes are there."""
+    try:
+        items = session.review()
+    except AttributeError:
+        return []
+    except Exception as exc:
+        if connection.is_bridge_error(exc):
+            return []
+        raise
+    return [(int(item.frame), int(item.obj_id), tuple(str(r) for r in item.reasons)) for item in items]
 
 
 def session_name(job: WorkerJob) -> str:

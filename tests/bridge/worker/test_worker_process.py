@@ -339,8 +339,18 @@ def test_mattes_carry_confidence_and_a_report_beside_them(worker: WorkerProcess,
         forward = list(shot.propagate(last=1006))
         refined = list(shot.propagate(start=1003, last=1005, refine_edges=True, smooth_edges=True,
                                       matte_dir=str(tmp_path / "refined")))
+        review = shot.review()  # what the hosts mark on their timelines
+        review_refined = shot.review(matte_dir=str(tmp_path / "refined"))
+        assert shot.review(matte_dir=str(tmp_path / "none")) == []
     tracker, name = read_sidecar(out / "conf.confidence.json")
     assert name == "conf" and [r.frame for r in tracker.records(1)] == [1003, 1004, 1005, 1006]
+    assert [(r.frame, r.obj_id, tuple(r.reasons)) for r in review] == [
+        (i.frame, i.object_id, i.reasons) for i in tracker.review()]
+    refined_tracker, _ = read_sidecar(tmp_path / "refined" / "conf.confidence.json")
+    assert [r.frame for r in review_refined] == [i.frame for i in refined_tracker.review()]
+    # the report names the plate and the mattes, for the review page
+    report = json.loads((out / "conf.confidence.json").read_text())
+    assert report["plate"]["kind"] == "image_sequence" and report["mattes"] == {"1": "conf_obj1_matte.####.exr"}
     header = read_matte_attributes(forward[1].matte_paths[1])
     assert header["samroto/frame"] == 1004
     assert header["samroto/objectScore"] == pytest.approx(forward[1].scores[0], abs=1e-4)

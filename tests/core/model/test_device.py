@@ -100,3 +100,18 @@ def test_all_finite() -> None:
     assert not all_finite(torch.zeros(3), torch.tensor([1.0, float("inf")]))
     assert not all_finite(torch.tensor([float("nan")]))
     assert all_finite()
+
+
+def test_a_precision_that_overflows_falls_back_to_float32() -> None:
+    from samroto.core.model.runtime import finite_precision
+
+    from ..conftest import micro_model
+
+    model = micro_model("sam2")
+    assert finite_precision(model, "bfloat16") == "bfloat16"
+    assert finite_precision(model, "float32") == "float32"
+    notes: list[str] = []
+    with torch.no_grad():  # a trunk weight beyond bf16's range: the features overflow under autocast
+        model.image_encoder.neck.convs[0].conv.weight.mul_(1e38)
+    assert finite_precision(model, "bfloat16", log=notes.append) == "float32"
+    assert "bfloat16 overflows on cpu" in notes[0]

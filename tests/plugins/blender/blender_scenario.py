@@ -15,6 +15,7 @@ queue as Blender's timer would. Every observation goes into the JSON file for th
 from __future__ import annotations
 
 import argparse
+import glob
 import importlib
 import json
 import os
@@ -215,6 +216,46 @@ def run(args: argparse.Namespace) -> None:
         bpy.data.images.remove(check)
     RESULT["images"] = images
 
+    # --- frames to review: timeline markers named with the object, a list in the panel, jumps ----
+    step("review")
+    review_module = importlib.import_module(MODULE + ".review")
+    report_files = glob.glob(os.path.join(os.path.dirname(state.objects[0].matte_path), "*.confidence.json"))
+    drawn: List[Any] = []
+
+    class ReviewLayout:  # records the rows and buttons the Review panel draws
+        def label(self, text: str = "", **_: Any) -> None:
+            drawn.append(["label", text])
+
+        def operator(self, idname: str, text: str = "", **_: Any) -> Any:
+            drawn.append(["operator", idname, text])
+            return SimpleNamespace()
+
+        def row(self, **_: Any) -> "ReviewLayout":
+            return self
+
+        column = row
+
+    review_module.SAMROTO_PT_review.draw(SimpleNamespace(layout=ReviewLayout()),
+                                         SimpleNamespace(space_data=None, edit_movieclip=clip))
+    listed = [[item.frame, item.scene_frame, item.obj_id, item.object_name, item.reasons]
+              for item in clip.samroto_review]
+    jumps = {}
+    with bpy.context.temp_override(edit_movieclip=clip):
+        if listed:
+            bpy.context.scene.frame_set(0)
+            jumps["next"] = [sorted(bpy.ops.samroto.jump_to_review(step=1)), bpy.context.scene.frame_current]
+            last = listed[-1][1]
+            jumps["to_last"] = [sorted(bpy.ops.samroto.jump_to_review(frame=last)), bpy.context.scene.frame_current]
+            jumps["previous"] = [sorted(bpy.ops.samroto.jump_to_review(step=-1)), bpy.context.scene.frame_current]
+    RESULT["review"] = {
+        "report": json.loads(open(report_files[0]).read())["review"] if report_files else None,
+        "listed": listed,
+        "markers": sorted([m.frame, m.name] for m in bpy.context.scene.timeline_markers),
+        "drawn": drawn,
+        "jumps": jumps,
+        "names": {str(item.obj_id): item.name for item in state.objects},
+    }
+
     # --- correction on a later frame, re-propagate forward from there --------------------------
     step("correct")
     state.auto_results = state.auto_shapes = False  # shapes take seconds per object; checked once above
@@ -223,7 +264,10 @@ def run(args: argparse.Namespace) -> None:
     job = wait(controller.propagate(bpy.context, clip, direction="forward", start=1009))
     RESULT["correct"] = {"state": job.state, "frames": job.result.frames if job.result else None,
                          "error": job.error, "book_frames": sorted(json.loads(state.prompts)[str(one.obj_id)]),
-                         "preview_changed": before != controller.runtime.previews[state.key][1009][one.obj_id]}
+                         "preview_changed": before != controller.runtime.previews[state.key][1009][one.obj_id],
+                         "review_markers": sorted([m.frame, m.name] for m in bpy.context.scene.timeline_markers),
+                         "review_listed": sorted([item.scene_frame, "review: " + item.object_name]
+                                                 for item in clip.samroto_review)}
 
     # --- the operators themselves, with the clip in context as the Clip Editor gives it ----------
     step("operators")

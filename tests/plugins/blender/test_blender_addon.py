@@ -108,6 +108,36 @@ def test_propagation_reports_progress_and_records_the_mattes(scenario: Dict[str,
         assert run["matte_paths"][obj_id].endswith("shot_obj%s_matte.%04d.png" % (obj_id, FIRST))
 
 
+def test_flagged_frames_are_timeline_markers_and_a_list_to_jump_through(scenario: Dict[str, Any]) -> None:
+    review = scenario["review"]
+    # what the worker's confidence report flags (the micro model's masks are unstable: it flags plenty)
+    expected = [(r["frame"], r["object_id"]) for r in review["report"]]
+    assert expected, "the micro model flags frames on this plate"
+    listed = review["listed"]
+    assert [(frame, obj_id) for frame, _, obj_id, _, _ in listed] == expected
+    # scene frame 1 shows plate frame FIRST; each row names its object and why
+    assert all(scene == frame - FIRST + 1 for frame, scene, _, _, _ in listed)
+    assert all(name == review["names"][str(obj_id)] and reasons for _, _, obj_id, name, reasons in listed)
+    # a timeline marker per flagged frame and object, named with the object
+    assert review["markers"] == sorted([scene, "review: " + name] for _, scene, _, name, _ in listed)
+    # the panel lists them with a jump button each, and previous / next
+    frames = sorted({frame for frame, _, _, _, _ in listed})
+    assert ["label", "%d frame%s to review (markers on the timeline)" % (len(frames), "" if len(frames) == 1 else "s")] \
+        in review["drawn"]
+    buttons = [entry[2] for entry in review["drawn"] if entry[0] == "operator" and entry[1] == "samroto.jump_to_review"]
+    assert buttons[:2] == ["Previous", "Next"]
+    assert buttons[2:] == ["%d  %s: %s" % (frame, name, why) for frame, _, _, name, why in listed][:40]
+    # the buttons move the scene: next from frame 0, straight to the last, then back one
+    scenes = sorted({scene for _, scene, _, _, _ in listed})
+    jumps = review["jumps"]
+    assert jumps["next"] == [["FINISHED"], scenes[0]] and jumps["to_last"] == [["FINISHED"], listed[-1][1]]
+    if len(scenes) > 1:
+        assert jumps["previous"] == [["FINISHED"], max(s for s in scenes if s < listed[-1][1])]
+    # a later propagation replaces the clip's markers (never piles them up)
+    correct = scenario["correct"]
+    assert correct["review_markers"] == correct["review_listed"]
+
+
 def test_each_object_is_a_mask_layer_with_constant_point_counts_and_keys(scenario: Dict[str, Any]) -> None:
     # the end of the propagation built the mask from the worker's shapes and loaded the mattes
     assert scenario["auto_build"] and scenario["shapes_from"] == "worker", scenario.get("build_job")

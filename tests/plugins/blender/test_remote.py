@@ -264,3 +264,12 @@ def test_a_new_view_or_colourspace_opens_a_new_session(remote, plates, fake_work
         assert not resumed and other.id != session.id and other.info["colour"]["view"] == "AgX"
     finally:
         client.close()
+
+
+def test_started_worker_gets_the_device_setting(remote) -> None:
+    assert remote.worker_argv("samroto worker", "auto") == ["samroto", "worker", "--device", "auto"]
+    assert remote.worker_argv("samroto worker --model m.pt", "mps")[-2:] == ["--device", "mps"]
+    assert remote.worker_argv("samroto worker --device cuda:1", "cpu") == ["samroto", "worker", "--device", "cuda:1"]
+    assert remote.worker_argv("samroto worker --device=cpu", "cuda")[-1] == "--device=cpu"
+    with pytest.raises(remote.AddonError, match="Unknown worker device 'tpu'"):
+        remote.worker_argv("samroto worker", "tpu")

@@ -273,6 +273,13 @@ class Enumeration_Knob(Unsigned_Knob):
     def values(self) -> Any:
         return list(self._values)
 
+    def setValues(self, *args: Any, **kwargs: Any) -> Any:
+        _main_only("%s.setValues" % self._name)
+        self._values = [str(v) for v in args[0]]
+        if self._value not in self._values:
+            self._value = self._values[0] if self._values else ""
+        return True
+
 
 class Text_Knob(Knob):
     def setValue(self, *args: Any, **kwargs: Any) -> Any:

@@ -20,6 +20,7 @@ import pytest
 
 from samroto_nuke import connection
 from samroto_nuke.jobs import JobResult
+from samroto_nuke.review import with_label_line
 from samroto_nuke.settings import (ACTIONS, ALPHA_KNOB, BOX_ENABLE_KNOB, BOX_KNOB, FINAL_KNOB, MODE_KNOB,
                                    OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB,
                                    PREVIEW_RESOLUTION_KNOB, PREVIEW_TILE_COLOR, PROMPT_SOURCE_KNOB, ROTO_INPUT_KNOB,
@@ -712,7 +713,9 @@ def test_a_preview_is_labelled_as_one_until_final_mattes_replace_it(nuke: object
     assert worker_sessions()[preview_id] is True  # the worker opened a preview session
     assert node[MODE_KNOB].value() == "PREVIEW at 128 px - not the final mattes"
     assert node[STATUS_KNOB].value() == "PREVIEW: tracked 6 frames; objects 1"
-    assert (node["label"].value(), node["tile_color"].value()) == ("PREVIEW 128 px\nhero", PREVIEW_TILE_COLOR)
+    # (the label's last line counts the frames to review: test_review_list.py)
+    assert (with_label_line(node["label"].value(), 0), node["tile_color"].value()) == ("PREVIEW 128 px\nhero",
+                                                                                       PREVIEW_TILE_COLOR)
     assert control.progress_tasks[-1].title == "SamRoto SamRoto: Preview forward (128 px)"
     preview_pattern = matte_pattern(node)
     assert os.path.basename(preview_pattern) == "plate_SamRoto_preview_obj1_matte.####.exr"
@@ -732,7 +735,7 @@ def test_a_preview_is_labelled_as_one_until_final_mattes_replace_it(nuke: object
     assert all(os.path.exists(frame_file(preview_pattern, f)) for f in range(1003, LAST + 1))  # mattes stay
     assert node[MODE_KNOB].value() == "final mattes (full resolution)"
     assert node[STATUS_KNOB].value() == "final mattes: tracked 8 frames; objects 1"
-    assert (node["label"].value(), node["tile_color"].value()) == ("hero", 0)
+    assert (with_label_line(node["label"].value(), 0), node["tile_color"].value()) == ("hero", 0)
     assert not node[FINAL_KNOB].enabled() and node[SESSION_RESOLUTION_KNOB].value() == 0
 
     result = press(node, "frame")
