@@ -533,7 +533,7 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
         raise bad("matte_dir must be an absolute path, got %r" % out_dir)
     if not record.live.obj_ids:
         raise bad("session %s has no objects yet: add a prompt before propagating" % record.id)
-    if body.get("span"):
+    if get_field(body, "span", bool, False):
         return _propagate_span(ctx, job, record, start, credit, write_mattes, out_dir, preview_size)
 
     # the anchor: the given start, else the earliest prompted frame in range, else the range's end
