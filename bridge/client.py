@@ -732,7 +732,7 @@ class RemoteSession:
                   preview_size: int = protocol.DEFAULT_PREVIEW_SIZE,
                   credit: int = protocol.DEFAULT_CREDIT, refine_edges: bool = False,
                   smooth_edges: bool = False, matting: Optional[str] = None,
-                  layered_exr: bool = False) -> "Propagation":
+                  layered_exr: bool = False, span: bool = False, obj_id: Optional[int] = None) -> "Propagation":
         """Track the objects through the shot; iterate the result for one `FrameUpdate` per frame.
 
         start: first frame to track from (default: the earliest prompted frame); first/last:
@@ -742,7 +742,14 @@ class RemoteSession:
         `smooth_edges` calms edge chatter; `matting` ("vitmatte-small", "vitmatte-base", "none";
         default the session's) runs a learned matting pass; `layered_exr` also writes one EXR per
         frame with every object's `<object>.A`. `credit` is how many frames the worker may run ahead
-        of your loop."""
+        of your loop.
+
+        span: after a correction on frame `start`, re-track only what it changed: the object
+        `obj_id` (default: every object prompted on `start`) forward up to its next keyframe, then
+        backward down to its previous one; frames beyond keep their results (workers of protocol 1.2).
+        Locked frames (`lock`) are never rewritten."""
+        if span and start is None:
+            raise ValueError("a span re-track needs start: the corrected frame")
         if direction not in protocol.DIRECTIONS:
             raise ValueError("direction must be one of %s, got %r" % (", ".join(protocol.DIRECTIONS), direction))
         if credit < 1:
@@ -751,8 +758,30 @@ class RemoteSession:
                 "matte_dir": matte_dir, "preview_size": preview_size, "credit": int(credit),
                 "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
         _add_matting_fields(body, matting, layered_exr)
+        if span:
+            body["span"] = True
+            if obj_id is not None:
+                body["obj_id"] = int(obj_id)
         self._current = Propagation(self, body, int(credit))
         return self._current
+
+    def lock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> Dict[int, List[List[int]]]:
+        """Lock an object's frames `first`..`last` (default: the plate) once approved: propagation keeps
+        them and tracks through them; prompts there are refused. Returns every object's locked ranges."""
+        return self._locks(protocol.LOCK, obj_id, first, last)
+
+    def unlock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> Dict[int, List[List[int]]]:
+        """Unlock an object's frames `first`..`last` (default: the plate). Returns the locked ranges left."""
+        return self._locks(protocol.UNLOCK, obj_id, first, last)
+
+    def _locks(self, mtype: str, obj_id: int, first: Optional[int], last: Optional[int]) -> Dict[int, List[List[int]]]:
+        body: Dict[str, Any] = {"obj_id": int(obj_id)}
+        if first is not None:
+            body["first"] = int(first)
+        if last is not None:
+            body["last"] = int(last)
+        reply = self._request(mtype, body)
+        return {int(item["obj_id"]): [[int(a), int(b)] for a, b in item["ranges"]] for item in reply.body.get("locks", [])}
 
     def cancel(self) -> List[str]:
         """Cancel this session's running propagation (from any client)."""

@@ -14,7 +14,8 @@ from typing import Tuple
 # and new message types, which an older peer ignores or answers with `unknown_type`.
 # 1.1: every request but `hello` carries the worker's `epoch` (from `hello`) in its signed header,
 # and the connection itself is authenticated (ZAP: PLAIN on loopback, CURVE authorised keys elsewhere).
-PROTOCOL_VERSION: Tuple[int, int] = (1, 1)
+# 1.2: `propagate` takes `span` (re-track only what a correction changed), `lock` and `unlock`.
+PROTOCOL_VERSION: Tuple[int, int] = (1, 2)
 
 
 def version_string(version: Tuple[int, int] = PROTOCOL_VERSION) -> str:
@@ -59,20 +60,22 @@ GET_REVIEW = "get_review"  # the frames to review of the session's mattes (core.
 SAVE = "save"
 CLOSE = "close"
 DELETE_SESSION = "delete_session"
+LOCK = "lock"  # 1.2: an object's frames that propagation keeps (tracks through, never rewrites)
+UNLOCK = "unlock"  # 1.2
 PING = "ping"
 
 REQUEST_TYPES: Tuple[str, ...] = (
     HELLO, STATUS, LIST_SESSIONS, OPEN_SESSION, PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK,
     ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET, PROPAGATE, CANCEL, CREDIT, GET_FRAME,
     WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE, DELETE_SESSION, PING,
-    GET_REVIEW,
+    GET_REVIEW, LOCK, UNLOCK,
 )
 
 # Requests that need an open session (header `session` set).
 SESSION_REQUEST_TYPES: Tuple[str, ...] = (
     PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK, ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET,
     PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE,
-    GET_REVIEW,
+    GET_REVIEW, LOCK, UNLOCK,
 )
 
 # Replies and stream messages (worker -> client). Every one carries `re`: the request id.

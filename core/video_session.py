@@ -195,6 +195,8 @@ class VideoSession:
         self._prompts: dict[int, dict[int, Prompt]] = {}
         # model-space clicks per object and frame index (coords 1*N*2, labels 1*N), for clear=False
         self._points: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        # frames (indices) per object that propagation must not rewrite (`lock`)
+        self._locks: dict[int, set[int]] = {}
         self._features: OrderedDict[int, FrameFeatures] = OrderedDict()
         # memory-conditioned features of (object, frame, direction) for repeated correction clicks,
         # valid while the object's memory bank is unchanged (`_bank_version`)
@@ -289,6 +291,7 @@ class VideoSession:
             self._objects[obj_id] = index
             self._prompts[obj_id] = {}
             self._points[obj_id] = {}
+            self._locks[obj_id] = set()
         return index
 
     def _to_model_coords(self, xy: np.ndarray) -> torch.Tensor:
@@ -341,6 +344,7 @@ class VideoSession:
         problem = off_plate(self.width, self.height, points=pts, box=box)
         if problem is not None:
             raise SessionError(problem)
+        self._check_unlocked(obj_id, idx)
         obj = self._object(obj_id, create=True)
         obj_id = int(obj_id)
         coords, labels = self._to_model_coords(pts), torch.from_numpy(labs.astype(np.int32))
@@ -383,6 +387,7 @@ class VideoSession:
         if m.shape != (self.height, self.width):
             raise SessionError(f"the mask is {m.shape[1]}x{m.shape[0]}, the shot is {self.width}x{self.height}")
         idx = self._index(frame)
+        self._check_unlocked(obj_id, idx)
         obj = self._object(obj_id, create=True)
         obj_id = int(obj_id)
         size = self.model.image_size
@@ -412,6 +417,7 @@ class VideoSession:
         idx = self._index(frame)
         obj = self._object(obj_id)
         obj_id = int(obj_id)
+        self._check_unlocked(obj_id, idx)
         self._points[obj_id].pop(idx, None)
         prompt = self._prompts[obj_id].pop(idx, None)
         if prompt is not None and prompt.mask_file and self.state_dir is not None:
@@ -428,6 +434,52 @@ class VideoSession:
         self._save_prompts()
         return self.frame_result(frame)
 
+    # --- locks -----------------------------------------------------------------------------------
+
+    def _frame_range(self, first: int | None, last: int | None) -> range:
+        lo = 0 if first is None else self._index(first)
+        hi = self.num_frames - 1 if last is None else self._index(last)
+        if hi < lo:
+            raise SessionError(f"the range {first}-{last} is empty: first must not be after last")
+        return range(lo, hi + 1)
+
+    def _check_unlocked(self, obj_id: int, idx: int) -> None:
+        if idx in self._locks.get(int(obj_id), ()):
+            raise SessionError(f"frame {self._number(idx)} of object {int(obj_id)} is locked: unlock it first")
+
+    def lock(self, obj_id: int, first: int | None = None, last: int | None = None) -> dict[int, list[list[int]]]:
+        """Lock an object's frames `first`..`last` (plate numbers, inclusive; default: the whole shot):
+        propagation keeps their results and tracks through them using them as memory; prompts there
+        are refused. Every frame of the range must have a result (tracked or prompted, and propagated)."""
+        self._check_open()
+        obj = self._object(obj_id)
+        frames = self._frame_range(first, last)
+        missing = [i for i in frames if i not in obj.committed or i in obj.pending]
+        if missing:
+            raise SessionError(
+                f"object {int(obj_id)} has no settled result on frame {self._number(missing[0])} "
+                f"({len(missing)} frame(s) of the range): propagate before locking"
+            )
+        self._locks[int(obj_id)].update(frames)
+        self._save_prompts()
+        return self.locks()
+
+    def unlock(self, obj_id: int, first: int | None = None, last: int | None = None) -> dict[int, list[list[int]]]:
+        """Unlock an object's frames `first`..`last` (default: the whole shot)."""
+        self._check_open()
+        self._object(obj_id)
+        self._locks[int(obj_id)].difference_update(self._frame_range(first, last))
+        self._save_prompts()
+        return self.locks()
+
+    def locks(self) -> dict[int, list[list[int]]]:
+        """Locked ranges per object, as [first, last] plate frame numbers (inclusive)."""
+        return {
+            obj_id: [[self._number(a), self._number(b)] for a, b in _runs(self._locks[obj_id])]
+            for obj_id in self._objects
+            if self._locks[obj_id]
+        }
+
     def remove_object(self, obj_id: int) -> None:
         self._check_open()
         self._object(obj_id)
@@ -438,6 +490,7 @@ class VideoSession:
         del self._objects[obj_id]
         self._prompts.pop(obj_id, None)
         self._points.pop(obj_id, None)
+        self._locks.pop(obj_id, None)
         self.store.delete_object(obj_id)
         self._save_prompts()
 
@@ -659,10 +712,25 @@ class VideoSession:
                 raise SessionError(f"object {obj_id} has no prompt on any frame: add points, a box or a mask first")
 
     def propagate(
-        self, start: int | None = None, max_frames: int | None = None, reverse: bool = False
+        self,
+        start: int | None = None,
+        max_frames: int | None = None,
+        reverse: bool = False,
+        *,
+        span: bool = False,
+        obj_id: int | None = None,
     ) -> Iterator[FrameResult]:
         """Track every object from `start` (default: the earliest keyframe) forward, or backward with
         `reverse`, over at most `max_frames` more frames; yields one result per frame.
+
+        `span=True` re-tracks only what a correction on frame `start` affects: for the object
+        `obj_id` (default: every object with a prompt on `start`), forward from `start` up to its next
+        keyframe and then backward from `start` down to its previous keyframe, both exclusive. Frames
+        beyond, and other objects, keep their results. Within the span the results are those of a
+        propagation started at `start` over the same frames (same memory bank).
+
+        Locked frames (`lock`) are never rewritten: tracking goes through them, attending to their
+        stored state as memory.
 
         Each frame's state is stored before it is yielded, so stopping the iteration (cancel) leaves
         a consistent session.
@@ -670,7 +738,24 @@ class VideoSession:
         self._check_open()
         if not self._objects:
             raise SessionError("no objects: add a prompt first")
-        self._commit_pending()
+        if span:
+            if start is None:
+                raise SessionError("span re-tracking needs the corrected frame: give start=")
+            if max_frames is not None or reverse:
+                raise SessionError("span re-tracking goes both ways up to the neighbouring keyframes: "
+                                   "max_frames and reverse do not apply")
+            steps = self._span_steps(self._index(start), obj_id)
+            self._commit_pending()
+        else:
+            if obj_id is not None:
+                raise SessionError("obj_id selects the object of a span re-track (span=True)")
+            self._commit_pending()
+            steps = self._range_steps(start, max_frames, reverse)
+        yield from self._run_steps(steps)
+
+    def _range_steps(
+        self, start: int | None, max_frames: int | None, reverse: bool
+    ) -> list[tuple[int, bool, frozenset[int] | None, bool]]:
         n = self.num_frames
         if start is None:
             start_idx = min(k for obj in self._objects.values() for k in obj.keyframes())
@@ -686,28 +771,69 @@ class VideoSession:
         else:
             end = min(start_idx + max_frames, n - 1)
             order = range(start_idx, end + 1)
+        return [(idx, reverse, None, True) for idx in order]
+
+    def _span_steps(self, start_idx: int, obj_id: int | None) -> list[tuple[int, bool, frozenset[int] | None, bool]]:
+        """(frame, reverse, objects tracked, yield) for a span re-track from `start_idx`: forward then
+        backward, as two propagations started there would go (the second only re-flags the start)."""
+        if obj_id is not None:
+            self._object(obj_id)
+            targets = [int(obj_id)]
+        else:
+            targets = [o for o, obj in self._objects.items() if start_idx in obj.pending or obj.committed.get(start_idx)]
+            if not targets:
+                raise SessionError(f"no object has a prompt on frame {self._number(start_idx)}: nothing to re-track")
+        bounds: dict[int, tuple[int, int]] = {}
+        for target in targets:
+            # prompts not yet propagated become keyframes when the span starts
+            keyframes = sorted(set(self._objects[target].keyframes()) | self._objects[target].pending)
+            if start_idx not in keyframes:
+                raise SessionError(f"object {target} has no prompt on frame {self._number(start_idx)}: "
+                                   "span re-tracking starts on a corrected frame")
+            previous = max((k for k in keyframes if k < start_idx), default=-1)
+            following = min((k for k in keyframes if k > start_idx), default=self.num_frames)
+            bounds[target] = (previous, following)
+        steps: list[tuple[int, bool, frozenset[int] | None, bool]] = []
+        for idx in range(start_idx, max(b[1] for b in bounds.values())):
+            steps.append((idx, False, frozenset(o for o, (_, nxt) in bounds.items() if idx < nxt), True))
+        for idx in range(start_idx, min(b[0] for b in bounds.values()), -1):
+            steps.append((idx, True, frozenset(o for o, (prv, _) in bounds.items() if idx > prv), idx != start_idx))
+        return steps
+
+    def span_frames(self, start: int, obj_id: int | None = None) -> list[int]:
+        """The frames `propagate(start, span=True, obj_id=obj_id)` yields, in order (plate numbers)."""
+        self._check_open()
+        return [self._number(idx) for idx, _, _, emit in self._span_steps(self._index(start), obj_id) if emit]
+
+    def _run_steps(self, steps: list[tuple[int, bool, frozenset[int] | None, bool]]) -> Iterator[FrameResult]:
         self._save_prompts()
         # decode and resize the next frames in the background while the model works
-        self._prefetcher = FramePrefetcher(self._host_frame, [i for i in order if i not in self._features],
-                                           ahead=PREFETCH_AHEAD)
+        planned = list(dict.fromkeys(idx for idx, _, _, _ in steps if idx not in self._features))
+        self._prefetcher = FramePrefetcher(self._host_frame, planned, ahead=PREFETCH_AHEAD)
         try:
-            for count, idx in enumerate(order, start=1):
-                result = self._track_frame(idx, reverse)
+            for count, (idx, reverse, only, emit) in enumerate(steps, start=1):
+                result = self._track_frame(idx, reverse, only)
                 self._prefetcher.advance(idx)
                 if count % TRIM_EVERY_FRAMES == 0:
                     release_free_memory()  # keeps RSS flat over a long shot (glibc heap fragmentation)
-                yield result
+                if emit:
+                    yield result
         finally:
             self._prefetcher.stop()
             self._prefetcher = None
 
-    def _track_frame(self, idx: int, reverse: bool) -> FrameResult:
-        """Track every object on one frame; objects whose memory banks have the same shape run as one batch."""
-        records: dict[int, FrameRecord] = {}
+    def _track_frame(self, idx: int, reverse: bool, only: frozenset[int] | None = None) -> FrameResult:
+        """Track every object (or those in `only`) on one frame; objects whose memory banks have the
+        same shape run as one batch. Locked frames and objects left out keep their stored results."""
+        records: dict[int, FrameRecord | None] = {}
         flag_changes: dict[int, FrameRecord] = {}
         groups: dict[tuple[int, ...], list[tuple[int, tuple[torch.Tensor, torch.Tensor, int]]]] = {}
+        kept: set[int] = set()
         for obj_id, obj in self._objects.items():
-            if obj.committed.get(idx):
+            if (only is not None and obj_id not in only) or idx in self._locks[obj_id]:
+                kept.add(obj_id)
+                records[obj_id] = self.store.get(obj_id, idx, pending=False) if idx in obj.committed else None
+            elif obj.committed.get(idx):
                 # a keyframe keeps its prompted output; only its tracked flags change
                 record = self.store.get(obj_id, idx, pending=False)
                 if not record.tracked or record.reverse != reverse:
@@ -729,7 +855,8 @@ class VideoSession:
             self._objects[obj_id].committed[idx] = False
         records.update(tracked)
         for obj_id, obj in self._objects.items():
-            obj.tracked[idx] = reverse
+            if obj_id not in kept:
+                obj.tracked[idx] = reverse
         return self._result(idx, [records[obj_id] for obj_id in self._objects])
 
     def _track_batch(
@@ -793,6 +920,7 @@ class VideoSession:
                         str(idx): {"coords": c[0].tolist(), "labels": lab[0].tolist()}
                         for idx, (c, lab) in sorted(self._points[obj_id].items())
                     },
+                    "locks": [[self._number(a), self._number(b)] for a, b in _runs(self._locks[obj_id])],
                 }
                 for obj_id in self._objects
             ],
@@ -875,6 +1003,8 @@ class VideoSession:
                 coords = torch.tensor(spec["coords"], dtype=torch.float32).reshape(1, -1, 2)
                 labels = torch.tensor(spec["labels"], dtype=torch.int32).reshape(1, -1)
                 self._points[obj_id][int(idx)] = (coords, labels)
+            for first, last in entry.get("locks", []):
+                self._locks[obj_id].update(range(self._index(int(first)), self._index(int(last)) + 1))
         # the records are the truth about what was tracked: they are written as frames are tracked,
         # so a session killed mid-propagation resumes with every frame it finished
         for obj_id, idx, pending, flags in self.store.scan():
@@ -954,6 +1084,17 @@ def _select_keyframes(idx: int, keyframes: list[int], limit: int) -> tuple[list[
     rest = sorted((t for t in keyframes if t not in selected), key=lambda t: abs(t - idx))
     selected += rest[: limit - len(selected)]
     return selected, set(keyframes) - set(selected)
+
+
+def _runs(indices: set[int]) -> list[tuple[int, int]]:
+    """Sorted indices as inclusive (first, last) runs of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def _as_points(points: Any) -> np.ndarray:

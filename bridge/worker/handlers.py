@@ -37,7 +37,7 @@ __all__ = ["HANDLERS", "MUTATING", "HandlerContext", "Job", "RequestError", "Req
 MUTATING = frozenset({
     protocol.IMPORT_PROMPTS, protocol.PUSH_FRAMES, protocol.ADD_POINTS, protocol.ADD_BOX, protocol.ADD_MASK, protocol.ADD_STROKE,
     protocol.CLEAR_PROMPTS, protocol.REMOVE_OBJECT, protocol.RESET, protocol.PROPAGATE, protocol.CLOSE,
-    protocol.DELETE_SESSION,
+    protocol.DELETE_SESSION, protocol.LOCK, protocol.UNLOCK,
 })
 
 
@@ -533,6 +533,8 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
         raise bad("matte_dir must be an absolute path, got %r" % out_dir)
     if not record.live.obj_ids:
         raise bad("session %s has no objects yet: add a prompt before propagating" % record.id)
+    if get_field(body, "span", bool, False):
+        return _propagate_span(ctx, job, record, start, credit, write_mattes, out_dir, preview_size)
 
     # the anchor: the given start, else the earliest prompted frame in range, else the range's end
     keyframe = _first_keyframe(record.live, lo, hi)
@@ -554,6 +556,64 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
             "matte_dir": (out_dir or record.matte_dir) if write_mattes else None},
            session=record.id)
     return None
+
+
+def _propagate_span(ctx: HandlerContext, job: Job, record: SessionRecord, start: Optional[int], credit: int,
+                    write_mattes: bool, out_dir: Optional[str], preview_size: int) -> None:
+    """Re-track only what a correction on `start` changed: up to the object's neighbouring keyframes."""
+    body = job.msg.body
+    if start is None:
+        raise bad("a span re-track needs `start`: the corrected frame")
+    for name in ("first", "last", "direction"):
+        if body.get(name) not in (None, protocol.FORWARD if name == "direction" else None):
+            raise bad("a span re-track goes both ways up to the neighbouring keyframes: `%s` does not apply" % name)
+    obj_id = get_field(body, "obj_id", int, None)
+    frames = record.live.span_frames(start, obj_id)  # checks the request before anything runs
+    iterator = record.live.propagate(start=start, span=True, obj_id=obj_id)
+    writer = ctx.registry.writer_for(record, out_dir, None, _matte_options(ctx, body, record)) if write_mattes else None
+    ctx.streams.start_stream(job, record, iterator, len(frames), credit, write_mattes, preview_size, writer)
+    ctx.streams.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
+                     {"total": len(frames), "first": min(frames), "last": max(frames), "start": start,
+                      "direction": "span", "frames": frames,
+                      "matte_dir": (out_dir or record.matte_dir) if write_mattes else None},
+                     session=record.id)
+
+
+def _lock_range(record: SessionRecord, body: dict) -> tuple:
+    obj_id = _obj_id(body)
+    if obj_id not in [int(o) for o in record.live.obj_ids]:
+        raise bad("session %s has no object %d (objects: %s)" % (record.id, obj_id, list(record.live.obj_ids)))
+    first = get_field(body, "first", int, record.first)
+    last = get_field(body, "last", int, record.last)
+    for name, value in (("first", first), ("last", last)):
+        if not record.first <= value <= record.last:
+            raise bad("%s frame %d is outside the plate's frames %d-%d" % (name, value, record.first, record.last))
+    if first > last:
+        raise bad("first frame %d is after last frame %d" % (first, last))
+    return obj_id, first, last
+
+
+def _locks_body(locks: Any) -> dict:
+    return {"locks": [{"obj_id": int(o), "ranges": [[int(a), int(b)] for a, b in ranges]}
+                      for o, ranges in sorted(locks.items())]}
+
+
+@_handles(protocol.LOCK)
+def _lock(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
+    locks = record.live.lock(*_lock_range(record, job.msg.body))
+    ctx.registry.save(record)
+    return _locks_body(locks), None
+
+
+@_handles(protocol.UNLOCK)
+def _unlock(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
+    locks = record.live.unlock(*_lock_range(record, job.msg.body))
+    ctx.registry.save(record)
+    return _locks_body(locks), None
 
 
 def _first_keyframe(session: SessionLike, lo: int, hi: int) -> Optional[int]:

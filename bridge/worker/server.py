@@ -105,7 +105,8 @@ class Worker:
     """The worker process's server. `serve()` blocks until `stop()` (or SIGINT/SIGTERM)."""
 
     CAPABILITIES = ("propagate.both", "credit", "cancel", "push_frames", "strokes.brush", "strokes.lasso",
-                    "mattes.exr", "mattes.png", "preview.rle", "persistence", "colour.ocio")
+                    "mattes.exr", "mattes.png", "preview.rle", "persistence", "colour.ocio",
+                    "propagate.span", "locks")
 
     def __init__(self, config: WorkerConfig, engine: Engine) -> None:
         self.config = config

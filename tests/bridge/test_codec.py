@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import msgpack
@@ -190,7 +191,8 @@ def test_bad_buffer_descriptions_are_refused(descriptors, buffers, message) -> N
 
 def test_a_different_major_version_is_refused_with_both_versions_named() -> None:
     parts = codec.encode(SIGNER, "hello", version=(2, 0))
-    with pytest.raises(ProtocolError, match=r"protocol 2\.0 is not compatible with this side's 1\.1") as info:
+    ours = re.escape(protocol.version_string())
+    with pytest.raises(ProtocolError, match=r"protocol 2\.0 is not compatible with this side's %s" % ours) as info:
         codec.decode(parts, SIGNER)
     assert info.value.code == protocol.E_VERSION
     newer_minor = codec.encode(SIGNER, "hello", version=(1, 7))

@@ -58,6 +58,7 @@ class FakeSession:
         self.closed = False
         self.saves = 0
         self.calls: list[str] = []
+        self.locked: dict[int, set[int]] = {}
 
     @property
     def keyframes(self) -> list[int]:
@@ -120,8 +121,33 @@ class FakeSession:
     def reset(self) -> None:
         self.obj_ids, self.centres, self.computed = [], {}, {}
 
+    def span_frames(self, start: int, obj_id: Optional[int] = None) -> list[int]:
+        """The fake's span: the corrected frame alone (it has no memory to re-track with)."""
+        self._check(start)
+        if start not in self.keyframes:
+            raise SessionError(f"no object has a prompt on frame {start}: nothing to re-track")
+        return [start]
+
+    def lock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> dict[int, list[list[int]]]:
+        numbers = self.frames.frame_numbers
+        lo, hi = numbers[0] if first is None else first, numbers[-1] if last is None else last
+        self.locked.setdefault(obj_id, set()).update(range(lo, hi + 1))
+        return self.locks()
+
+    def unlock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> dict[int, list[list[int]]]:
+        numbers = self.frames.frame_numbers
+        lo, hi = numbers[0] if first is None else first, numbers[-1] if last is None else last
+        self.locked.get(obj_id, set()).difference_update(range(lo, hi + 1))
+        return self.locks()
+
+    def locks(self) -> dict[int, list[list[int]]]:
+        return {o: [[min(f), max(f)]] for o, f in sorted(self.locked.items()) if f}
+
     def propagate(self, start: Optional[int] = None, max_frames: Optional[int] = None,
-                  reverse: bool = False) -> Iterator[FakeResult]:
+                  reverse: bool = False, *, span: bool = False, obj_id: Optional[int] = None) -> Iterator[FakeResult]:
+        if span:
+            assert start is not None
+            max_frames = 0
         numbers = self.frames.frame_numbers
         start = self.keyframes[0] if start is None else start
         step = -1 if reverse else 1

@@ -436,3 +436,38 @@ def test_the_workers_colour_flags_fill_what_the_client_leaves_open(tmp_path: Pat
     assert engine.open_frames(exr, None, None).colour.settings.view == "Un-tone-mapped"
     # a saved session's description keeps its own choices
     assert engine.open_frames(frames.describe(), None, None).colour.settings == settings
+
+
+def test_span_retrack_and_locks_over_the_socket(worker: WorkerProcess, plate: str, tmp_path: Path) -> None:
+    with connect(worker) as client:
+        assert {"propagate.span", "locks"} <= set(client.hello().capabilities)
+        shot = client.open_session(plate, matte_dir=str(tmp_path / "mattes"), name="span")
+        shot.add_points(1002, 1, [(80, 60)], [1])
+        shot.add_points(1008, 1, [(70, 55)], [1])
+        list(shot.propagate(direction="both", write_mattes=False))
+        before = {f: shot.get_frame(f, what="logits").mattes[0] for f in range(FIRST, LAST + 1)}
+
+        # a correction on 1005 re-tracks 1005-1007 forward and 1004-1003 backward, nothing else
+        shot.add_points(1005, 1, [(60, 50), (20, 100)], [1, 0])
+        with pytest.raises(BadRequest, match="no object has a prompt on frame 1004"):
+            list(shot.propagate(1004, span=True))
+        updates = list(shot.propagate(1005, span=True, write_mattes=False))
+        assert [u.frame for u in updates] == [1005, 1006, 1007, 1004, 1003]
+        assert updates[-1].progress == (5, 5)
+        after = {f: shot.get_frame(f, what="logits").mattes[0] for f in range(FIRST, LAST + 1)}
+        for f in (1001, 1002, 1008, 1009, 1010, 1011, 1012):
+            assert np.array_equal(after[f], before[f]), f"frame {f} outside the span changed"
+        assert not np.array_equal(after[1006], before[1006])
+
+        # locked frames keep their results through a propagation over them, and refuse prompts
+        assert shot.lock(1, 1009, 1011) == {1: [[1009, 1011]]}
+        with pytest.raises(BadRequest, match="locked"):
+            shot.add_points(1010, 1, [(60, 50)], [1])
+        with pytest.raises(BadRequest, match="no object 7"):
+            shot.lock(7, 1009, 1011)
+        shot.add_points(1008, 1, [(72, 58)], [1])
+        assert [u.frame for u in shot.propagate(1008, write_mattes=False)] == list(range(1008, 1013))
+        for f in (1009, 1010, 1011):
+            assert np.array_equal(shot.get_frame(f, what="logits").mattes[0], after[f]), f"locked frame {f} changed"
+        assert shot.unlock(1, 1010, 1011) == {1: [[1009, 1009]]}
+        assert shot.unlock(1) == {}
