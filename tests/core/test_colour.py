@@ -66,13 +66,13 @@ def test_acescg_exr_reaches_the_model_as_ocio_shows_it(tmp_path: Path, display: 
     assert frames.colour.settings.colorspace == "ACEScg" and frames.colour.origin == "header chromaticities"
 
     fed: list[np.ndarray] = []
-    original = video_session.to_model_input
+    original = video_session.host_pixels  # where a read frame enters the model's preprocessing
 
     def recording(image: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         fed.append(np.array(image))
         return original(image, *args, **kwargs)
 
-    monkeypatch.setattr(video_session, "to_model_input", recording)
+    monkeypatch.setattr(video_session, "host_pixels", recording)
     with video_session.VideoSession(micro_model("sam2.1"), frames) as session:
         session.add_points(1002, obj_id=1, points=[(10, 10)], labels=[1])
     assert fed, "the session never prepared a model input"
