@@ -15,7 +15,7 @@ from samroto.bridge import Client, RemoteError, protocol
 from samroto.bridge.worker import logs
 from samroto.core.frames import FrameError
 
-from ..bridge_support import InProcessWorker
+from ..bridge_support import InProcessWorker, wait_until
 
 
 @pytest.fixture
@@ -59,8 +59,14 @@ def test_sessions_requests_streams_and_internal_errors_are_logged(fake_worker: I
             shot.get_shapes(1)
         assert raised.value.code == protocol.E_INTERNAL and "Singular matrix" in raised.value.message
         shot.close()
+
+    def messages_so_far() -> list[str]:
+        return [e["message"].split(" session=")[0].split(" client=")[0] for e in entries(log_file)]
+
+    # a request is logged once answered: the last one may still be on its way to the file
+    wait_until(lambda: "request close ok" in messages_so_far(), what="the close request in the log")
     found = entries(log_file)
-    messages = [e["message"].split(" session=")[0].split(" client=")[0] for e in found]
+    messages = messages_so_far()
     for expected in ("session opened", "request open_session ok", "request add_points ok", "propagation started",
                      "propagation done", "request get_shapes internal", "session unloaded", "request close ok"):
         assert expected in messages, (expected, messages)
