@@ -323,3 +323,24 @@ def test_bfloat16_autocast_runs_the_same_code_path() -> None:
         assert agree > 0.95, f"bf16 masks agree with float32 on {agree:.1%} of pixels"
     with pytest.raises(SessionError, match="precision must be one of"):
         VideoSession(model, frames, video_size=(120, 160), precision="int8")
+
+
+def test_a_private_session_folder_is_removed_even_without_close(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts it, for this test
+    frames = np.zeros((2, 32, 32, 3), np.uint8)
+    session = VideoSession(micro_model("sam2.1"), frames)
+    folder = session.state_dir
+    assert folder is not None and folder.is_dir() and folder.name.startswith("samroto-")
+    del session
+    gc.collect()
+    assert not folder.exists(), "a dropped session leaves no samroto-* folder behind"
+    saved = VideoSession(micro_model("sam2.1"), frames)
+    saved.save()  # saved on purpose: kept
+    kept = saved.state_dir
+    del saved
+    gc.collect()
+    assert kept is not None and kept.is_dir()
