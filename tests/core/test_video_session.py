@@ -238,6 +238,11 @@ def test_prefetcher_reads_ahead_in_order_and_stays_bounded() -> None:
 
     prefetcher = FramePrefetcher(load, [10, 11, 12, 13, 14], ahead=2)
     gate.wait(5)
+    # a busy machine may take long to read the second frame: wait for it (the deadline only stops a
+    # hang), then give a third read time to happen if it wrongly could; a slow machine cannot fail this
+    deadline = time.monotonic() + 30
+    while len(loaded) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     time.sleep(0.2)
     assert loaded == [10, 11], "reads at most `ahead` frames before the consumer moves"
     assert prefetcher.take(10).item() == 10
