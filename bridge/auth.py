@@ -8,19 +8,26 @@ lazily for CURVE), so the client can use this module inside Blender and Nuke.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
 import stat
 import sys
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 TOKEN_FILE = "token"
 WORKER_FILE = "worker.json"
 CURVE_DIR = "curve"
 CURVE_PUBLIC_FILE = "server.key"
 CURVE_SECRET_FILE = "server.key_secret"
+CLIENT_PUBLIC_FILE = "client.key"
+CLIENT_SECRET_FILE = "client.key_secret"
+AUTHORIZED_KEYS_FILE = "authorized_keys"
+# ZeroMQ PLAIN user name on loopback binds; the password is derived from the token (see plain_password)
+PLAIN_USERNAME = "samroto"
 
 
 class AuthError(Exception):
@@ -151,3 +158,114 @@ def read_server_public_key(directory: Optional[Path] = None) -> Optional[bytes]:
     """The worker's CURVE public key if its file exists in the config folder, else None."""
     path = curve_dir(directory) / CURVE_PUBLIC_FILE
     return _read_z85_key(path, "public-key") if path.is_file() else None
+
+
+# --- connection-level authentication (ZAP) -----------------------------------------------------
+
+
+def plain_password(token: str) -> str:
+    """The PLAIN password a client gives on a loopback bind: derived from the token, so the token
+    itself never travels, and a peer without the token is refused at the handshake, before the
+    worker holds any of its messages."""
+    return hmac.new(token.encode("utf-8"), b"samroto zap plain v1", hashlib.sha256).hexdigest()
+
+
+def _key_file_text(public: bytes, secret: Optional[bytes] = None) -> str:
+    text = 'public-key = "%s"\n' % public.decode("ascii")
+    return text + ('secret-key = "%s"\n' % secret.decode("ascii") if secret is not None else "")
+
+
+def load_or_create_client_keys(directory: Optional[Path] = None) -> Tuple[bytes, bytes]:
+    """This machine's CURVE client (public, secret) keys, created on first use.
+
+    A worker on a network address only accepts clients whose public key is in its
+    authorised-keys file: print it with `samroto keys show` and add it on the worker's machine
+    with `samroto keys add KEY`."""
+    import zmq
+
+    folder = curve_dir(directory)
+    public_path, secret_path = folder / CLIENT_PUBLIC_FILE, folder / CLIENT_SECRET_FILE
+    if not secret_path.exists():
+        public, secret = zmq.curve_keypair()
+        try:
+            _write_private(secret_path, _key_file_text(public, secret))
+        except FileExistsError:
+            pass
+        else:
+            tmp = public_path.with_suffix(".tmp")
+            tmp.write_text(_key_file_text(public), encoding="utf-8")
+            os.replace(tmp, public_path)
+    _check_private(secret_path)
+    return _read_z85_key(secret_path, "public-key"), _read_z85_key(secret_path, "secret-key")
+
+
+def authorized_keys_path(directory: Optional[Path] = None) -> Path:
+    return curve_dir(directory) / AUTHORIZED_KEYS_FILE
+
+
+def parse_public_key(text: str) -> bytes:
+    """A Z85 public key (40 characters) given as the key itself or a `public-key = "..."` line or file text."""
+    for line in text.splitlines() or [text]:
+        line = line.strip()
+        name, sep, value = line.partition("=")
+        candidate = value.strip().strip('"') if sep and name.strip() == "public-key" else (line.split() or [""])[0]
+        if _is_z85_key(candidate):
+            return candidate.encode("ascii")
+    raise AuthError("no CURVE public key (40 Z85 characters) found in %r" % (text[:80],))
+
+
+_Z85 = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+
+
+def _is_z85_key(text: str) -> bool:
+    return len(text) == 40 and all(c in _Z85 for c in text)
+
+
+def read_authorized_keys(path: Path) -> List[bytes]:
+    """The Z85 client keys in an authorised-keys file: one per line, `KEY [comment]`; other lines
+    starting with `#` are comments (a key itself may start with `#`: Z85 uses it)."""
+    keys = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        words = line.split()
+        if not words:
+            continue
+        if _is_z85_key(words[0]):
+            keys.append(words[0].encode("ascii"))
+        elif not words[0].startswith("#"):
+            raise AuthError("%s line %d is not a CURVE public key (40 Z85 characters)" % (path, number))
+    return keys
+
+
+def add_authorized_key(key: bytes, comment: str = "", directory: Optional[Path] = None) -> Tuple[Path, bool]:
+    """Append a client key to the worker's authorised keys (created 0600); (path, added) where
+    added is False when the key was there already. A running worker picks it up at once."""
+    path = authorized_keys_path(directory)
+    if path.exists():
+        _check_private(path)
+        if key in read_authorized_keys(path):
+            return path, False
+    else:
+        try:
+            _write_private(path, "# samroto: CURVE public keys of the clients this worker accepts\n")
+        except FileExistsError:
+            pass
+    line = key.decode("ascii") + (" " + " ".join(comment.split()) if comment.strip() else "") + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+    return path, True
+
+
+def configure_client_socket(sock: Any, token: str, *, curve_server_key: Optional[bytes] = None,
+                            config_dir: Optional[Path] = None) -> None:
+    """Set a client socket's handshake credentials: CURVE with this machine's client key for a
+    network worker, else PLAIN with the password derived from the token (loopback)."""
+    import zmq
+
+    if curve_server_key is not None:
+        public, secret = load_or_create_client_keys(config_dir)
+        sock.setsockopt(zmq.CURVE_SERVERKEY, curve_server_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    else:
+        sock.setsockopt(zmq.PLAIN_USERNAME, PLAIN_USERNAME.encode("ascii"))
+        sock.setsockopt(zmq.PLAIN_PASSWORD, plain_password(token).encode("ascii"))

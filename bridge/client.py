@@ -85,6 +85,10 @@ class NotImplementedByWorker(RemoteError):
     """The worker does not serve this request (yet)."""
 
 
+class LimitReached(BadRequest):
+    """The request would pass one of the worker's limits (objects, prompts, frames, queued bytes)."""
+
+
 class PropagationCancelled(BridgeError):
     """A propagation ended before its last frame without this `Propagation` asking: another client
     cancelled it, or the worker stopped (shut down, or gave up on a silent client). `reason` is the
@@ -105,6 +109,7 @@ _ERROR_CLASSES = {
     protocol.E_NO_SESSION: NoSuchSession,
     protocol.E_BUSY: WorkerBusy,
     protocol.E_NOT_IMPLEMENTED: NotImplementedByWorker,
+    protocol.E_LIMIT: LimitReached,
 }
 
 
@@ -344,9 +349,14 @@ class Client:
         folder = Path(config_dir) if config_dir is not None else None
         self.address = address or find_worker_address(folder)
         try:
-            self._signer = codec.Signer(token if token is not None else auth.read_token(auth.token_path(folder)))
+            self._token = token if token is not None else auth.read_token(auth.token_path(folder))
+            self._signer = codec.Signer(self._token)
         except auth.AuthError as exc:
             raise AuthenticationError(str(exc)) from None
+        self._config_dir = folder
+        # the worker run we talk to (from `hello`): signed into every request, so a request
+        # captured before a worker restart cannot be replayed after it
+        self._epoch: Optional[str] = None
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.stream_timeout = float(stream_timeout)
@@ -379,23 +389,39 @@ class Client:
         sock.setsockopt(zmq.RCVHWM, 1000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
-        if self._curve_server_key is not None:
-            public, secret = zmq.curve_keypair()
-            sock.setsockopt(zmq.CURVE_SERVERKEY, self._curve_server_key)
-            sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
-            sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        try:
+            auth.configure_client_socket(sock, self._token, curve_server_key=self._curve_server_key,
+                                         config_dir=self._config_dir)
+        except auth.AuthError as exc:
+            sock.close(linger=0)
+            raise AuthenticationError(str(exc)) from None
+        # handshake refusals (wrong token, unauthorised key) send no message: watch for them
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         sock.connect(self.address)
         self._socket = sock
 
     def _reconnect(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
+        self.close()
         self._connect()
 
     def close(self) -> None:
         if self._socket is not None:
+            try:
+                self._socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._monitor.close(linger=0)
             self._socket.close(linger=0)
             self._socket = None
+
+    def _check_handshake(self) -> None:
+        """Raise AuthenticationError if the worker refused our handshake (no reply ever comes then)."""
+        if self._socket is not None and self._monitor.poll(0):
+            raise AuthenticationError(
+                "the worker at %s refused this client's handshake: %s" % (
+                    self.address, "this machine's CURVE key is not authorised there (run `samroto keys show` here "
+                    "and `samroto keys add KEY` on the worker's machine)" if self._curve_server_key is not None
+                    else "the token is not the worker's (is the client using the worker's token file?)"))
 
     def __enter__(self) -> "Client":
         return self
@@ -409,13 +435,22 @@ class Client:
               arrays: Optional[Dict[str, Any]] = None, session: Optional[str] = None) -> None:
         if self._socket is None:
             raise BridgeError("the client is closed")
-        parts = codec.encode(self._signer, mtype, request_id=request_id, body=body, arrays=arrays, session=session)
+        if mtype != protocol.HELLO and self._epoch is None:
+            self.hello()  # learn the worker's epoch first
+        parts = codec.encode(self._signer, mtype, request_id=request_id, body=body, arrays=arrays, session=session,
+                             epoch=None if mtype == protocol.HELLO else (self._epoch or None))
         self._socket.send_multipart(parts, copy=False)
 
     def _receive_one(self, timeout_s: float) -> Optional[Message]:
         """Wait for one message (any request) and file it; None on timeout."""
         assert self._socket is not None
-        if not self._socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)  # a refused handshake: say so at once, not after the timeout
+        events = dict(poller.poll(max(0, int(timeout_s * 1000))))
+        if self._monitor in events:
+            self._check_handshake()
+        if self._socket not in events:
             return None
         parts = self._socket.recv_multipart(copy=False)
         if len(parts) >= 1 and len(parts[0].buffer) == 0:
@@ -460,13 +495,21 @@ class Client:
         request_id = codec.new_request_id()
         self._inbox[request_id] = collections.deque()
         wait = self.timeout if timeout is None else float(timeout)
+        relearned = False
         try:
-            for attempt in range(self.retries + 1):
+            attempt = 0
+            while attempt <= self.retries:
                 if attempt:
                     self._reconnect()
                 self._send(mtype, request_id, body, arrays, session)
                 msg = self._wait(request_id, wait)
                 if msg is None:
+                    self._check_handshake()
+                    attempt += 1
+                    continue
+                if msg.type == protocol.ERROR and msg.body.get("code") == protocol.E_EPOCH and not relearned:
+                    self._epoch = None  # the worker restarted since our hello: learn its new epoch, resend once
+                    relearned = True
                     continue
                 if msg.type == protocol.ERROR:
                     raise _error_from(msg, mtype)
@@ -488,6 +531,8 @@ class Client:
         """Handshake: the worker's protocol, version, model, device and capabilities."""
         reply = self.request(protocol.HELLO, {"protocol": protocol.version_string(), "client": "samroto.bridge"})
         body = reply.body
+        epoch = body.get("epoch")
+        self._epoch = epoch if isinstance(epoch, str) else ""  # "": a worker without epochs
         version = protocol.parse_version(body.get("protocol", "0.0"))
         if version[0] != protocol.PROTOCOL_VERSION[0]:
             raise ProtocolMismatch("the worker speaks protocol %s, this client %s: update the older side"
@@ -511,6 +556,7 @@ class Client:
                      *, name: Optional[str] = None, matte_dir: Optional[str] = None, matte_format: str = "exr",
                      track_resolution: Optional[int] = None, ocio: Optional[str] = None,
                      colorspace: Optional[str] = None, display: Optional[str] = None, view: Optional[str] = None,
+                     matting: Optional[str] = None,
                      timeout: Optional[float] = None) -> "RemoteSession":
         """Open a new session on a plate the worker reads: an image-sequence pattern
         (`shot.####.exr`, `shot.%04d.png`) limited to `first`-`last`, or a video file.
@@ -524,7 +570,9 @@ class Client:
         (a file on the worker's machine, a built-in `ocio://` URI, or "none" for a plain curve), the
         plate's colourspace, the viewer's display and view. What is left out comes from the worker's
         own settings, the plate's header and the config's defaults; `session.info["colour"]` says
-        what the worker chose."""
+        what the worker chose.
+        matting: "vitmatte-small" or "vitmatte-base": the session's mattes get production alpha from a
+        learned matting pass (the worker must have the checkpoint: `samroto download vitmatte-small`)."""
         if not isinstance(plate, (str, dict)):
             plate = os.fspath(plate)
         body: Dict[str, Any] = {"plate": plate, "first": first, "last": last, "name": name,
@@ -535,6 +583,8 @@ class Client:
                                                 ("view", view)) if value}
         if colour:
             body["colour"] = colour
+        if matting is not None:
+            body["matting"] = str(matting)
         reply = self.request(protocol.OPEN_SESSION, body, timeout=timeout or max(self.timeout, 60.0))
         return RemoteSession(self, reply.body)
 
@@ -546,6 +596,14 @@ class Client:
     def delete_session(self, session_id: str) -> None:
         """Remove a session and its saved state from the worker's session folder (mattes stay)."""
         self.request(protocol.DELETE_SESSION, {"session": session_id})
+
+
+def _add_matting_fields(body: Dict[str, Any], matting: Optional[str], layered_exr: bool) -> None:
+    # only when asked: older workers (and the session default) see the request unchanged
+    if matting is not None:
+        body["matting"] = str(matting)
+    if layered_exr:
+        body["layered_exr"] = True
 
 
 def pushed_plate(first: int, last: int, *, width: int, height: int) -> Dict[str, Any]:
@@ -663,14 +721,17 @@ class RemoteSession:
                   direction: str = protocol.FORWARD, write_mattes: bool = True, matte_dir: Optional[str] = None,
                   preview_size: int = protocol.DEFAULT_PREVIEW_SIZE,
                   credit: int = protocol.DEFAULT_CREDIT, refine_edges: bool = False,
-                  smooth_edges: bool = False) -> "Propagation":
+                  smooth_edges: bool = False, matting: Optional[str] = None,
+                  layered_exr: bool = False) -> "Propagation":
         """Track the objects through the shot; iterate the result for one `FrameUpdate` per frame.
 
         start: first frame to track from (default: the earliest prompted frame); first/last:
         limit the frames; direction: "forward", "backward" or "both". The worker writes the
         mattes (to the session's matte folder or `matte_dir`) and names them in each update, with
         a confidence report beside them; `refine_edges` snaps them to the plate's edges,
-        `smooth_edges` calms edge chatter. `credit` is how many frames the worker may run ahead
+        `smooth_edges` calms edge chatter; `matting` ("vitmatte-small", "vitmatte-base", "none";
+        default the session's) runs a learned matting pass; `layered_exr` also writes one EXR per
+        frame with every object's `<object>.A`. `credit` is how many frames the worker may run ahead
         of your loop."""
         if direction not in protocol.DIRECTIONS:
             raise ValueError("direction must be one of %s, got %r" % (", ".join(protocol.DIRECTIONS), direction))
@@ -679,6 +740,7 @@ class RemoteSession:
         body = {"start": start, "first": first, "last": last, "direction": direction, "write_mattes": write_mattes,
                 "matte_dir": matte_dir, "preview_size": preview_size, "credit": int(credit),
                 "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
+        _add_matting_fields(body, matting, layered_exr)
         self._current = Propagation(self, body, int(credit))
         return self._current
 
@@ -702,11 +764,13 @@ class RemoteSession:
 
     def write_mattes(self, frames: Optional[Sequence[int]] = None, *, matte_dir: Optional[str] = None,
                      matte_format: Optional[str] = None, refine_edges: bool = False,
-                     smooth_edges: bool = False) -> Dict[int, Dict[int, str]]:
+                     smooth_edges: bool = False, matting: Optional[str] = None,
+                     layered_exr: bool = False) -> Dict[int, Dict[int, str]]:
         """Write the stored mattes of `frames` (default: all); returns frame -> {obj_id: path}."""
         body: Dict[str, Any] = {"frames": [int(f) for f in frames] if frames is not None else None,
                                 "matte_dir": matte_dir, "matte_format": matte_format,
                                 "refine_edges": bool(refine_edges), "smooth_edges": bool(smooth_edges)}
+        _add_matting_fields(body, matting, layered_exr)
         reply = self._request(protocol.WRITE_MATTES, body, timeout=max(self.client.timeout, 300.0))
         out: Dict[int, Dict[int, str]] = {}
         for item in reply.body.get("written", []):

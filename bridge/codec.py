@@ -24,7 +24,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import msgpack
 
@@ -142,10 +142,13 @@ def packb(obj: Any) -> bytes:
 
 
 def unpackb(data: Union[bytes, memoryview], *, limits: protocol.Limits, max_bytes: int, what: str) -> Any:
-    """Strict msgpack decoding: no extension types, bounded lengths, str keys only."""
+    """Strict msgpack decoding: no extension types, bounded lengths, str keys only, and at most
+    `limits.max_containers` maps and arrays in all (an empty array is one byte on the wire but
+    about 70 bytes as a Python list; without this cap 16 MB could become 1 GB)."""
     size = memoryview(data).nbytes
     if size > max_bytes:
         raise ProtocolError(protocol.E_TOO_LARGE, "%s is %d bytes (limit %d)" % (what, size, max_bytes))
+    budget = _ContainerBudget(limits.max_containers, what)
     try:
         return msgpack.unpackb(
             data,
@@ -157,9 +160,29 @@ def unpackb(data: Union[bytes, memoryview], *, limits: protocol.Limits, max_byte
             max_array_len=limits.max_array_len,
             max_map_len=limits.max_map_len,
             max_ext_len=0,
+            list_hook=budget.count,
+            object_hook=budget.count,
         )
+    except ProtocolError:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise ProtocolError(protocol.E_MALFORMED, "%s is not valid msgpack: %s" % (what, _short(exc))) from None
+
+
+class _ContainerBudget:
+    """Counts maps and arrays as msgpack builds them; stops decoding past the limit."""
+
+    __slots__ = ("left", "limit", "what")
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.left = self.limit = int(limit)
+        self.what = what
+
+    def count(self, value: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ProtocolError(protocol.E_TOO_LARGE, "%s holds more than %d maps and arrays" % (self.what, self.limit))
+        return value
 
 
 def _short(exc: BaseException) -> str:
@@ -201,7 +224,8 @@ class ReplayGuard:
     Memory is bounded: at most `max_nonces` are remembered. Nonces older than the window are
     forgotten (their timestamps would be refused anyway); when the cache is full of recent ones,
     the oldest is forgotten and its timestamp becomes a floor below which messages are refused,
-    so a forgotten nonce can still never be replayed.
+    so a forgotten nonce can still never be replayed. The worker keeps one guard per client
+    (`PeerReplayGuards`), so one client's clock or traffic never moves another client's floor.
     """
 
     def __init__(self, *, window_s: float = 300.0, max_nonces: int = 100_000) -> None:
@@ -213,23 +237,38 @@ class ReplayGuard:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def check_time(self, timestamp: float, now: float) -> None:
+        """Refuse a timestamp outside the window, saying which clock is off and by how much."""
+        skew = timestamp - now
+        if skew > self.window_s:
+            raise ProtocolError(protocol.E_REPLAY, "message is stamped %.0f s ahead of the worker's clock (at most "
+                                "%.0f s allowed): the sender's clock is fast; set both machines' clocks (NTP)"
+                                % (skew, self.window_s))
+        if skew < -self.window_s:
+            raise ProtocolError(protocol.E_REPLAY, "message is stamped %.0f s behind the worker's clock (at most "
+                                "%.0f s allowed): a replayed message, or the sender's clock is slow; set both "
+                                "machines' clocks (NTP)" % (-skew, self.window_s))
+
     def check(self, timestamp: float, nonce: bytes, *, now: Optional[float] = None) -> None:
         now = time.time() if now is None else now
-        if not (now - self.window_s <= timestamp <= now + self.window_s):
-            raise ProtocolError(protocol.E_REPLAY, "message timestamp is %.0f s away from the worker's clock "
-                                "(window %.0f s): replayed, or the clocks differ" % (timestamp - now, self.window_s))
+        self.check_time(timestamp, now)
         if timestamp <= self._floor:
             raise ProtocolError(protocol.E_REPLAY, "message is older than the replay cache remembers")
         if nonce in self._seen:
             raise ProtocolError(protocol.E_REPLAY, "message nonce was already used (replayed message)")
         self._forget_expired(now)
         while len(self._seen) >= self.max_nonces:
-            _, oldest_ts = self._seen.popitem(last=False)
-            self._floor = max(self._floor, oldest_ts)
+            self.evict_oldest()
         self._seen[nonce] = timestamp
         # keep insertion order roughly by timestamp so expiry pops from the front
         if len(self._seen) > 1 and timestamp < next(iter(self._seen.values())):
             self._seen.move_to_end(nonce, last=False)
+
+    def evict_oldest(self) -> None:
+        """Forget the oldest nonce; its timestamp becomes the floor."""
+        if self._seen:
+            _, oldest_ts = self._seen.popitem(last=False)
+            self._floor = max(self._floor, oldest_ts)
 
     def _forget_expired(self, now: float) -> None:
         limit = now - self.window_s
@@ -238,6 +277,63 @@ class ReplayGuard:
             if ts >= limit:
                 break
             del self._seen[nonce]
+
+    def idle(self, now: float) -> bool:
+        """True when everything remembered has expired and the floor is past: the guard can go."""
+        self._forget_expired(now)
+        return not self._seen and self._floor < now - self.window_s
+
+
+class PeerReplayGuards:
+    """One `ReplayGuard` per client (routing id), with one memory budget for all of them.
+
+    A client whose clock runs fast, or that floods the worker, fills and evicts only its own
+    nonces; the floor of every other client stays where it was. When the budget is full, the
+    client holding the most nonces gives one up.
+    """
+
+    def __init__(self, *, window_s: float = 300.0, max_nonces: int = 100_000, max_peers: int = 1024) -> None:
+        self.window_s = float(window_s)
+        self.max_nonces = int(max_nonces)
+        self.max_peers = int(max_peers)
+        self._guards: Dict[bytes, ReplayGuard] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def peers(self) -> int:
+        return len(self._guards)
+
+    def check(self, peer: bytes, timestamp: float, nonce: bytes, *, now: Optional[float] = None) -> None:
+        now = time.time() if now is None else now
+        guard = self._guards.get(peer)
+        if guard is None:
+            ReplayGuard(window_s=self.window_s).check_time(timestamp, now)
+        if self._count >= self.max_nonces or (guard is None and len(self._guards) >= self.max_peers):
+            self._drop_idle(now, keep=peer)
+        if guard is None:
+            if len(self._guards) >= self.max_peers:
+                raise ProtocolError(protocol.E_BUSY, "the worker is serving %d clients already" % self.max_peers)
+            guard = self._guards[peer] = ReplayGuard(window_s=self.window_s, max_nonces=self.max_nonces)
+        while self._count >= self.max_nonces:
+            # the budget is full: the biggest holder (usually the flooding client itself) forgets its oldest
+            biggest = max(self._guards.values(), key=len)
+            if not len(biggest):
+                break
+            biggest.evict_oldest()
+            self._count -= 1
+        before = len(guard)
+        try:
+            guard.check(timestamp, nonce, now=now)
+        finally:
+            self._count += len(guard) - before
+
+    def _drop_idle(self, now: float, keep: bytes = b"") -> None:
+        for peer in [p for p, g in self._guards.items() if p != keep and g.idle(now)]:
+            del self._guards[peer]
+        self._count = sum(len(g) for g in self._guards.values())
 
 
 @dataclass
@@ -253,6 +349,9 @@ class Message:
     version: Tuple[int, int] = protocol.PROTOCOL_VERSION
     timestamp: float = 0.0
     nonce: bytes = b""
+    # the worker run this message was signed for (from `hello`; None in `hello` itself)
+    epoch: Optional[str] = None
+    body_bytes: int = 0  # the body's size on the wire (what queued requests hold is counted from it)
 
 
 def new_request_id() -> str:
@@ -262,7 +361,8 @@ def new_request_id() -> str:
 def encode(signer: Signer, type: str, *, request_id: Optional[str] = None, body: Optional[Dict[str, Any]] = None,
            arrays: Optional[Dict[str, ArrayLike]] = None, session: Optional[str] = None,
            reply_to: Optional[str] = None, version: Tuple[int, int] = protocol.PROTOCOL_VERSION,
-           timestamp: Optional[float] = None, nonce: Optional[bytes] = None) -> List[Any]:
+           timestamp: Optional[float] = None, nonce: Optional[bytes] = None,
+           epoch: Optional[str] = None) -> List[Any]:
     """Build the parts of a signed message: `[signature, header, body, *buffers]`."""
     header = {
         "v": [int(version[0]), int(version[1])],
@@ -273,6 +373,8 @@ def encode(signer: Signer, type: str, *, request_id: Optional[str] = None, body:
         "ts": float(time.time() if timestamp is None else timestamp),
         "nonce": os.urandom(NONCE_BYTES) if nonce is None else nonce,
     }
+    if epoch is not None:
+        header["epoch"] = epoch
     body_map: Dict[str, Any] = dict(body or {})
     buffers: List[memoryview] = []
     if arrays:
@@ -300,11 +402,12 @@ def peek_request_id(parts: Sequence[Any], *, limits: protocol.Limits = protocol.
 
 def decode(parts: Sequence[Any], signer: Optional[Signer], *, limits: protocol.Limits = protocol.DEFAULT_LIMITS,
            replay_guard: Optional[ReplayGuard] = None, as_numpy: bool = True, now: Optional[float] = None,
-           check_version: bool = True) -> Message:
+           check_version: bool = True, check_header: Optional[Callable[[Message], None]] = None) -> Message:
     """Check and decode `[signature, header, body, *buffers]`.
 
     Order matters: sizes first (cheap), then the signature (nothing unauthenticated is
-    parsed further), then header, version, replay, body and buffers. Raises ProtocolError.
+    parsed further), then header, version, `check_header` (the worker's epoch and per-client
+    replay checks), replay, body and buffers. Raises ProtocolError.
     `signer=None` skips the signature check (only for tests and tools, never the worker).
     """
     if len(parts) < 3:
@@ -328,9 +431,12 @@ def decode(parts: Sequence[Any], signer: Optional[Signer], *, limits: protocol.L
 
     header = unpackb(views[1], limits=limits, max_bytes=limits.max_header_bytes, what="header")
     msg = _header_to_message(header)
+    msg.body_bytes = views[2].nbytes
     if check_version and msg.version[0] != protocol.PROTOCOL_VERSION[0]:
         raise ProtocolError(protocol.E_VERSION, "protocol %s is not compatible with this side's %s (major versions differ)"
                             % (protocol.version_string(msg.version), protocol.version_string()))
+    if check_header is not None:
+        check_header(msg)
     if replay_guard is not None:
         replay_guard.check(msg.timestamp, msg.nonce, now=now)
 
@@ -370,6 +476,7 @@ def _header_to_message(header: Any) -> Message:
     session = header.get("session")
     ts = header.get("ts")
     nonce = header.get("nonce")
+    epoch = header.get("epoch")
     if not isinstance(mtype, str) or not 0 < len(mtype) <= 64:
         raise ProtocolError(protocol.E_MALFORMED, "header `type` must be a short string")
     if not isinstance(rid, str) or not 0 < len(rid) <= 64:
@@ -382,8 +489,10 @@ def _header_to_message(header: Any) -> Message:
         raise ProtocolError(protocol.E_MALFORMED, "header `ts` must be a number (unix seconds)")
     if not isinstance(nonce, bytes) or not 8 <= len(nonce) <= 64:
         raise ProtocolError(protocol.E_MALFORMED, "header `nonce` must be 8 to 64 bytes")
+    if epoch is not None and (not isinstance(epoch, str) or not 0 < len(epoch) <= 64):
+        raise ProtocolError(protocol.E_MALFORMED, "header `epoch` must be the worker's epoch string or nil")
     return Message(type=mtype, request_id=rid, session=session, reply_to=reply_to, version=version,
-                   timestamp=float(ts), nonce=nonce)
+                   timestamp=float(ts), nonce=nonce, epoch=epoch)
 
 
 def _check_descriptor(desc: Any) -> Tuple[str, str, List[int]]:

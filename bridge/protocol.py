@@ -12,7 +12,9 @@ from typing import Tuple
 
 # major.minor: a different major is refused; a newer minor only adds optional fields
 # and new message types, which an older peer ignores or answers with `unknown_type`.
-PROTOCOL_VERSION: Tuple[int, int] = (1, 0)
+# 1.1: every request but `hello` carries the worker's `epoch` (from `hello`) in its signed header,
+# and the connection itself is authenticated (ZAP: PLAIN on loopback, CURVE authorised keys elsewhere).
+PROTOCOL_VERSION: Tuple[int, int] = (1, 1)
 
 
 def version_string(version: Tuple[int, int] = PROTOCOL_VERSION) -> str:
@@ -94,6 +96,8 @@ E_BUSY = "busy"                     # job queue full, or the session is propagat
 E_NOT_IMPLEMENTED = "not_implemented"
 E_INTERNAL = "internal"             # unexpected failure inside the worker (it keeps serving)
 E_STOPPING = "stopping"             # the worker is shutting down
+E_LIMIT = "over_limit"              # a cap was reached: objects, prompts, frames, sessions, queued bytes
+E_EPOCH = "worker_restarted"        # signed for an earlier run of the worker: say `hello` again, then resend
 
 # Propagation directions.
 FORWARD = "forward"
@@ -118,21 +122,27 @@ class Limits:
     """Sizes the worker accepts; anything larger is refused before it is decoded.
 
     `max_message_bytes` is also set as the socket's MAXMSGSIZE (ZeroMQ drops the peer
-    for a larger single part without reading it into memory).
+    for a larger single part without reading it into memory). Decoded bodies are bounded
+    in bytes and in containers (maps + arrays), so a small body cannot expand into
+    gigabytes of Python objects.
     """
 
     max_message_bytes: int = 512 * 1024 * 1024
     max_header_bytes: int = 4096
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
     max_buffers: int = 16
     max_str_len: int = 1024 * 1024
     max_array_len: int = 1_000_000
     max_map_len: int = 4096
+    # maps and arrays in one decoded body, all levels together
+    max_containers: int = 200_000
     # replay protection: a message older or newer than this (seconds) is refused
     replay_window_s: float = 300.0
-    # at most this many nonces remembered; older ones are forgotten but their
-    # timestamps become the floor below which messages are refused (still no replays)
+    # nonces remembered over all clients; a client that fills the cache only evicts its own
+    # nonces (their timestamps become that client's floor), never another client's
     max_remembered_nonces: int = 100_000
+    # clients (routing ids) with replay state at once
+    max_peers: int = 1024
 
     @property
     def max_parts(self) -> int:
@@ -146,3 +156,6 @@ DEFAULT_PORT = 5795
 DEFAULT_ADDRESS = "tcp://127.0.0.1:%d" % DEFAULT_PORT
 DEFAULT_CREDIT = 8          # frames a stream may run ahead of the client
 DEFAULT_PREVIEW_SIZE = 128  # longest side of the RLE mask previews in `frame` messages
+
+# Learned matting passes a session or request may ask for (`matting`); "none" turns a session's off.
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
+import time
 from typing import Any
 
 
@@ -54,3 +56,33 @@ def fsync_folder(folder: "str | os.PathLike[str]") -> None:
         pass
     finally:
         os.close(fd)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: "str | os.PathLike[str]", *, older_than_s: float = 0.0,
+                             max_entries: int = 100_000) -> int:
+    """Delete the temporary files `write_bytes_atomic` leaves when its writer is killed mid-write
+    (`.<name>.<8 hex>.tmp`) in `folder` (not below it); only those older than `older_than_s`.
+    Returns how many were removed. Nothing else is touched."""
+    removed = 0
+    now = time.time()
+    try:
+        entries = os.scandir(folder)
+    except OSError:
+        return 0
+    with entries:
+        for count, entry in enumerate(entries):
+            if count >= max_entries:
+                break
+            if not _TEMP_NAME.match(entry.name):
+                continue
+            try:
+                old = now - entry.stat(follow_symlinks=False).st_mtime >= older_than_s
+                if old and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue
+    return removed

@@ -32,6 +32,7 @@ import math
 import operator
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -161,6 +162,17 @@ class FramePattern:
 ColourSpec = ColourSettings | ViewTransform | PlateColour | Mapping[str, Any]
 
 
+def require_regular_file(path: str, what: str) -> None:
+    """Refuse anything but a regular file before opening it: reading a FIFO or a device named like a
+    frame would block (or never end) and freeze all model work."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise FrameError(f"{what} {path!r} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise FrameError(f"{what} {path!r} is not a regular file (a FIFO, device or folder cannot be read as a frame)")
+
+
 def read_image(path: str | os.PathLike[str], *, view: ColourSpec | None = None) -> np.ndarray:
     """One image file -> H*W*3 RGB: uint8, uint16, or float32 in [0, 1].
 
@@ -176,8 +188,7 @@ def read_image(path: str | os.PathLike[str], *, view: ColourSpec | None = None) 
     extension = os.path.splitext(path)[1].lower()
     if extension not in IMAGE_EXTENSIONS:
         raise FrameError(f"{path!r}: unknown image extension {extension!r}; expected one of {sorted(IMAGE_EXTENSIONS)}")
-    if not os.path.isfile(path):
-        raise FrameError(f"image file {path!r} does not exist")
+    require_regular_file(path, "image file")
     image, header = _read_pixels(path)
     colour = view if isinstance(view, PlateColour) else plate_colour(view, image.dtype.kind == "f", header, path)
     return to_display(image, colour)
@@ -393,6 +404,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 def _probe(path: str) -> tuple[int, int, bool, HeaderColour | None]:
     """(height, width, float pixels, what the header says of colour) of an image file, decoding as
     little as the format allows."""
+    require_regular_file(path, "image file")
     if os.path.splitext(path)[1].lower() == ".exr":
         height, width, header = _exr_probe(path)
         return height, width, True, header
@@ -662,8 +674,7 @@ class VideoFileFrames(FrameSource):
         self.path = os.fspath(path)
         self.seeks = 0  # decoder restarts so far (benchmarks and tests read it)
         self.decoded_frames = 0
-        if not os.path.isfile(self.path):
-            raise FrameError(f"video file {self.path!r} does not exist")
+        require_regular_file(self.path, "video file")
         # decoded video is display-referred unless the caller names its colourspace
         self.colour = plate_colour(view, False, None, self.path)
         try:

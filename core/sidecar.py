@@ -26,7 +26,9 @@ Format, version 1 (`*.json`, UTF-8)::
         "checkpoint": "sam2.1_hiera_base_plus",      #   official name or checkpoint file
         "config": null                      #   optional: JSON text, a file (`x.json#variant`) or an object
       },
-      "session": {"fill_hole_area": 8, "non_overlap_masks": false},   # optional, these defaults
+      "session": {"fill_hole_area": 8, "non_overlap_masks": false},   # optional, these defaults;
+                                            #   also "matting": "vitmatte-small" | "vitmatte-base" for a
+                                            #   learned matting pass on the mattes (default none)
       "objects": [                          # required, at least one object
         {
           "obj_id": 1,                      # required, a unique integer
@@ -72,7 +74,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -95,6 +97,8 @@ __all__ = [
     "ShotSpec",
     "Sidecar",
     "SidecarError",
+    "PromptLimits",
+    "DEFAULT_PROMPT_LIMITS",
     "apply_prompts",
     "decode_mask_rle",
     "encode_mask_rle",
@@ -106,6 +110,27 @@ __all__ = [
 
 class SidecarError(ValueError):
     """A sidecar cannot be read, written or replayed; the message names the file and the field."""
+
+
+class PromptLimitError(SidecarError):
+    """A sidecar or prompt request passes one of the `PromptLimits` (the worker answers `over_limit`)."""
+
+
+@dataclass(frozen=True)
+class PromptLimits:
+    """How much prompting one request, sidecar or batch job may ask for. One set of limits for every
+    way of adding prompts (the worker's `add_*` requests and `import_prompts`, sidecar files, batch),
+    checked before any of it runs, so no client can keep the model busy for minutes with one request.
+    The defaults are far above what an artist clicks."""
+
+    max_objects: int = 64                  # objects in one session or sidecar
+    max_points: int = 1000                 # clicks in one prompt (one object on one frame)
+    max_prompts: int = 2000                # prompt entries (object x frame) in one sidecar
+    max_total_points: int = 20_000         # clicks in one sidecar, all prompts together
+    max_mask_pixels: int = 8192 * 8192     # a mask prompt's height x width (a 64 MB boolean image)
+
+
+DEFAULT_PROMPT_LIMITS = PromptLimits()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,10 +150,14 @@ def encode_mask_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"height": int(m.shape[0]), "width": int(m.shape[1]), "counts": [int(c) for c in counts]}
 
 
-def decode_mask_rle(rle: Mapping[str, Any], *, where: str = "mask") -> np.ndarray:
-    """{"height", "width", "counts"} -> H*W bool."""
+def decode_mask_rle(rle: Mapping[str, Any], *, where: str = "mask",
+                    max_pixels: int = DEFAULT_PROMPT_LIMITS.max_mask_pixels) -> np.ndarray:
+    """{"height", "width", "counts"} -> H*W bool. The declared size is checked against `max_pixels`
+    before anything is allocated (a 200-byte RLE can declare 40000 x 40000)."""
     height = _int(rle.get("height"), f"{where}.height", minimum=1)
     width = _int(rle.get("width"), f"{where}.width", minimum=1)
+    if height * width > max_pixels:
+        raise PromptLimitError(f"{where}: a {width}x{height} mask is larger than the limit of {max_pixels} pixels")
     counts = rle.get("counts")
     if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
         raise SidecarError(f"{where}.counts: expected a list of run lengths (integers)")
@@ -141,11 +170,39 @@ def decode_mask_rle(rle: Mapping[str, Any], *, where: str = "mask") -> np.ndarra
     return np.repeat(values, counts).reshape(height, width)
 
 
-def _read_mask_file(path: Path, where: str) -> np.ndarray:
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's header, without decoding it; None when not a PNG."""
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def _read_mask_file(path: Path, where: str, *, roots: tuple[Path, ...] | None = None,
+                    max_pixels: int = DEFAULT_PROMPT_LIMITS.max_mask_pixels) -> np.ndarray:
+    """A mask image: a regular file (never a FIFO or device, which would block), size checked from
+    its header before decoding. With `roots` (a sidecar that came over the wire) only files under
+    those folders are read, and the error for any other path is the same whether it exists or not."""
+    import stat
+
     import cv2
 
-    if not path.is_file():
-        raise SidecarError(f"{where}.file: {str(path)!r} does not exist")
+    if roots is not None:
+        real = Path(os.path.realpath(path))
+        if not any(real == root or root in real.parents for root in roots):
+            raise SidecarError(f"{where}.file: the worker reads mask files only from the plate's folder, the session "
+                               "folder and its --read-root folders; send the mask inline (RLE) instead")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise SidecarError(f"{where}.file: {str(path)!r} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise SidecarError(f"{where}.file: {str(path)!r} is not a regular file")
+    size = _png_size(path)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise PromptLimitError(f"{where}.file: a {size[0]}x{size[1]} mask is larger than the limit of {max_pixels} "
+                               "pixels")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise SidecarError(f"{where}.file: cannot decode {str(path)!r} as an image")
@@ -240,13 +297,21 @@ class ModelSpec:
         return out
 
 
+# the learned matting passes a sidecar may ask for (samroto.core.matting presets; named here to stay torch-free)
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")
+
+
 @dataclass
 class SessionSettings:
     fill_hole_area: int = 8
     non_overlap_masks: bool = False
+    matting: str | None = None  # a learned matting pass for the shot's mattes (MATTING_MODELS)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fill_hole_area": self.fill_hole_area, "non_overlap_masks": self.non_overlap_masks}
+        out: dict[str, Any] = {"fill_hole_area": self.fill_hole_area, "non_overlap_masks": self.non_overlap_masks}
+        if self.matting is not None:
+            out["matting"] = self.matting
+        return out
 
 
 @dataclass
@@ -260,6 +325,9 @@ class Sidecar:
     # the folder relative paths are resolved against (the sidecar's own folder once loaded)
     base_dir: Path | None = None
     source: str = "<sidecar>"  # file name or description, for error messages
+    # what parsing allowed: the limits, and the folders mask files may come from (None: anywhere)
+    limits: PromptLimits = field(default=DEFAULT_PROMPT_LIMITS, repr=False, compare=False)
+    mask_roots: tuple[Path, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str | None:
@@ -310,11 +378,16 @@ class Sidecar:
 
     @classmethod
     def from_dict(
-        cls, data: Any, *, base_dir: "str | os.PathLike[str] | None" = None, source: str = "<sidecar>"
+        cls, data: Any, *, base_dir: "str | os.PathLike[str] | None" = None, source: str = "<sidecar>",
+        limits: PromptLimits = DEFAULT_PROMPT_LIMITS, mask_roots: "tuple[Path, ...] | None" = None,
     ) -> "Sidecar":
-        """Validate a parsed sidecar; errors are SidecarError naming `source` and the field."""
+        """Validate a parsed sidecar; errors are SidecarError naming `source` and the field.
+        limits: checked while parsing, before any mask is decoded; mask_roots: the only folders
+        mask files may be read from (None: anywhere, for a sidecar file the user gave)."""
         try:
-            return _parse(data, Path(base_dir) if base_dir is not None else None, source)
+            return _parse(data, Path(base_dir) if base_dir is not None else None, source, limits, mask_roots)
+        except PromptLimitError as exc:
+            raise PromptLimitError(f"{source}: {exc}") from None
         except SidecarError as exc:
             raise SidecarError(f"{source}: {exc}") from None
 
@@ -323,7 +396,8 @@ class Sidecar:
 # Parsing (errors name the field as a path: objects[0].prompts[1].labels)
 
 
-def _parse(data: Any, base_dir: Path | None, source: str) -> Sidecar:
+def _parse(data: Any, base_dir: Path | None, source: str, limits: PromptLimits = DEFAULT_PROMPT_LIMITS,
+           mask_roots: tuple[Path, ...] | None = None) -> Sidecar:
     top = _mapping(data, "the sidecar")
     _known_keys(top, "", {"format", "version", "shot", "model", "session", "objects", "metadata"})
     if top.get("format") != SIDECAR_FORMAT:
@@ -348,10 +422,13 @@ def _parse(data: Any, base_dir: Path | None, source: str) -> Sidecar:
         version=version,
         base_dir=base_dir,
         source=source,
+        limits=limits,
+        mask_roots=tuple(Path(os.path.realpath(r)) for r in mask_roots) if mask_roots is not None else None,
     )
     objects = top.get("objects")
     if not isinstance(objects, list) or not objects:
         raise SidecarError("objects: expected a non-empty list of objects")
+    _check_counts(objects, limits)
     seen: set[int] = set()
     for i, entry in enumerate(objects):
         obj = _parse_object(entry, f"objects[{i}]", sidecar)
@@ -363,6 +440,23 @@ def _parse(data: Any, base_dir: Path | None, source: str) -> Sidecar:
     if len(set(names)) != len(names):
         raise SidecarError(f"objects: names must be unique, got {names}")
     return sidecar
+
+
+def _check_counts(objects: list, limits: PromptLimits) -> None:
+    """Objects, prompt entries and clicks against the limits, before any prompt is parsed."""
+    if len(objects) > limits.max_objects:
+        raise PromptLimitError(f"objects: {len(objects)} objects is more than the limit of {limits.max_objects}")
+    prompts = [p for o in objects if isinstance(o, Mapping) and isinstance(o.get("prompts"), list)
+               for p in o["prompts"]]
+    if len(prompts) > limits.max_prompts:
+        raise PromptLimitError(f"objects: {len(prompts)} prompts is more than the limit of {limits.max_prompts}")
+    clicks = [len(p["points"]) for p in prompts if isinstance(p, Mapping) and isinstance(p.get("points"), list)]
+    if any(n > limits.max_points for n in clicks):
+        raise PromptLimitError(f"objects: a prompt has {max(clicks)} clicks, more than the limit of "
+                               f"{limits.max_points}")
+    if sum(clicks) > limits.max_total_points:
+        raise PromptLimitError(f"objects: {sum(clicks)} clicks in all is more than the limit of "
+                               f"{limits.max_total_points}")
 
 
 def _parse_shot(value: Any) -> ShotSpec:
@@ -408,12 +502,15 @@ def _parse_model(value: Any) -> ModelSpec:
 
 def _parse_session(value: Any) -> SessionSettings:
     session = _mapping(value, "session")
-    _known_keys(session, "session.", {"fill_hole_area", "non_overlap_masks"})
+    _known_keys(session, "session.", {"fill_hole_area", "non_overlap_masks", "matting"})
     fill = _int(session.get("fill_hole_area", 8), "session.fill_hole_area", minimum=0)
     non_overlap = session.get("non_overlap_masks", False)
     if not isinstance(non_overlap, bool):
         raise SidecarError(f"session.non_overlap_masks: expected true or false, got {non_overlap!r}")
-    return SessionSettings(fill_hole_area=fill, non_overlap_masks=non_overlap)
+    matting = session.get("matting")
+    if matting is not None and matting not in MATTING_MODELS:
+        raise SidecarError(f"session.matting: expected one of {', '.join(MATTING_MODELS)} or null, got {matting!r}")
+    return SessionSettings(fill_hole_area=fill, non_overlap_masks=non_overlap, matting=matting)
 
 
 def _parse_object(value: Any, where: str, sidecar: Sidecar) -> ObjectPrompts:
@@ -478,9 +575,10 @@ def _parse_mask(value: Any, where: str, sidecar: Sidecar) -> np.ndarray:
         _known_keys(mask, f"{where}.", {"file"})
         if not isinstance(mask["file"], str) or not mask["file"]:
             raise SidecarError(f"{where}.file: expected a PNG file name")
-        return _read_mask_file(Path(sidecar.resolve(mask["file"])), where)
+        return _read_mask_file(Path(sidecar.resolve(mask["file"])), where, roots=sidecar.mask_roots,
+                               max_pixels=sidecar.limits.max_mask_pixels)
     _known_keys(mask, f"{where}.", {"height", "width", "counts"})
-    return decode_mask_rle(mask, where=where)
+    return decode_mask_rle(mask, where=where, max_pixels=sidecar.limits.max_mask_pixels)
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -666,11 +764,13 @@ def _session_mask(session: "VideoSession", mask_file: str, obj_id: int, frame: i
     return mask
 
 
-def apply_prompts(session: "VideoSession", sidecar: "Sidecar | Mapping[str, Any]") -> None:
+def apply_prompts(session: "VideoSession", sidecar: "Sidecar | Mapping[str, Any]", *,
+                  before_each: "Callable[[], None] | None" = None) -> None:
     """Replay a sidecar's prompts onto a session (nothing is tracked yet: call `propagate` next).
 
     Every object's prompts are applied frame by frame; errors (a frame outside the shot, a mask of
-    the wrong size) are SidecarErrors naming the object and frame.
+    the wrong size) are SidecarErrors naming the object and frame. `before_each` runs before every
+    prompt (the worker raises from it when it is asked to stop).
     """
     from .frames import FrameError
     from .video_session import SessionError
@@ -679,6 +779,8 @@ def apply_prompts(session: "VideoSession", sidecar: "Sidecar | Mapping[str, Any]
         sidecar = Sidecar.from_dict(sidecar)
     for obj in sidecar.objects:
         for prompt in sorted(obj.prompts, key=lambda p: p.frame):
+            if before_each is not None:
+                before_each()
             try:
                 if prompt.mask is not None:
                     session.add_mask(prompt.frame, obj.obj_id, prompt.mask)

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
+    parser.add_argument("--matting", choices=["vitmatte-small", "vitmatte-base"], default=None,
+                        help="learned matting pass for shots whose sidecar sets no session.matting")
     parser.add_argument("--overwrite", "--restart", dest="overwrite", action="store_true",
                         help="redo shots whose prompts, plate, model or options changed since their mattes were "
                              "made, or whose mattes another run left (their old mattes are deleted); without it "
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
                            restart=args.overwrite, keep_state=args.keep_state, threads=args.threads,
                            refine_edges=args.refine_edges, smooth_edges=args.smooth_edges, missing=args.missing,
-                           colour=colour.to_dict() if colour is not None else None)
+                           colour=colour.to_dict() if colour is not None else None, matting=args.matting)
 
     def on_result(result: "ShotResult") -> None:
         # each shot as it ends (stderr); quiet: only the summary lists the shots

@@ -121,6 +121,8 @@ class BatchOptions:
     missing: str = "error"  # frames missing from a sequence: "error", "hold" or "skip" (core.plate_check)
     image_size: int | None = None  # track at this internal size: a PREVIEW (None: the model's own)
     flat: bool = False  # mattes straight in out_dir (`samroto matte`) instead of out_dir/<shot>/
+    matting: str | None = None  # learned matting pass for shots whose sidecar names none (session.matting)
+    layered_exr: bool = False  # also one EXR per frame with every object's alpha as <object>.A
 
 
 @dataclass
@@ -169,6 +171,11 @@ def shot_manifest(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions,
         manifest["missing"] = options.missing
     if options.image_size is not None:
         manifest["image_size"] = options.image_size
+    matting = sidecar.session.matting or options.matting
+    if matting:
+        manifest["matting"] = matting
+    if options.layered_exr:
+        manifest["layered_exr"] = True
     return manifest
 
 
@@ -237,6 +244,7 @@ class ShotRunner:
         self.options = options
         self.precision = choice.resolved_precision()
         self.progress = progress
+        self._matting_models: dict[str, Any] = {}  # loaded once per runner, a fresh pass per shot
 
     def run(self, job: ShotJob) -> ShotResult:
         """Run one shot; never raises for a shot's own problems (they become a failed result)."""
@@ -323,7 +331,9 @@ class ShotRunner:
         bar = self.progress(name, len(numbers)) if self.progress else None
         # mattes and, beside them, <shot>.confidence.json (carried on across interruptions)
         output = MatteOutput(writer, frames=session.frames, options=MatteOptions(
-            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges))
+            refine_edges=self.options.refine_edges, smooth_edges=self.options.smooth_edges,
+            layered_exr=self.options.layered_exr),
+            matting=self._matting_pass(sidecar.session.matting or self.options.matting))
         try:
             self._track(session, keyframe, numbers, done, output, result, bar, skipped)
         finally:
@@ -338,6 +348,20 @@ class ShotRunner:
         _write_status(state_root, status)
         if not self.options.keep_state:
             shutil.rmtree(session_dir, ignore_errors=True)
+
+    def _matting_pass(self, name: str | None) -> Any:
+        """A fresh matting pass (its own temporal state) for a shot, or None; a missing checkpoint fails
+        the shot with how to get it (MattingCheckpointError is a ValueError)."""
+        if not name:
+            return None
+        from samroto.core.matting import load_matting_model
+        from samroto.core.matting.download import resolve_matting_checkpoint
+        from samroto.core.matting_pass import MattingPass
+
+        if name not in self._matting_models:
+            path, preset = resolve_matting_checkpoint(name)
+            self._matting_models[name] = load_matting_model(path, config=preset, device=self.model.device)
+        return MattingPass(self._matting_models[name])
 
     def _open_session(
         self,

@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "video": "per-frame time and peak RSS while propagating through a real clip",
     "edges": "boundary accuracy of the edge refinement on a known alpha",
     "read": "read-path speed for 4K EXR and DPX plates (readers before/after) and the OCIO view",
+    "matting": "learned matting pass: ms per frame (vitmatte small/base, 1080p/4K) and memory over a long shot",
 }
 
 

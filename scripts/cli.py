@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("batch_cmd", "generate mattes for many shots from prompt sidecars (optionally on Ray)"),
     "download": ("download_cmd", "download an official SAM 2 / SAM 2.1 checkpoint into the cache"),
     "bench": ("bench_cmd", "print speed and memory figures (image, video, edges, read)"),
+    "keys": ("keys_cmd", "CURVE keys for network workers: show this machine's client key, authorise a client's"),
 }
 
 

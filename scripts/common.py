@@ -113,6 +113,34 @@ def load_model_from_args(args: argparse.Namespace) -> "SAM2Model":
     return model
 
 
+MATTING_MODELS = ("vitmatte-small", "vitmatte-base")
+
+
+def add_matting_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("matting")
+    group.add_argument(
+        "--matting", default=None, metavar="MODEL",
+        help=f"production alpha from a learned matting pass on the masks' edges: {' or '.join(MATTING_MODELS)} "
+             "(cached by `samroto download`) or a ViTMatte checkpoint file",
+    )
+    group.add_argument("--layered-exr", action="store_true",
+                       help="also write one EXR per frame holding every object's alpha as <object>.A")
+
+
+def matting_error(args: argparse.Namespace) -> str | None:
+    """Why `--matting` cannot run (a missing or unknown checkpoint, with how to get it), or None."""
+    if not getattr(args, "matting", None):
+        return None
+    from samroto.core.matting import MattingCheckpointError
+    from samroto.core.matting.download import resolve_matting_checkpoint
+
+    try:
+        resolve_matting_checkpoint(args.matting)
+    except MattingCheckpointError as exc:
+        return str(exc)
+    return None
+
+
 def bench_model(args: argparse.Namespace, *, memory_attention: bool) -> "SAM2Model":
     """The benchmarks' model: `--model` loaded, or the `--config` preset with random weights, at
     `--image-size` if given; `--compile` compiles the image encoder (and memory attention if asked)."""

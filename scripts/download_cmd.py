@@ -1,4 +1,4 @@
-"""`samroto download NAME`: fetch an official checkpoint into the user cache."""
+"""`samroto download NAME`: fetch an official checkpoint (SAM 2, or a ViTMatte matting model) into the user cache."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 
 from samroto.core.model.config import PRESETS
 
+from .common import MATTING_MODELS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"checkpoint names: {', '.join(PRESETS)}")
-    parser.add_argument("--all", action="store_true", help="download all eight checkpoints")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"checkpoint names: {', '.join(PRESETS)}; matting models: {', '.join(MATTING_MODELS)}")
+    parser.add_argument("--all", action="store_true", help="download all eight SAM 2 checkpoints")
     parser.add_argument("--dir", type=Path, help="cache folder (default: the user cache, see SAMROTO_CACHE_DIR)")
     parser.add_argument("--sha256", help="expected SHA-256 of the file (one NAME only)")
     parser.add_argument("--force", action="store_true", help="download again even if cached")
@@ -20,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from samroto.core.matting.download import download_matting_checkpoint, is_matting_name
     from samroto.core.model.download import DownloadError, cache_dir, download_checkpoint
 
     names = list(PRESETS) if args.all else args.names
@@ -39,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         try:
-            path = download_checkpoint(
-                name, directory=args.dir, sha256=args.sha256, force=args.force, progress=progress
-            )
+            if is_matting_name(name):
+                path = download_matting_checkpoint(name, directory=args.dir, force=args.force, progress=progress)
+            else:
+                path = download_checkpoint(
+                    name, directory=args.dir, sha256=args.sha256, force=args.force, progress=progress
+                )
         except DownloadError as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)

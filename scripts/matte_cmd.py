@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_colour_arguments, add_model_arguments, colour_from_args, parse_box, parse_xy
+from .common import (add_colour_arguments, add_matting_arguments, add_model_arguments, colour_from_args, matting_error,
+                     parse_box, parse_xy)
 
 if TYPE_CHECKING:
     from samroto.core.colour import ColourSettings
@@ -64,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
     parser.add_argument("--quiet", action="store_true", help="no progress (results and errors are still printed)")
     add_colour_arguments(parser)
+    add_matting_arguments(parser)
     add_model_arguments(parser)
 
 
@@ -136,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
     sidecar = _sidecar(args, shot, frame, points, colour)
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
                            restart=args.overwrite, refine_edges=args.refine_edges, smooth_edges=args.smooth_edges,
-                           missing=args.missing, flat=True)
+                           missing=args.missing, flat=True, matting=args.matting, layered_exr=args.layered_exr)
+    problem = matting_error(args)  # before the model loads: a missing matting checkpoint fails fast
+    if problem:
+        return _error(problem)
     try:
         if not (args.preview is not None and args.preview_only):
             check_outputs(shot, sidecar, choice, options)  # another run's mattes: refused before the model loads
@@ -220,7 +225,9 @@ def _run_pass(args: argparse.Namespace, model: "SAM2Model", choice: "ModelChoice
     from .progress import progress
 
     preview = image_size is not None
-    options = dataclasses.replace(options, image_size=image_size)  # type: ignore[type-var]
+    # the learned matting pass makes the final mattes; the PREVIEW stays the fast tracked matte
+    options = dataclasses.replace(options, image_size=image_size,  # type: ignore[type-var]
+                                  matting=None if preview else options.matting)  # type: ignore[attr-defined]
     if preview:
         print(f"PREVIEW pass: tracking at {image_size} px (fast, not the final mattes)", file=sys.stderr)
     desc = "PREVIEW" if preview else "tracking"

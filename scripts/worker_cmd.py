@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from samroto.bridge import auth, protocol
+from samroto.core.sidecar import PromptLimits
 
 from .common import (
     DEFAULT_MODEL,
@@ -44,6 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="MB", help="largest message accepted (default %(default).0f)")
     group.add_argument("--max-loaded-sessions", type=int, default=8, metavar="N",
                        help="sessions kept in memory; older ones are saved and reopened on demand (default 8)")
+    limits = parser.add_argument_group("limits (PROTOCOL.md, section 3; defaults suit a 16 GB workstation)")
+    limits.add_argument("--max-body-mb", type=float, default=protocol.DEFAULT_LIMITS.max_body_bytes / 2 ** 20,
+                        metavar="MB", help="largest msgpack body (default %(default).0f)")
+    limits.add_argument("--max-queued-mb", type=float, default=1024, metavar="MB",
+                        help="memory queued requests may hold together (default %(default).0f)")
+    limits.add_argument("--max-objects", type=int, default=PromptLimits.max_objects, metavar="N",
+                        help="objects per session (default %(default)s)")
+    limits.add_argument("--max-points", type=int, default=PromptLimits.max_points, metavar="N",
+                        help="clicks in one prompt (default %(default)s)")
+    limits.add_argument("--max-prompts", type=int, default=PromptLimits.max_prompts, metavar="N",
+                        help="prompt entries in one imported sidecar (default %(default)s)")
+    limits.add_argument("--max-frames", type=int, default=100_000, metavar="N",
+                        help="frames in one session's range (default %(default)s)")
+    limits.add_argument("--read-root", action="append", type=Path, default=[], metavar="DIR",
+                        help="a folder requests may read mask files from, besides the plate's folder and the "
+                        "session folder (repeat for more)")
+    limits.add_argument("--stop-grace", type=float, default=10.0, metavar="S",
+                        help="on SIGTERM, wait this long for a running request before saving the other sessions and "
+                        "exiting with status 3 (default %(default)s)")
     add_colour_arguments(parser, defaults_for="defaults for sessions whose client leaves them open")
     logging_group = parser.add_argument_group("log")
     logging_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -59,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samroto.bridge.worker import logs
-    from samroto.bridge.worker.server import ModelEngine, Worker, WorkerConfig, default_session_dir
+    from samroto.bridge.worker.server import EXIT_STUCK, ModelEngine, Worker, WorkerConfig, default_session_dir
 
     if args.log_max_mb <= 0:
         print("error: --log-max-mb must be positive", file=sys.stderr)
@@ -72,11 +92,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     log = logging.getLogger(logs.LOGGER)
 
-    if args.max_message_mb <= 0 or args.client_timeout <= 0:
-        print("error: --max-message-mb and --client-timeout must be positive", file=sys.stderr)
+    numbers = (args.max_message_mb, args.client_timeout, args.max_body_mb, args.max_queued_mb, args.max_objects,
+               args.max_points, args.max_prompts, args.max_frames, args.stop_grace)
+    if min(numbers) <= 0:
+        print("error: --max-message-mb, --max-body-mb, --max-queued-mb, --max-objects, --max-points, --max-prompts, "
+              "--max-frames, --client-timeout and --stop-grace must be positive", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in args.read_root if not p.is_dir()]
+    if missing:
+        print("error: --read-root folders do not exist: %s" % ", ".join(missing), file=sys.stderr)
         return 2
     limits = dataclasses.replace(protocol.DEFAULT_LIMITS, max_message_bytes=int(args.max_message_mb * 2 ** 20))
-    limits = dataclasses.replace(limits, max_body_bytes=min(limits.max_body_bytes, limits.max_message_bytes))
+    limits = dataclasses.replace(limits, max_body_bytes=min(int(args.max_body_mb * 2 ** 20), limits.max_message_bytes))
+    prompt_limits = dataclasses.replace(PromptLimits(), max_objects=args.max_objects, max_points=args.max_points,
+                                        max_prompts=args.max_prompts)
     try:
         token = auth.load_or_create_token()
     except (auth.AuthError, OSError) as exc:
@@ -84,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = WorkerConfig(bind=args.bind, session_dir=args.session_dir or default_session_dir(), token=token,
                           limits=limits, client_timeout_s=args.client_timeout,
-                          max_loaded_sessions=max(1, args.max_loaded_sessions))
+                          max_loaded_sessions=max(1, args.max_loaded_sessions),
+                          max_queued_bytes=int(args.max_queued_mb * 2 ** 20), prompt_limits=prompt_limits,
+                          max_frames=args.max_frames, read_roots=tuple(p.resolve() for p in args.read_root),
+                          stop_grace_s=args.stop_grace)
     colour = colour_from_args(args)  # a bad config stops the worker here, with one line
     log.info("loading %s", args.model)
     model = load_model_from_args(args)  # one line on stderr and exit status 2 if it cannot
@@ -109,5 +141,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"samroto worker listening on {address}", flush=True)
 
     code = worker.serve(ready=ready)
+    if code == EXIT_STUCK:
+        # the compute thread is stuck in a request: exit without waiting for it (the other sessions are saved)
+        log.error("stopped with a request still running (exit status %d)", code)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)
     log.info("stopped")
     return code

@@ -24,7 +24,7 @@ PACKAGE_ROOTS = {"core": "samroto.core", "bridge": "samroto.bridge", "scripts": 
                  "plugins/blender": "samroto_blender", "plugins/nuke/samroto_nuke": "samroto_nuke"}
 
 # Blender modules that must stay importable without bpy: their logic is tested outside Blender
-BPY_FREE_BLENDER_MODULES = ("coords", "keyframes", "plates", "previews", "prompts", "remote")
+BPY_FREE_BLENDER_MODULES = ("coords", "keyframes", "plates", "previews", "prompts", "rasterize", "remote", "tasks")
 BLENDER_HOST_MODULES = ("bpy", "bmesh", "mathutils", "gpu", "gpu_extras", "bl_ui", "bpy_extras")
 
 
@@ -41,6 +41,8 @@ def layer_of(module: str) -> str:
         return "model"
     if module.startswith("samroto.core.outputs"):
         return "outputs"
+    if module == "samroto.core.matting" or module.startswith("samroto.core.matting."):
+        return "matting"
     if module.startswith("samroto.core"):
         return "engine"
     if module.startswith("samroto.bridge.worker"):
@@ -103,6 +105,8 @@ def forbidden(arrow: Arrow) -> str | None:
     samroto = arrow.target == "samroto" or arrow.target.startswith("samroto.")
     if src == "model" and samroto and dst != "model":
         return "core/model imports nothing else of samroto (the network knows nothing of sessions)"
+    if src == "matting" and samroto and dst not in ("matting", "model"):
+        return "core/matting (the matting network) imports only torch, numpy and core/model"
     if src == "outputs" and dst == "torch":
         return "core/outputs never imports torch"
     if src == "client" and (dst in ("worker", "model", "outputs", "engine", "torch")):
@@ -136,6 +140,7 @@ FORBIDDEN_EXAMPLES = {
     "model -> engine": ("core/model/bad.py", "from ..video_session import VideoSession\n"),
     "model -> outputs (lazy)": ("core/model/bad.py", "def f():\n    from samroto.core.outputs import mattes\n"),
     "outputs -> torch": ("core/outputs/bad.py", "import torch\n"),
+    "matting -> outputs": ("core/matting/bad.py", "from ..outputs import edges\n"),
     "client -> worker": ("bridge/bad.py", "from .worker import server\n"),
     "client -> core": ("bridge/bad.py", "from samroto.core import load_model\n"),
     "client -> torch": ("bridge/bad.py", "import torch.nn\n"),
@@ -152,7 +157,7 @@ FORBIDDEN_EXAMPLES = {
 
 @pytest.mark.parametrize("case", sorted(FORBIDDEN_EXAMPLES))
 def test_each_rule_fires_on_a_forbidden_import(case: str, tmp_path: Path) -> None:
-    for folder in ("core/model", "core/outputs", "bridge/worker", "scripts", "plugins/blender",
+    for folder in ("core/model", "core/outputs", "core/matting", "bridge/worker", "scripts", "plugins/blender",
                    "plugins/nuke/samroto_nuke"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
     assert violations(tmp_path) == []

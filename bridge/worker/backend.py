@@ -8,10 +8,46 @@ small fake in its place to exercise scheduling without a model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import Any, Generator, Mapping, Optional, Protocol, Sequence
+
+import numpy as np
+
+
+class FrameResultLike(Protocol):
+    """One frame's outputs for every object (core.video_session.FrameResult)."""
+
+    frame: int
+    obj_ids: Sequence[int]
+    logits: np.ndarray   # N*H*W float32, plate size
+    scores: np.ndarray   # N object-score logits
+    ious: np.ndarray     # N predicted IoU (nan where unknown)
+
+
+class FramesLike(Protocol):
+    """A plate's frames (core.frames.FrameSource)."""
+
+    frame_numbers: Sequence[int]
+    height: int
+    width: int
+
+    def describe(self) -> dict: ...
+    def close(self) -> None: ...
+
+
+class MatteWriterLike(Protocol):
+    """Where a session's mattes go (core.outputs.matte_output.MatteOutput)."""
+
+    def write(self, result: Any) -> Mapping[int, Any]: ...
+    def finish(self) -> Any: ...
+
+
+# a propagation: frame results one at a time; closing it stops it and leaves the session consistent
+Propagation = Generator[Any, None, None]
 
 
 class SessionLike(Protocol):
+    """A tracked shot (core.video_session.VideoSession)."""
+
     frames: Any
     obj_ids: list
 
@@ -22,23 +58,29 @@ class SessionLike(Protocol):
     def remove_object(self, obj_id: int) -> None: ...
     def reset(self) -> None: ...
     def propagate(self, start: Optional[int] = None, max_frames: Optional[int] = None,
-                  reverse: bool = False) -> Iterator[Any]: ...
+                  reverse: bool = False) -> Propagation: ...
     def frame_result(self, frame: int) -> Any: ...
     def frame_output(self, obj_id: int, frame: int) -> Any: ...
+    def prompts(self) -> Mapping[int, Mapping[int, Any]]: ...
     def save(self) -> None: ...
     def close(self) -> None: ...
 
 
 class Engine(Protocol):
+    """Everything the worker asks of the model side; nothing else is reached around it."""
+
     model_name: str
     device: str
+    model_spec: dict  # how a batch job loads the same model again (sidecar `model`)
 
-    def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Optional[dict] = None) -> Any: ...
+    def open_frames(self, plate: Any, first: Optional[int], last: Optional[int],
+                    view: Optional[dict] = None) -> Any: ...
     def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any: ...
     def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike: ...
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike: ...
+    def check_track_resolution(self, size: int) -> None: ...
     def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
-                     options: Optional[dict] = None) -> Any: ...
+                     options: Optional[dict] = None) -> MatteWriterLike: ...
 
 
 class ModelEngine:
@@ -57,6 +99,7 @@ class ModelEngine:
         self.model_spec: dict = {"checkpoint": name} if config is None else {"checkpoint": name, "config": config}
         self.device = str(model.device)
         self.precision = precision
+        self._matting_models: dict = {}  # name -> loaded ViTMatte, shared by every session's matting pass
 
     @classmethod
     def load(cls, model: str, *, config: Optional[str] = None, device: Optional[str] = None,
@@ -117,5 +160,25 @@ class ModelEngine:
         from ...core.outputs.matte_output import MatteOptions, MatteOutput
         from ...core.outputs.mattes import MatteSequenceWriter
 
+        options = dict(options or {})
+        matting_name = options.pop("matting", None)
+        matting = self.matting_pass(matting_name) if matting_name else None
         writer = MatteSequenceWriter(out_dir=out_dir, shot=name, format=fmt)
-        return MatteOutput(writer, frames=frames, options=MatteOptions(**(options or {})))
+        return MatteOutput(writer, frames=frames, options=MatteOptions(**options), matting=matting)
+
+    def check_matting(self, name: str) -> None:
+        """ValueError (saying how to get it) when the matting model's checkpoint is not available."""
+        from ...core.matting.download import resolve_matting_checkpoint
+
+        resolve_matting_checkpoint(name)
+
+    def matting_pass(self, name: str) -> Any:
+        """A fresh `MattingPass` (its own temporal state) over the named model, loaded once per worker."""
+        from ...core.matting import load_matting_model
+        from ...core.matting.download import resolve_matting_checkpoint
+        from ...core.matting_pass import MattingPass
+
+        if name not in self._matting_models:
+            path, preset = resolve_matting_checkpoint(name)
+            self._matting_models[name] = load_matting_model(path, config=preset, device=self.device)
+        return MattingPass(self._matting_models[name])

@@ -1,24 +1,37 @@
 """Request handlers: each turns one request into calls on a session. They run on the compute
 thread (see `scheduler.py`), one at a time, and return `(body, arrays)` for the reply or None
-when they answered themselves (propagate answers `accepted` and then streams)."""
+when they answered themselves (propagate answers `accepted` and then streams).
+
+Handlers see the worker through `HandlerContext`: the session registry, the backend, the stream
+control (start a stream, send a message, ask whether the worker stops) and the request limits.
+Every size a request names is checked against its limit before anything is allocated."""
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import numpy as np
 
 from .. import preview as preview_rle
 from .. import protocol
-from ...core.fileio import write_json_atomic
+from ...core.fileio import write_bytes_atomic, write_json_atomic
+from ...core.sidecar import DEFAULT_PROMPT_LIMITS, PromptLimits
+from ..codec import Message
+from .backend import Engine, Propagation, SessionLike
+from .errors import RequestError, bad, describe_error, over_limit
+from .registry import SessionRegistry
 from .sessions import PUSHED_DIR, SESSION_FILE, STATE_DIR, SessionRecord, slug
 
-if TYPE_CHECKING:
-    from .scheduler import Job, Scheduler
+__all__ = ["HANDLERS", "MUTATING", "HandlerContext", "Job", "RequestError", "RequestLimits", "bad",
+           "describe_error", "frame_body", "get_field", "get_int"]
 
 # requests that change a session: refused while that session propagates
 MUTATING = frozenset({
@@ -28,24 +41,81 @@ MUTATING = frozenset({
 })
 
 
-class RequestError(Exception):
-    """A request that cannot be served; becomes an `error` reply with `code`."""
+@dataclass
+class Job:
+    """One queued request: who sent it, the message, and what it holds in memory (bytes)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def bad(message: str) -> RequestError:
-    return RequestError(protocol.E_BAD_REQUEST, message)
+    identity: bytes
+    msg: Message
+    cost: int = 0
 
 
-def describe_error(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, KeyError):
-        text = "missing %s" % text
-    return text if len(text) <= 2000 else text[:1997] + "..."
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may ask of the worker (see PROTOCOL.md, "Limits")."""
+
+    prompts: PromptLimits = DEFAULT_PROMPT_LIMITS
+    max_frames: int = 100_000          # frames in a session's range or one write_mattes request
+    max_plate_side: int = 16384        # pixels, a pushed plate's width or height
+    read_roots: tuple = ()             # folders besides the plate's and the session's that may be read
+
+
+class StreamControl(Protocol):
+    """What handlers need from the compute thread (the scheduler provides it)."""
+
+    def start_stream(self, job: Job, record: SessionRecord, iterator: Propagation, total: int, credit: int,
+                     write_mattes: bool, preview_size: int, writer: Any) -> Any: ...
+
+    def send(self, identity: bytes, mtype: str, reply_to: Optional[str], body: Optional[dict] = None,
+             arrays: Optional[dict] = None, session: Optional[str] = None, *, cache: bool = False) -> None: ...
+
+    def stopping(self) -> bool: ...
+
+
+@dataclass
+class HandlerContext:
+    registry: SessionRegistry
+    backend: Engine
+    streams: StreamControl
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+
+def check_not_streaming(record: SessionRecord, mtype: str) -> None:
+    if record.stream is not None and mtype in MUTATING:
+        raise RequestError(protocol.E_BUSY, "session %s is propagating (request %s); cancel it first"
+                           % (record.id, record.stream.request_id))
+
+
+def write_frame_mattes(writer: Any, result: Any) -> dict[int, str]:
+    """One frame's mattes through the session's matte output (confidence in the EXR headers)."""
+    return {int(k): str(v) for k, v in writer.write(result).items()}
+
+
+def finish_mattes(writer: Any) -> None:
+    """Write the confidence report beside the mattes (after a stream or a write_mattes request)."""
+    import logging
+    import traceback
+
+    try:
+        writer.finish()
+    except Exception:
+        logging.getLogger("samroto.worker").error("writing the confidence report failed:\n%s", traceback.format_exc())
+
+
+def _check_new_object(ctx: HandlerContext, record: SessionRecord, obj_ids: Any) -> None:
+    """Refuse objects that would take the session past `max_objects` (each costs memory per frame)."""
+    have = {int(o) for o in record.live.obj_ids}
+    new = {int(o) for o in obj_ids} - have
+    limit = ctx.limits.prompts.max_objects
+    if new and len(have) + len(new) > limit:
+        raise over_limit("session %s has %d objects; %d more would pass the limit of %d objects per session "
+                         "(--max-objects)" % (record.id, len(have), len(new), limit))
+
+
+def _check_clicks(ctx: HandlerContext, count: int) -> None:
+    limit = ctx.limits.prompts.max_points
+    if count > limit:
+        raise over_limit("%d clicks in one prompt is more than the limit of %d" % (count, limit))
 
 
 def frame_body(result: Any, preview_size: int, paths: dict[int, str]) -> dict:
@@ -53,7 +123,7 @@ def frame_body(result: Any, preview_size: int, paths: dict[int, str]) -> dict:
     obj_ids = [int(o) for o in result.obj_ids]
     logits = np.asarray(result.logits)
     scores = np.asarray(result.scores, dtype=np.float32).reshape(-1)
-    ious = np.asarray(getattr(result, "ious", np.full(len(obj_ids), np.nan)), dtype=np.float32).reshape(-1)
+    ious = np.asarray(result.ious, dtype=np.float32).reshape(-1)
     body: dict[str, Any] = {
         "frame": int(result.frame),
         "obj_ids": obj_ids,
@@ -78,7 +148,7 @@ def preview_body(logits: np.ndarray, max_side: int) -> dict:
     return preview_rle.encode(coverage >= 0.5)
 
 
-_Handler = Callable[["Scheduler", "Job"], Optional[tuple]]
+_Handler = Callable[[HandlerContext, Job], Optional[tuple]]
 HANDLERS: dict[str, _Handler] = {}
 
 
@@ -91,7 +161,6 @@ def _handles(*types: str) -> Callable[[_Handler], _Handler]:
 
 
 _MISSING = object()
-MAX_PROMPT_POINTS = 1000  # clicks per request; strokes may carry more (they are resampled)
 _FILE_KINDS = ("video", "image", "image_sequence")
 
 
@@ -189,11 +258,11 @@ def _colour_field(body: dict) -> Optional[dict]:
 
 
 @_handles(protocol.OPEN_SESSION)
-def _open_session(s: Scheduler, job: Job) -> tuple:
+def _open_session(ctx: HandlerContext, job: Job) -> tuple:
     body = job.msg.body
     resume = get_field(body, "resume", str, None)
     if resume:
-        record = s.record(resume)
+        record = ctx.registry.record(resume)
         return dict(record.info(), resumed=True), None
     plate = body.get("plate")
     first = get_field(body, "first", int, None)
@@ -206,20 +275,30 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
         raise bad("matte_dir must be an absolute path, got %r" % matte_dir)
     track_resolution = get_field(body, "track_resolution", int, None)
     if track_resolution is not None:
-        check = getattr(s.engine, "check_track_resolution", None)
         try:
-            if check is not None:
-                check(track_resolution)
+            ctx.backend.check_track_resolution(track_resolution)
         except ValueError as exc:
             raise bad(str(exc)) from None
+    matting = _matting_choice(ctx, body, None)
+    max_frames = ctx.limits.max_frames
+    if first is not None and last is not None:
+        if first > last:
+            raise bad("first frame %d is after last frame %d" % (first, last))
+        if last - first >= max_frames:
+            raise over_limit("%d frames is more than the limit of %d frames per session (--max-frames)"
+                             % (last - first + 1, max_frames))
     if isinstance(plate, str) or (isinstance(plate, dict) and plate.get("kind") in _FILE_KINDS):
         if isinstance(plate, str) and (not plate or "\x00" in plate):
             raise bad("plate path is empty or invalid")
         view = _colour_field(body)
         try:
-            frames = s.engine.open_frames(plate, first, last, view)
+            frames = ctx.backend.open_frames(plate, first, last, view)
         except ValueError as exc:  # FrameError, ColourError: the plate or its colour settings
             raise bad(str(exc)) from None
+        if len(frames.frame_numbers) > max_frames:
+            frames.close()
+            raise over_limit("the plate has %d frames, more than the limit of %d per session (--max-frames): "
+                             "open a range of it (first, last)" % (len(frames.frame_numbers), max_frames))
         given = get_field(body, "name", str, None)
         name = slug(given, is_path=False) if given else slug(
             plate if isinstance(plate, str) else str(plate.get("pattern") or plate.get("path") or "plate"))
@@ -228,43 +307,49 @@ def _open_session(s: Scheduler, job: Job) -> tuple:
             json.dumps(source)
         except Exception:
             source = None
-        record = s.new_record(name=name, plate=plate, numbers=list(frames.frame_numbers), height=frames.height,
+        record = ctx.registry.new_record(name=name, plate=plate, numbers=list(frames.frame_numbers),
+                                         height=frames.height,
                               width=frames.width, matte_dir=matte_dir, matte_format=matte_format, source=source,
-                              track_resolution=track_resolution)
+                              track_resolution=track_resolution, matting=matting)
         record.frames = frames
     elif isinstance(plate, dict) and plate.get("kind") == "pushed":
         first_p, last_p = get_int(plate, "first"), get_int(plate, "last")
         height, width = get_int(plate, "height"), get_int(plate, "width")
-        if not (last_p >= first_p and last_p - first_p < 1_000_000 and 0 < height <= 65536 and 0 < width <= 65536):
-            raise bad("pushed plate needs first <= last (at most 1e6 frames) and a size of 1 to 65536 pixels")
+        side = ctx.limits.max_plate_side
+        if not (last_p >= first_p and 0 < height and 0 < width):
+            raise bad("pushed plate needs first <= last and a positive width and height")
+        if last_p - first_p >= max_frames or height > side or width > side:
+            raise over_limit("a pushed plate may have at most %d frames (--max-frames) and %d pixels a side; got "
+                             "%d frames of %dx%d" % (max_frames, side, last_p - first_p + 1, width, height))
         numbers = list(range(first_p, last_p + 1))
         spec = {"kind": "pushed", "first": first_p, "last": last_p, "height": height, "width": width}
         given = get_field(body, "name", str, None)
-        record = s.new_record(name=slug(given, is_path=False) if given else "pushed", plate=spec, numbers=numbers,
+        record = ctx.registry.new_record(name=slug(given, is_path=False) if given else "pushed", plate=spec,
+                                         numbers=numbers,
                               height=height, width=width, matte_dir=matte_dir, matte_format=matte_format,
-                              track_resolution=track_resolution)
+                              track_resolution=track_resolution, matting=matting)
         (record.folder / PUSHED_DIR).mkdir()
-        record.frames = s.engine.pushed_frames(record.folder / PUSHED_DIR, numbers, height, width)
+        record.frames = ctx.backend.pushed_frames(record.folder / PUSHED_DIR, numbers, height, width)
     else:
         raise bad("plate must be a file path or pattern (str), a frame source description, or "
                    "{'kind': 'pushed', 'first', 'last', 'height', 'width'}")
-    s.evict_if_needed(record)
+    ctx.registry.make_room(record)
     try:
         kwargs = {"image_size": track_resolution} if track_resolution is not None else {}
-        record.session = s.engine.create_session(record.frames, record.folder / STATE_DIR, **kwargs)
+        record.session = ctx.backend.create_session(record.frames, record.folder / STATE_DIR, **kwargs)
         record.live.save()
     except Exception:
         shutil.rmtree(record.folder, ignore_errors=True)
         raise
-    s.register(record)
+    ctx.registry.register(record)
     record.last_used = time.monotonic()
     return dict(record.info(), resumed=False), None
 
 
 @_handles(protocol.PUSH_FRAMES)
-def _push_frames(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _push_frames(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     if not (isinstance(record.plate, dict) and record.plate.get("kind") == "pushed"):
         raise bad("session %s reads its plate from files; frames can only be pushed to a pushed plate" % record.id)
     frames = job.msg.body.get("frames")
@@ -281,52 +366,49 @@ def _push_frames(s: Scheduler, job: Job) -> tuple:
         if image.shape != (record.height, record.width, 3) or image.dtype.name not in ("uint8", "uint16", "float32"):
             raise bad("pushed frame %d must be %dx%dx3 uint8, uint16 or float32, got %s %s"
                        % (frame, record.height, record.width, list(image.shape), image.dtype.name))
-        folder = record.folder / PUSHED_DIR
-        tmp = folder / (".%d.npy.tmp" % frame)
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(image), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / ("%d.npy" % frame))
+        data = io.BytesIO()
+        np.save(data, np.ascontiguousarray(image), allow_pickle=False)
+        write_bytes_atomic(record.folder / PUSHED_DIR / ("%d.npy" % frame), data.getvalue())
         written.append(frame)
     return {"written": written}, None
 
 
 @_handles(protocol.ADD_POINTS)
-def _add_points(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _add_points(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     body = job.msg.body
     points = _number_array(body, job.msg.arrays, "points", columns=2)
     labels = _number_array(body, job.msg.arrays, "labels", columns=None, dtype=np.int32)
-    if len(points) > MAX_PROMPT_POINTS:
-        raise bad("%d clicks is more than the model can use (at most %d)" % (len(points), MAX_PROMPT_POINTS))
+    _check_clicks(ctx, len(points))
     if len(points) != len(labels) or len(points) == 0:
         raise bad("points and labels must have the same, non-zero length (%d vs %d)" % (len(points), len(labels)))
     if not np.isin(labels, (0, 1)).all():
         raise bad("labels must be 1 (include) or 0 (exclude)")
+    _check_new_object(ctx, record, [_obj_id(body)])
     result = record.live.add_points(_frame_of(record, body), _obj_id(body), points, labels,
                                        clear=bool(body.get("clear", True)))
-    s.save(record)
+    ctx.registry.save(record)
     return _prompt_reply(record, result, body)
 
 
 @_handles(protocol.ADD_BOX)
-def _add_box(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _add_box(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     body = job.msg.body
     box = _number_array(body, job.msg.arrays, "box", columns=None)
     if box.shape != (4,) or not (box[2] > box[0] and box[3] > box[1]):
         raise bad("box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
     points = _number_array(body, job.msg.arrays, "points", columns=2, default=None)
     labels = _number_array(body, job.msg.arrays, "labels", columns=None, dtype=np.int32, default=None)
-    if points is not None and len(points) > MAX_PROMPT_POINTS:
-        raise bad("%d clicks is more than the model can use (at most %d)" % (len(points), MAX_PROMPT_POINTS))
+    if points is not None:
+        _check_clicks(ctx, len(points))
     if (points is None) != (labels is None) or (points is not None and len(points) != len(labels)):
         raise bad("points and labels go together and must have the same length")
+    _check_new_object(ctx, record, [_obj_id(body)])
     result = record.live.add_box(_frame_of(record, body), _obj_id(body), box, points=points, labels=labels)
-    s.save(record)
+    ctx.registry.save(record)
     return _prompt_reply(record, result, body)
 
 
@@ -335,18 +417,23 @@ def _mask_from(job: Job, record: SessionRecord) -> np.ndarray:
     if mask is None:
         raise bad("add_mask needs a buffer named 'mask' (H*W uint8 or bool)")
     mask = np.asarray(mask)
+    if mask.dtype.name not in ("bool", "uint8"):
+        # refused rather than thresholded: a float matte has no single right threshold
+        raise bad("mask must be bool or uint8 (non-zero = object), got %s; threshold it first" % mask.dtype.name)
     if mask.shape != (record.height, record.width):
         raise bad("mask must be %dx%d (the plate's size), got %s" % (record.height, record.width, list(mask.shape)))
     return mask != 0
 
 
 @_handles(protocol.ADD_MASK)
-def _add_mask(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _add_mask(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     body = job.msg.body
-    result = record.live.add_mask(_frame_of(record, body), _obj_id(body), _mask_from(job, record))
-    s.save(record)
+    mask = _mask_from(job, record)
+    _check_new_object(ctx, record, [_obj_id(body)])
+    result = record.live.add_mask(_frame_of(record, body), _obj_id(body), mask)
+    ctx.registry.save(record)
     return _prompt_reply(record, result, body)
 
 
@@ -359,11 +446,11 @@ def _current_mask(record: SessionRecord, frame: int, obj_id: int) -> Optional[np
 
 
 @_handles(protocol.ADD_STROKE)
-def _add_stroke(s: Scheduler, job: Job) -> tuple:
+def _add_stroke(ctx: HandlerContext, job: Job) -> tuple:
     from ...core.strokes import stroke_to_prompt
 
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     body = job.msg.body
     frame, obj_id = _frame_of(record, body), _obj_id(body)
     points = _number_array(body, job.msg.arrays, "points", columns=2, dtype=np.float64)
@@ -371,6 +458,7 @@ def _add_stroke(s: Scheduler, job: Job) -> tuple:
     mode = get_field(body, "mode", str, None)
     label = get_int(body, "label", 1)
     radius = float(get_field(body, "radius", (int, float), 8.0))
+    _check_new_object(ctx, record, [obj_id])
     needs_mask = (mode or ("points" if kind == "brush" else "mask")) == "mask"
     current = _current_mask(record, frame, obj_id) if needs_mask and obj_id in record.live.obj_ids else None
     prompt = stroke_to_prompt(points, kind=kind, label=label, mode=mode, radius=radius, height=record.height,
@@ -381,46 +469,46 @@ def _add_stroke(s: Scheduler, job: Job) -> tuple:
         result = record.live.add_box(frame, obj_id, prompt.box)
     else:
         result = record.live.add_mask(frame, obj_id, prompt.mask)
-    s.save(record)
+    ctx.registry.save(record)
     reply, arrays = _prompt_reply(record, result, body)
     return dict(reply, converted_to=prompt.kind), arrays
 
 
 @_handles(protocol.CLEAR_PROMPTS)
-def _clear_prompts(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _clear_prompts(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     body = job.msg.body
     result = record.live.clear_prompts(_frame_of(record, body), _obj_id(body))
-    s.save(record)
+    ctx.registry.save(record)
     return _prompt_reply(record, result, body)
 
 
 @_handles(protocol.REMOVE_OBJECT)
-def _remove_object(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _remove_object(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     obj_id = _obj_id(job.msg.body)
     if obj_id not in [int(o) for o in record.live.obj_ids]:
         raise bad("session %s has no object %d (objects: %s)" % (record.id, obj_id, list(record.live.obj_ids)))
     record.live.remove_object(obj_id)
-    s.save(record)
+    ctx.registry.save(record)
     return {"obj_ids": [int(o) for o in record.live.obj_ids]}, None
 
 
 @_handles(protocol.RESET)
-def _reset(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _reset(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     record.live.reset()
-    s.save(record)
+    ctx.registry.save(record)
     return {"obj_ids": []}, None
 
 
 @_handles(protocol.PROPAGATE)
-def _propagate(s: Scheduler, job: Job) -> None:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
+def _propagate(ctx: HandlerContext, job: Job) -> None:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
     body = job.msg.body
     direction = get_field(body, "direction", str, protocol.FORWARD)
     if direction not in protocol.DIRECTIONS:
@@ -447,7 +535,7 @@ def _propagate(s: Scheduler, job: Job) -> None:
         raise bad("session %s has no objects yet: add a prompt before propagating" % record.id)
 
     # the anchor: the given start, else the earliest prompted frame in range, else the range's end
-    keyframe = _first_keyframe(record.session, lo, hi)
+    keyframe = _first_keyframe(record.live, lo, hi)
     anchor = start if start is not None else keyframe
     # passes: (start frame, frames after it, reverse); `max_frames` counts frames after the start
     plan: list[tuple[int, int, bool]] = []
@@ -458,28 +546,24 @@ def _propagate(s: Scheduler, job: Job) -> None:
         b = anchor if anchor is not None else hi
         plan.append((b, b - lo, True))
     total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
-    iterator = _propagation(record.session, plan, lo, hi)
-    writer = s.writer_for(record, out_dir, None, _matte_options(body)) if write_mattes else None
-    s.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
-    s.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
+    iterator = _propagation(record.live, plan, lo, hi)
+    writer = ctx.registry.writer_for(record, out_dir, None, _matte_options(ctx, body, record)) if write_mattes else None
+    ctx.streams.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
+    ctx.streams.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
            {"total": total, "first": lo, "last": hi, "start": anchor, "direction": direction,
             "matte_dir": (out_dir or record.matte_dir) if write_mattes else None},
            session=record.id)
     return None
 
 
-def _first_keyframe(session: Any, lo: int, hi: int) -> Optional[int]:
+def _first_keyframe(session: SessionLike, lo: int, hi: int) -> Optional[int]:
     """Where propagation starts by default: the earliest prompted frame in [lo, hi], if any."""
-    prompts = getattr(session, "prompts", None)
-    if callable(prompts):
-        frames = [int(f) for per_obj in prompts().values() for f in per_obj]
-    else:
-        frames = [int(f) for f in getattr(session, "keyframes", [])]
+    frames = [int(f) for per_obj in session.prompts().values() for f in per_obj]
     inside = sorted(f for f in frames if lo <= f <= hi)
     return inside[0] if inside else None
 
 
-def _propagation(session: Any, plan: list, lo: int, hi: int) -> Iterator[Any]:
+def _propagation(session: SessionLike, plan: list, lo: int, hi: int) -> Propagation:
     """Chain the passes of one request; skip frames outside [lo, hi] and repeats (both directions)."""
     seen: set[int] = set()
     for start, max_frames, reverse in plan:
@@ -494,14 +578,12 @@ def _propagation(session: Any, plan: list, lo: int, hi: int) -> Iterator[Any]:
                 seen.add(frame)
                 yield result
         finally:
-            close = getattr(inner, "close", None)
-            if close is not None:
-                close()
+            inner.close()
 
 
 @_handles(protocol.GET_FRAME)
-def _get_frame(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
+def _get_frame(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
     body = job.msg.body
     frame = _frame_of(record, body)
     what = get_field(body, "what", str, "mask")
@@ -521,14 +603,22 @@ def _get_frame(s: Scheduler, job: Job) -> tuple:
 
 
 @_handles(protocol.WRITE_MATTES)
-def _write_mattes(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
+def _write_mattes(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
     body = job.msg.body
     frames = body.get("frames")
     if frames is None:
-        frames = list(range(get_int(body, "first", record.first), get_int(body, "last", record.last) + 1))
+        first, last = get_int(body, "first", record.first), get_int(body, "last", record.last)
+        if first > last:
+            raise bad("first frame %d is after last frame %d" % (first, last))
+        for name, value in (("first", first), ("last", last)):
+            if not record.first <= value <= record.last:  # checked before any list is made
+                raise bad("%s frame %d is outside the plate's frames %d-%d" % (name, value, record.first, record.last))
+        frames = list(range(first, last + 1))
     if not isinstance(frames, list) or not all(isinstance(f, int) and not isinstance(f, bool) for f in frames):
         raise bad("field 'frames' must be a list of frame numbers")
+    if not frames:
+        raise bad("no frames to write: give 'frames' or a 'first'-'last' range")
     for f in frames:
         if not record.first <= f <= record.last:
             raise bad("frame %d is outside the plate's frames %d-%d" % (f, record.first, record.last))
@@ -538,32 +628,57 @@ def _write_mattes(s: Scheduler, job: Job) -> tuple:
     fmt = get_field(body, "matte_format", str, None)
     if fmt is not None and fmt not in ("exr", "png"):
         raise bad("matte_format must be 'exr' or 'png'")
-    writer = s.writer_for(record, out_dir, fmt, _matte_options(body))
+    writer = ctx.registry.writer_for(record, out_dir, fmt, _matte_options(ctx, body, record))
     written = []
     for f in frames:
         result = record.live.frame_result(f)
         if not len(result.obj_ids):
             continue
-        paths = s.write_mattes(writer, result)
+        paths = write_frame_mattes(writer, result)
         written.append({"frame": f, "obj_ids": [int(o) for o in result.obj_ids],
                         "matte_paths": [paths.get(int(o)) for o in result.obj_ids]})
-    s.finish_mattes(writer)
+    finish_mattes(writer)
     return {"written": written}, None
 
 
-def _matte_options(body: dict) -> dict:
-    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`)."""
-    return {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
-            "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
+def _matte_options(ctx: HandlerContext, body: dict, record: SessionRecord) -> dict:
+    """Optional matte post-processing asked for by a request (`core.matte_output.MatteOptions`), and the
+    learned matting pass: the request's `matting`, else the session's."""
+    options: dict[str, Any] = {"refine_edges": bool(get_field(body, "refine_edges", bool, False)),
+                               "smooth_edges": bool(get_field(body, "smooth_edges", bool, False))}
+    if get_field(body, "layered_exr", bool, False):
+        options["layered_exr"] = True
+    matting = _matting_choice(ctx, body, record.matting)
+    if matting:
+        options["matting"] = matting
+    return options
+
+
+def _matting_choice(ctx: HandlerContext, body: dict, default: Optional[str]) -> Optional[str]:
+    """`matting` of a request: a model name (checked to be available), "none" for off, absent for `default`."""
+    if "matting" not in body:
+        return default
+    choice = body.get("matting")
+    if choice is None or choice in ("", "none"):
+        return None
+    if not isinstance(choice, str) or choice not in protocol.MATTING_MODELS:
+        raise bad("matting must be one of %s or 'none', got %r" % (", ".join(protocol.MATTING_MODELS), choice))
+    check = getattr(ctx.backend, "check_matting", None)
+    try:
+        if check is not None:
+            check(choice)  # a missing checkpoint says so now, with how to get it
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    return choice
 
 
 @_handles(protocol.GET_SHAPES)
-def _get_shapes(s: Scheduler, job: Job) -> tuple:
+def _get_shapes(ctx: HandlerContext, job: Job) -> tuple:
     """One object's masks over a frame range as animated Bezier shapes (`core.shapes`), in the host's
     coordinates. Frames where the object was never tracked or prompted get no key."""
     from ...core.outputs.shapes import ShapeError, ShapeOptions, default_tolerance, masks_to_shapes, shape_tracks_to_wire
 
-    record = s.record(job.msg.session)
+    record = ctx.registry.record(job.msg.session)
     body = job.msg.body
     session = record.live
     obj_id = _obj_id(body)
@@ -576,6 +691,10 @@ def _get_shapes(s: Scheduler, job: Job) -> tuple:
     space = get_field(body, "space", str, "pixel")
     tolerance = float(get_field(body, "tolerance", (int, float), default_tolerance(record.height, record.width)))
     pixel_aspect = float(get_field(body, "pixel_aspect", (int, float), 1.0))
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise bad("tolerance must be a positive number of pixels, got %r" % tolerance)
+    if not (math.isfinite(pixel_aspect) and 0.01 <= pixel_aspect <= 100):
+        raise bad("pixel_aspect must be a number from 0.01 to 100 (1 for square pixels), got %r" % pixel_aspect)
     frames = [f for f in range(first, last + 1) if session.frame_output(obj_id, f) is not None]
     index = list(session.obj_ids).index(obj_id)
     masks = _LazyLogits(session, frames, index)
@@ -610,11 +729,11 @@ class _LazyLogits:
 
 
 @_handles(protocol.EXPORT_PROMPTS)
-def _export_prompts(s: Scheduler, job: Job) -> tuple:
+def _export_prompts(ctx: HandlerContext, job: Job) -> tuple:
     """The session's prompts as a batch sidecar (`core.sidecar`), to replay headless or with another model."""
     from ...core.sidecar import SidecarError, session_to_sidecar
 
-    record = s.record(job.msg.session)
+    record = ctx.registry.record(job.msg.session)
     body = job.msg.body
     plate = get_field(body, "plate", str, None)
     if plate is None and record.source is None:
@@ -630,7 +749,7 @@ def _export_prompts(s: Scheduler, job: Job) -> tuple:
             plate=plate,
             first=record.first,
             last=record.last,
-            model=get_field(body, "model", str, None) or getattr(s.engine, "model_spec", None),
+            model=get_field(body, "model", str, None) or ctx.backend.model_spec,
             name=record.name,
         )
     except SidecarError as exc:
@@ -639,43 +758,69 @@ def _export_prompts(s: Scheduler, job: Job) -> tuple:
 
 
 @_handles(protocol.IMPORT_PROMPTS)
-def _import_prompts(s: Scheduler, job: Job) -> tuple:
+def _import_prompts(ctx: HandlerContext, job: Job) -> tuple:
     """Replay a sidecar's prompts (e.g. exported from a preview session) onto this session."""
-    from ...core.sidecar import SidecarError, apply_prompts
+    from ...core.sidecar import PromptLimitError, Sidecar, SidecarError, apply_prompts
 
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
-    sidecar = get_field(job.msg.body, "sidecar", dict)
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
+    data = get_field(job.msg.body, "sidecar", dict)
+
+    def stop_if_asked() -> None:
+        if ctx.streams.stopping():
+            raise RequestError(protocol.E_STOPPING, "the worker is shutting down; the prompts applied so far are "
+                               "kept")
+
     try:
-        apply_prompts(record.live, sidecar)
+        # limits and mask sizes are checked while parsing, before any prompt runs; mask files only
+        # from the plate's folder, the session folder and the configured read roots
+        sidecar = Sidecar.from_dict(data, source="the sidecar", limits=ctx.limits.prompts,
+                                    mask_roots=_read_roots(ctx, record))
+        _check_new_object(ctx, record, [o.obj_id for o in sidecar.objects])
+        apply_prompts(record.live, sidecar, before_each=stop_if_asked)
+    except PromptLimitError as exc:
+        raise over_limit(str(exc)) from None
     except SidecarError as exc:
         raise bad(str(exc)) from None
+    finally:
+        ctx.registry.save(record)
     return {"obj_ids": [int(o) for o in record.live.obj_ids]}, None
 
 
+def _read_roots(ctx: HandlerContext, record: SessionRecord) -> tuple[Path, ...]:
+    """The folders a request on this session may read files from."""
+    roots = [record.folder] + [Path(r) for r in ctx.limits.read_roots]
+    plate = record.plate
+    if isinstance(plate, dict):
+        plate = plate.get("pattern") or plate.get("path")
+    if isinstance(plate, str) and os.path.isabs(os.path.expanduser(plate)):
+        roots.append(Path(os.path.expanduser(plate)).parent)
+    return tuple(roots)
+
+
 @_handles(protocol.SAVE)
-def _save_session(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.save(record)
+def _save_session(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    ctx.registry.save(record)
     write_json_atomic(record.folder / SESSION_FILE, record.persisted())
     return {"saved": True}, None
 
 
 @_handles(protocol.CLOSE)
-def _close_session(s: Scheduler, job: Job) -> tuple:
-    record = s.record(job.msg.session)
-    s.check_not_streaming(record, job.msg.type)
-    s.unload(record)
-    s.forget(record)
+def _close_session(ctx: HandlerContext, job: Job) -> tuple:
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
+    ctx.registry.unload(record)
+    ctx.registry.forget(record)
     return {"closed": True}, None
 
 
 @_handles(protocol.DELETE_SESSION)
-def _delete_session(s: Scheduler, job: Job) -> tuple:
+def _delete_session(ctx: HandlerContext, job: Job) -> tuple:
     session_id = get_field(job.msg.body, "session", str, None) or job.msg.session
-    record = s.record(session_id)
-    s.check_not_streaming(record, job.msg.type)
-    s.unload(record)
-    s.forget(record)
+    record = ctx.registry.record(session_id)
+    check_not_streaming(record, job.msg.type)
+    ctx.registry.unload(record)
+    ctx.registry.forget(record)
     shutil.rmtree(record.folder, ignore_errors=True)
     return {"deleted": record.id}, None

@@ -13,20 +13,19 @@ import logging
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import zmq
 
 from .. import codec, protocol
-from ..codec import Message, ProtocolError
+from ..codec import ProtocolError
 from . import logs
-from .handlers import HANDLERS, MUTATING, RequestError, bad, describe_error, frame_body
-from ...core.fileio import write_json_atomic
-from .sessions import (PUSHED_DIR, SESSION_FILE, SESSION_ID_RE, STATE_DIR, SessionRecord, default_matte_dir,
-                       read_record)
+from .backend import Propagation
+from .errors import RequestError, describe_error
+from .handlers import HANDLERS, HandlerContext, Job, RequestLimits, finish_mattes, frame_body, write_frame_mattes
+from .registry import SessionRegistry
+from .sessions import SessionRecord
 
 if TYPE_CHECKING:
     from .server import Worker
@@ -40,7 +39,7 @@ class Stream:
     identity: bytes
     request_id: str
     record: SessionRecord
-    iterator: Iterator[Any]
+    iterator: Propagation
     total: int
     credit: int
     write_mattes: bool
@@ -55,12 +54,6 @@ class Stream:
     def status(self) -> dict:
         return {"request": self.request_id, "session": self.record.id, "sent": self.sent, "total": self.total,
                 "credit": self.credit, "paused": self.credit <= 0, "cancelling": self.cancel_reason is not None}
-
-
-@dataclass
-class Job:
-    identity: bytes
-    msg: Message
 
 
 class Outbox:
@@ -96,9 +89,17 @@ class Scheduler:
         self._cond = threading.Condition()
         self._jobs: "collections.deque[Job]" = collections.deque()
         self._streams: "collections.OrderedDict[tuple, Stream]" = collections.OrderedDict()
-        self._records: dict[str, SessionRecord] = {}
         self._stopping = False
         self._busy_with: Optional[str] = None
+        self._current_job: Optional[Job] = None
+        self._queued_bytes = 0  # what queued and running requests hold (Job.cost)
+        self.registry = SessionRegistry(session_dir=self.config.session_dir, backend=self.engine,
+                                        max_loaded=self.config.max_loaded_sessions,
+                                        release_stream=self._release_stream)
+        self.context = HandlerContext(
+            registry=self.registry, backend=self.engine, streams=self,
+            limits=RequestLimits(prompts=self.config.prompt_limits, max_frames=self.config.max_frames,
+                                 read_roots=tuple(self.config.read_roots)))
         self._last_parked_check = 0.0
         self._thread = threading.Thread(target=self._run, name="samroto-compute", daemon=True)
         self._outbox: Optional[Outbox] = None
@@ -126,6 +127,10 @@ class Scheduler:
             if len(self._jobs) >= self.config.max_pending_jobs:
                 raise RequestError(protocol.E_BUSY, "the worker has %d requests queued; try again shortly"
                                    % len(self._jobs))
+            if self._queued_bytes and self._queued_bytes + job.cost > self.config.max_queued_bytes:
+                raise RequestError(protocol.E_BUSY, "queued requests hold %d MB (limit %d MB, --max-queued-mb); "
+                                   "try again shortly" % (self._queued_bytes >> 20, self.config.max_queued_bytes >> 20))
+            self._queued_bytes += job.cost
             self._jobs.append(job)
             self._cond.notify_all()
 
@@ -180,7 +185,8 @@ class Scheduler:
                 "queued": len(self._jobs),
                 "running": self._busy_with,
                 "streams": [s.status() for s in self._streams.values()],
-                "loaded_sessions": [r.id for r in self._records.values() if r.session is not None],
+                "loaded_sessions": self.registry.loaded_ids(),
+                "queued_bytes": self._queued_bytes,
                 "stopping": self._stopping,
             }
 
@@ -247,11 +253,12 @@ class Scheduler:
         handler = HANDLERS.get(job.msg.type)
         with self._cond:
             self._busy_with = job.msg.type
+            self._current_job = job
         started, outcome = time.monotonic(), "ok"
         try:
             if handler is None:
                 raise RequestError(protocol.E_UNKNOWN_TYPE, "unknown request type %r" % job.msg.type)
-            result = handler(self, job)
+            result = handler(self.context, job)
             if result is not None:
                 body, arrays = result
                 self._reply(job, body, arrays)
@@ -271,6 +278,8 @@ class Scheduler:
         finally:
             with self._cond:
                 self._busy_with = None
+                self._current_job = None
+                self._queued_bytes -= job.cost
             logs.request_done(job.msg.type, session=job.msg.session, identity=job.identity,
                               request_id=job.msg.request_id, seconds=time.monotonic() - started, outcome=outcome)
 
@@ -287,7 +296,7 @@ class Scheduler:
             result = next(stream.iterator)
             paths: dict[int, str] = {}
             if stream.write_mattes and len(result.obj_ids):
-                paths = self.write_mattes(stream.writer, result)
+                paths = write_frame_mattes(stream.writer, result)
             body = frame_body(result, stream.preview_size, paths)
             body["preview"] = stream.record.preview
         except StopIteration:
@@ -310,43 +319,30 @@ class Scheduler:
         self._outbox.send(stream.identity, protocol.FRAME, stream.request_id, body, session=stream.record.id)
         if self.config.save_every_frames > 0 and stream.sent % self.config.save_every_frames == 0:
             try:
-                self.save(stream.record)
+                self.registry.save(stream.record)
             except Exception:
                 log.error("saving session %s failed:\n%s", stream.record.id, traceback.format_exc())
 
     def _end_stream(self, stream: Stream, kind: str, body: dict) -> None:
         assert self._outbox is not None
         try:
-            close = getattr(stream.iterator, "close", None)
-            if close is not None:
-                close()  # stop iterating = cancel: the session stays consistent
+            stream.iterator.close()  # stop iterating = cancel: the session stays consistent
         except Exception:
             log.error("closing propagation %s failed:\n%s", stream.request_id, traceback.format_exc())
         with self._cond:
             self._streams.pop((stream.identity, stream.request_id), None)
             stream.record.stream = None
         try:
-            self.save(stream.record)
+            self.registry.save(stream.record)
         except Exception as exc:
             log.error("saving session %s failed: %s", stream.record.id, exc)
         if stream.writer is not None:
-            self.finish_mattes(stream.writer)
+            finish_mattes(stream.writer)
         body = dict(body, sent=stream.sent, total=stream.total)
         logs.stream_ended(request_id=stream.request_id, session=stream.record.id, kind=kind, sent=stream.sent,
                           total=stream.total, seconds=time.monotonic() - stream.started,
                           reason=body.get("reason") or body.get("message"))
         self._outbox.send(stream.identity, kind, stream.request_id, body, session=stream.record.id)
-
-    def write_mattes(self, writer: Any, result: Any) -> dict[int, str]:
-        """One frame's mattes through the session's matte output (confidence in the EXR headers)."""
-        return {int(k): str(v) for k, v in writer.write(result).items()}
-
-    def finish_mattes(self, writer: Any) -> None:
-        """Write the confidence report beside the mattes (after a stream or a write_mattes request)."""
-        try:
-            writer.finish()
-        except Exception:
-            log.error("writing the confidence report failed:\n%s", traceback.format_exc())
 
     def _shutdown(self) -> None:
         """Stop: end streams after the frame in flight, refuse queued jobs, flush sessions."""
@@ -362,114 +358,11 @@ class Scheduler:
                 log.error("ending stream failed:\n%s", traceback.format_exc())
         for job in jobs:
             self._error(job.identity, job.msg.request_id, protocol.E_STOPPING, "the worker is shutting down")
-        for record in list(self._records.values()):
-            self.unload(record)
+        self.registry.unload_all()
 
-    # --- sessions -------------------------------------------------------------------------
+    # --- what handlers use (HandlerContext.streams) ----------------------------------------
 
-    def save(self, record: SessionRecord) -> None:
-        if record.session is not None:
-            record.session.save()
-
-    def unload(self, record: SessionRecord) -> None:
-        if record.session is None:
-            return
-        logs.session_event("unloaded", record.id)
-        try:
-            record.session.save()
-            record.session.close()
-        except Exception:
-            log.error("closing session %s failed:\n%s", record.id, traceback.format_exc())
-        finally:
-            record.session = None
-            record.outputs = {}
-            if record.frames is not None:
-                try:
-                    record.frames.close()
-                except Exception:
-                    pass
-                record.frames = None
-
-    def evict_if_needed(self, keep: SessionRecord) -> None:
-        loaded = [r for r in self._records.values() if r.session is not None and r is not keep]
-        excess = len(loaded) + 1 - self.config.max_loaded_sessions
-        for record in sorted(loaded, key=lambda r: r.last_used):
-            if excess <= 0:
-                break
-            if record.stream is None:
-                self.unload(record)
-                excess -= 1
-
-    def record(self, session_id: Optional[str]) -> SessionRecord:
-        """The session named in a request, loaded into memory (reopened from disk if needed)."""
-        if not session_id:
-            raise bad("this request needs a session id (open a session first)")
-        if not SESSION_ID_RE.match(session_id):
-            raise RequestError(protocol.E_NO_SESSION, "invalid session id %r" % session_id)
-        record = self._records.get(session_id)
-        if record is None:
-            folder = self.config.session_dir / session_id
-            if not (folder / SESSION_FILE).is_file():
-                raise RequestError(protocol.E_NO_SESSION, "no session %r in %s" % (session_id, self.config.session_dir))
-            record = read_record(folder)
-            with self._cond:
-                self._records[session_id] = record
-        if record.session is None:
-            self.evict_if_needed(record)
-            record.frames = self._frames_for(record)
-            state = record.folder / STATE_DIR
-            record.session = self.engine.reopen_session(state, record.frames)
-            logs.session_event("loaded", record.id)
-            if record.frames is None:
-                record.frames = record.session.frames
-        record.last_used = time.monotonic()
-        return record
-
-    def _frames_for(self, record: SessionRecord) -> Any:
-        plate = record.plate
-        if isinstance(plate, dict) and plate.get("kind") == "pushed":
-            numbers = list(range(record.first, record.last + 1))
-            return self.engine.pushed_frames(record.folder / PUSHED_DIR, numbers, record.height, record.width)
-        if record.source:
-            return self.engine.open_frames(record.source, record.first, record.last)
-        return self.engine.open_frames(plate, record.first, record.last)
-
-    def writer_for(self, record: SessionRecord, out_dir: Optional[str] = None, fmt: Optional[str] = None,
-                   options: Optional[dict] = None) -> Any:
-        """The session's matte output for a folder, format and options (kept while the session is
-        loaded, so its confidence report covers every pass)."""
-        folder = out_dir or record.matte_dir
-        fmt = fmt or record.matte_format
-        key = (folder, fmt, tuple(sorted((options or {}).items())))
-        if key not in record.outputs:
-            record.outputs[key] = self.engine.matte_writer(Path(folder), record.matte_name, fmt,
-                                                          frames=record.frames, options=options)
-        return record.outputs[key]
-
-    def new_record(self, *, name: str, plate: Any, numbers: Sequence[int], height: int, width: int,
-                   matte_dir: Optional[str], matte_format: str, source: Optional[dict] = None,
-                   track_resolution: Optional[int] = None) -> SessionRecord:
-        if not len(numbers):
-            raise bad("the plate has no frames")
-        session_id = "%s-%s" % (name, uuid.uuid4().hex[:8])
-        folder = self.config.session_dir / session_id
-        folder.mkdir(parents=True, exist_ok=False)
-        if matte_dir is None:
-            matte_dir = str(default_matte_dir(plate, folder, session_id))
-        record = SessionRecord(id=session_id, name=name, plate=plate, first=int(numbers[0]),
-                               last=int(numbers[-1]), frame_count=len(numbers), height=int(height),
-                               width=int(width), matte_dir=matte_dir, matte_format=matte_format,
-                               created=time.time(), source=source, folder=folder,
-                               track_resolution=track_resolution)
-        write_json_atomic(folder / SESSION_FILE, record.persisted())
-        return record
-
-    def check_not_streaming(self, record: SessionRecord, mtype: str) -> None:
-        if record.stream is not None and mtype in MUTATING:
-            raise RequestError(protocol.E_BUSY, "session %s is propagating (request %s); cancel it first"
-                               % (record.id, record.stream.request_id))
-
-    def start_stream(self, job: Job, record: SessionRecord, iterator: Iterator[Any], total: int, credit: int,
+    def start_stream(self, job: Job, record: SessionRecord, iterator: Propagation, total: int, credit: int,
                      write_mattes: bool, preview_size: int, writer: Any) -> Stream:
         stream = Stream(identity=job.identity, request_id=job.msg.request_id, record=record, iterator=iterator,
                         total=total, credit=credit, write_mattes=write_mattes, preview_size=preview_size,
@@ -480,36 +373,41 @@ class Scheduler:
         logs.stream_started(request_id=job.msg.request_id, session=record.id, identity=job.identity, total=total)
         return stream
 
-    def register(self, record: SessionRecord) -> None:
-        with self._cond:
-            self._records[record.id] = record
-        logs.session_event("opened", record.id, plate=record.source or record.plate, frames="%d-%d" % (
-            record.first, record.last), size="%dx%d" % (record.width, record.height))
-
     def send(self, identity: bytes, mtype: str, reply_to: Optional[str], body: Optional[dict] = None,
              arrays: Optional[dict] = None, session: Optional[str] = None, *, cache: bool = False) -> None:
         """Queue a message for the I/O thread (compute thread only)."""
         assert self._outbox is not None
         self._outbox.send(identity, mtype, reply_to, body, arrays, session, cache=cache)
 
-    def forget(self, record: SessionRecord) -> None:
-        with self._cond:
-            self._records.pop(record.id, None)
+    def stopping(self) -> bool:
+        """True once the worker was asked to stop (long handlers check it between steps)."""
+        return self._stopping
 
-    def list_records(self) -> list[dict]:
-        """Sessions on disk (and in memory), newest first."""
-        with self._cond:
-            loaded = {r.id: r.info() for r in self._records.values()}
-        out = []
-        folder = self.config.session_dir
-        if folder.is_dir():
-            for child in sorted(folder.iterdir())[:10_000]:
-                if child.name in loaded:
-                    out.append(loaded.pop(child.name))
-                    continue
-                try:
-                    out.append(dict(read_record(child).info(), loaded=False))
-                except (OSError, ValueError, TypeError):
-                    continue  # a half-created or foreign folder
-        out.extend(loaded.values())
-        return sorted(out, key=lambda info: -float(info.get("created") or 0))
+    def _release_stream(self, record: SessionRecord, reason: str) -> None:
+        """End a parked stream so its session can be unloaded (compute thread, from make_room)."""
+        stream = record.stream
+        if isinstance(stream, Stream):
+            stream.cancel_reason = reason
+            self._end_stream(stream, protocol.CANCELLED, {"reason": reason})
+
+    # --- stopping with a stuck request (called from the I/O thread) -------------------------
+
+    @property
+    def busy_with(self) -> Optional[str]:
+        return self._busy_with
+
+    def save_idle_sessions(self) -> int:
+        """Save every loaded session the running job does not hold (the compute thread is stuck in
+        it and touches no other session meanwhile). Returns how many were saved."""
+        current = self._current_job
+        held = current.msg.session if current is not None else None
+        saved = 0
+        for record in self.registry.loaded():
+            if record.id == held:
+                continue
+            try:
+                self.registry.save(record)
+                saved += 1
+            except Exception:
+                log.error("saving session %s failed:\n%s", record.id, traceback.format_exc())
+        return saved

@@ -23,6 +23,7 @@ import errno
 import json
 import logging
 import os
+import secrets
 import signal
 import threading
 import time
@@ -39,12 +40,18 @@ from ..codec import Message, ProtocolError
 from .backend import Engine, ModelEngine
 from .handlers import RequestError, bad, describe_error, get_field, get_int
 from .scheduler import Job, Scheduler
-from ...core.fileio import write_json_atomic
-from .sessions import default_session_dir
+from ...core.fileio import remove_stale_temporaries, write_json_atomic
+from ...core.sidecar import PromptLimits
+from .sessions import PUSHED_DIR, STATE_DIR, default_session_dir
+from .zap import ZapHandler
 
-__all__ = ["Worker", "WorkerConfig", "Engine", "ModelEngine", "default_session_dir"]
+__all__ = ["Worker", "WorkerConfig", "Engine", "ModelEngine", "default_session_dir", "EXIT_OK", "EXIT_STUCK"]
 
 log = logging.getLogger("samroto.worker")
+
+# exit statuses of `serve()` (and `samroto worker`)
+EXIT_OK = 0      # stopped cleanly: streams ended, queued requests refused, every session saved
+EXIT_STUCK = 3   # stopped while a request was stuck on the compute thread: the other sessions were saved
 
 
 @dataclass
@@ -62,7 +69,22 @@ class WorkerConfig:
     # while a stream waits for credit, probe its client this often to notice when it is gone
     keepalive_interval_s: float = 2.0
     max_pending_jobs: int = 64
+    # queued requests may hold at most this much (their bytes, with bodies counted at what they
+    # decode to): 64 queued 512 MB messages must not add up to 32 GB
+    max_queued_bytes: int = 1024 * 2 ** 20
+    # sessions kept in memory; a session whose stream waits for credit counts too (it is cancelled
+    # and unloaded when room is needed)
     max_loaded_sessions: int = 8
+    # one request's limits on prompts (objects per session, clicks, sidecar size, mask size)
+    prompt_limits: PromptLimits = field(default_factory=PromptLimits)
+    # frames in one session's range (a plate, a pushed plate, a write_mattes range)
+    max_frames: int = 100_000
+    # folders besides a session's plate folder and session folder that requests may read files from
+    # (mask files named in `import_prompts` sidecars)
+    read_roots: tuple = ()
+    # after a stop request, wait this long for the compute thread; if a request is still stuck,
+    # save every session it does not hold and exit with EXIT_STUCK
+    stop_grace_s: float = 10.0
     # flush a propagating session's state to disk every N frames (bounds work lost to a crash)
     save_every_frames: int = 8
     # write `worker.json` (address, pid) into the config folder for clients to find
@@ -89,9 +111,15 @@ class Worker:
         self.engine = engine
         self.limits = config.limits
         token = config.token or auth.load_or_create_token(auth.token_path(config.config_dir))
+        self.token = token
         self.signer = codec.Signer(token)
-        self.replay_guard = codec.ReplayGuard(window_s=self.limits.replay_window_s,
-                                              max_nonces=self.limits.max_remembered_nonces)
+        # replay state per client: one client's clock or traffic never locks out another
+        self.replay_guards = codec.PeerReplayGuards(window_s=self.limits.replay_window_s,
+                                                    max_nonces=self.limits.max_remembered_nonces,
+                                                    max_peers=self.limits.max_peers)
+        # this run of the worker, announced in `hello` and signed into every later request: a request
+        # captured before a restart is refused after it
+        self.epoch = secrets.token_hex(16)
         self.context = zmq.Context()
         self.outbox_endpoint = "inproc://samroto-outbox-%s" % uuid.uuid4().hex
         self._stop = threading.Event()
@@ -100,8 +128,10 @@ class Worker:
         self._router: Optional[zmq.Socket] = None
         self.address: Optional[str] = None
         self.scheduler = Scheduler(self)
-        self.config.session_dir.mkdir(parents=True, exist_ok=True)
+        self.config.session_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.curve = not auth.is_local_address(config.bind)
+        self.zap: Optional[ZapHandler] = None
+        self.exit_code = EXIT_OK
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -119,11 +149,19 @@ class Worker:
         router.setsockopt(zmq.LINGER, 1000)
         router.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 10000)
+        # every peer is authenticated at the handshake (zap.py): nothing from a peer without the
+        # token (loopback) or an authorised key (network) is ever read
         if self.curve:
             public, secret = auth.load_or_create_server_keys(self.config.config_dir)
+            self.zap = ZapHandler(self.context, authorized_keys=auth.authorized_keys_path(self.config.config_dir))
             router.setsockopt(zmq.CURVE_SERVER, 1)
             router.setsockopt(zmq.CURVE_SECRETKEY, secret)
             router.setsockopt(zmq.CURVE_PUBLICKEY, public)
+        else:
+            self.zap = ZapHandler(self.context, password=auth.plain_password(self.token))
+            router.setsockopt(zmq.PLAIN_SERVER, 1)
+        router.setsockopt(zmq.ZAP_DOMAIN, b"samroto")
+        self.zap.start()
         bind = self.config.bind
         if bind.startswith("tcp://") and bind.endswith(":0"):
             bind = bind[:-2] + ":*"  # an ephemeral port, reported by LAST_ENDPOINT
@@ -161,6 +199,7 @@ class Worker:
         inbox = self.context.socket(zmq.PULL)
         inbox.bind(self.outbox_endpoint)
         self.scheduler.start()
+        self._remove_stale_temporaries()
         self._announce()
         if ready is not None:
             ready(self.address)
@@ -172,8 +211,25 @@ class Worker:
             self._unannounce()
             inbox.close(linger=0)
             self._router.close(linger=1000)
-            self.context.term()
-        return 0
+            if self.zap is not None:
+                self.zap.stop()
+            if self.exit_code != EXIT_STUCK:
+                self.context.term()  # with a stuck compute thread its socket never closes: term would wait forever
+        return self.exit_code
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files a killed worker left (write_mattes, session saves): gone at start."""
+        removed = 0
+        try:
+            for record in self.scheduler.registry.on_disk(limit=10_000):
+                for folder in (record.folder, record.folder / STATE_DIR, record.folder / PUSHED_DIR):
+                    removed += remove_stale_temporaries(folder)
+                # matte folders may be shared with other writers: only files an hour old
+                removed += remove_stale_temporaries(record.matte_dir, older_than_s=3600.0)
+        except OSError as exc:
+            log.warning("cleaning temporary files failed: %s", exc)
+        if removed:
+            log.info("removed %d temporary files left by an earlier run", removed)
 
     def _loop(self, inbox: zmq.Socket) -> None:
         router = self._router
@@ -181,13 +237,24 @@ class Worker:
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(inbox, zmq.POLLIN)
-        stopping = False
+        stopping_since: Optional[float] = None
         while True:
-            if self._stop.is_set() and not stopping:
-                stopping = True
+            if self._stop.is_set() and stopping_since is None:
+                stopping_since = time.monotonic()
                 log.info("stopping: finishing the frame in flight")
                 self.scheduler.begin_stop()
-            if stopping and not self.scheduler.is_alive():
+            if stopping_since is not None and not self.scheduler.is_alive():
+                self._drain_inbox(inbox)
+                return
+            if stopping_since is not None and time.monotonic() - stopping_since > self.config.stop_grace_s:
+                # a request is stuck (a read that never returns, a model call that hangs): do not wait
+                # for it; save everything it does not hold and say so in the exit status
+                stuck = self.scheduler.busy_with
+                saved = self.scheduler.save_idle_sessions()
+                log.error("stopping without the compute thread: %s has run for more than %.0f s; saved %d "
+                          "sessions, the one it works on keeps its last save", stuck or "a request",
+                          self.config.stop_grace_s, saved)
+                self.exit_code = EXIT_STUCK
                 self._drain_inbox(inbox)
                 return
             events = dict(poller.poll(100))
@@ -248,7 +315,8 @@ class Worker:
         identity = frames[0].bytes
         parts = frames[1:]
         try:
-            msg = codec.decode(parts, self.signer, limits=self.limits, replay_guard=self.replay_guard)
+            msg = codec.decode(parts, self.signer, limits=self.limits,
+                               check_header=lambda m: self._check_header(identity, m))
         except ProtocolError as exc:
             request_id = codec.peek_request_id(parts, limits=self.limits)
             # an unauthenticated peer gets an unsigned refusal: it could not check our signature anyway
@@ -268,6 +336,14 @@ class Worker:
             log.error("handling %s failed:\n%s", msg.type, traceback.format_exc())
             self.send_direct(identity, protocol.ERROR, msg.request_id,
                              {"code": protocol.E_INTERNAL, "message": describe_error(exc)})
+
+    def _check_header(self, identity: bytes, msg: Message) -> None:
+        """Epoch, then this client's replay state (signature and header already checked)."""
+        if msg.type != protocol.HELLO and msg.epoch != self.epoch:
+            raise ProtocolError(protocol.E_EPOCH, "this request was signed for %s; say hello again to get the "
+                                "current epoch, then resend" % ("an earlier run of the worker" if msg.epoch
+                                                                else "no worker run (no epoch in its header)"))
+        self.replay_guards.check(identity, msg.timestamp, msg.nonce)
 
     def _dispatch(self, identity: bytes, msg: Message) -> None:
         self.scheduler.touch(identity)
@@ -295,7 +371,8 @@ class Worker:
             self.send_direct(identity, protocol.REPLY, msg.request_id, self._status())
             return
         if mtype == protocol.LIST_SESSIONS:
-            self.send_direct(identity, protocol.REPLY, msg.request_id, {"sessions": self.scheduler.list_records()})
+            self.send_direct(identity, protocol.REPLY, msg.request_id,
+                             {"sessions": self.scheduler.registry.list_records()})
             return
         if mtype == protocol.CANCEL:
             target = get_field(msg.body, "request", str, None)
@@ -307,7 +384,7 @@ class Worker:
         if mtype not in protocol.REQUEST_TYPES:
             raise RequestError(protocol.E_UNKNOWN_TYPE, "unknown request type %r (this worker speaks protocol %s)"
                                % (mtype, protocol.version_string()))
-        self.scheduler.submit(Job(identity=identity, msg=msg))
+        self.scheduler.submit(Job(identity=identity, msg=msg, cost=_queued_cost(msg)))
         self._recent.mark_in_progress(key)  # a retried copy is ignored until the answer is sent
 
     def _hello(self, identity: bytes, msg: Message) -> None:
@@ -329,8 +406,14 @@ class Worker:
             "device": self.engine.device,
             "capabilities": list(self.CAPABILITIES),
             "requests": list(protocol.REQUEST_TYPES),
+            "epoch": self.epoch,
             "limits": {"max_message_bytes": limits.max_message_bytes, "max_body_bytes": limits.max_body_bytes,
-                       "max_buffers": limits.max_buffers},
+                       "max_buffers": limits.max_buffers, "max_containers": limits.max_containers,
+                       "max_objects": self.config.prompt_limits.max_objects,
+                       "max_points": self.config.prompt_limits.max_points,
+                       "max_prompts": self.config.prompt_limits.max_prompts,
+                       "max_frames": self.config.max_frames,
+                       "max_queued_bytes": self.config.max_queued_bytes},
             "session_dir": str(self.config.session_dir),
             "pid": os.getpid(),
         })
@@ -394,6 +477,13 @@ def _resign(signer: codec.Signer, parts: list) -> list:
     header["nonce"] = os.urandom(codec.NONCE_BYTES)
     rest = [codec.packb(header)] + list(parts[2:])
     return [signer.sign(rest)] + rest
+
+
+def _queued_cost(msg: Message) -> int:
+    """What a queued request holds in memory: its arrays, and its body at what msgpack objects cost
+    (up to ~16 times the bytes on the wire)."""
+    arrays = sum(int(getattr(a, "nbytes", 0)) for a in msg.arrays.values())
+    return arrays + 16 * msg.body_bytes
 
 
 def _rss_bytes() -> Optional[int]:

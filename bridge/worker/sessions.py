@@ -15,13 +15,19 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .. import auth
 
 if TYPE_CHECKING:
     from .backend import SessionLike
-    from .scheduler import Stream
+
+
+class StreamLike(Protocol):
+    """What a session's record knows of the propagation running on it (scheduler.Stream)."""
+
+    request_id: str
+    credit: int
 
 SESSION_FILE = "session.json"
 STATE_DIR = "state"
@@ -60,11 +66,12 @@ class SessionRecord:
     created: float
     source: Optional[dict] = None  # the frame source's describe(): how to reopen the plate
     track_resolution: Optional[int] = None  # a PREVIEW session tracks at this internal size
+    matting: Optional[str] = None  # the learned matting pass its mattes get by default (vitmatte-small, ...)
     folder: Path = field(repr=False, default=Path("."))
     session: Optional[SessionLike] = field(repr=False, default=None)
     frames: Any = field(repr=False, default=None)
     outputs: dict = field(repr=False, default_factory=dict)  # (folder, format, options) -> matte output
-    stream: Optional["Stream"] = field(repr=False, default=None)
+    stream: Optional[StreamLike] = field(repr=False, default=None)
     last_used: float = 0.0
 
     @property
@@ -80,7 +87,7 @@ class SessionRecord:
             "frame_count": self.frame_count, "height": self.height, "width": self.width,
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
             "loaded": self.session is not None,
-            "track_resolution": self.track_resolution, "preview": self.preview,
+            "track_resolution": self.track_resolution, "preview": self.preview, "matting": self.matting,
             "obj_ids": [int(o) for o in self.session.obj_ids] if self.session is not None else None,
             "propagating": self.stream.request_id if self.stream is not None else None,
             # every colour choice made for the plate (config, colourspace, display, view)
@@ -92,7 +99,7 @@ class SessionRecord:
             "id": self.id, "name": self.name, "plate": self.plate, "first": self.first, "last": self.last,
             "frame_count": self.frame_count, "height": self.height, "width": self.width,
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
-            "source": self.source, "track_resolution": self.track_resolution,
+            "source": self.source, "track_resolution": self.track_resolution, "matting": self.matting,
         }
 
     @property

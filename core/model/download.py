@@ -22,8 +22,8 @@ from .cache import (CHUNK, DownloadError, cache_dir, canonical_name, check_recor
                     resolve_checkpoint_path, sha256_of)
 from .config import DOWNLOAD_URLS
 
-__all__ = ["DownloadError", "KNOWN_SHA256", "cache_dir", "download_checkpoint", "missing_checkpoint_message",
-           "resolve_checkpoint_path", "sha256_of"]
+__all__ = ["DownloadError", "KNOWN_SHA256", "cache_dir", "download_checkpoint", "fetch_into_cache",
+           "missing_checkpoint_message", "resolve_checkpoint_path", "sha256_of"]
 
 # Meta publishes no digests for these files; pin them here (or pass `sha256=`) to check against a
 # known value. Without one, the file is checked structurally and its digest recorded on first download.
@@ -48,9 +48,25 @@ def download_checkpoint(
     if target.is_file() and not force:
         check_recorded_digest(target)
         return target
-    target_dir.mkdir(parents=True, exist_ok=True)
     url = DOWNLOAD_URLS[name]
     expected = (sha256 or KNOWN_SHA256.get(name) or "").lower() or None
+    return fetch_into_cache(url, target, sha256=expected, timeout=timeout, progress=progress,
+                            check=lambda path: _check_layout(path, name))
+
+
+def fetch_into_cache(
+    url: str,
+    target: Path,
+    *,
+    sha256: str | None = None,
+    timeout: float = 30.0,
+    progress: ProgressCallback | None = None,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """Stream `url` to a temporary file beside `target`, check it (length, `sha256` if given, then
+    `check(path)`, which raises DownloadError), rename it into place and record its SHA-256.
+    Shared with other models' downloads (the matting models) so every cached file is made the same way."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         response = urllib.request.urlopen(url, timeout=timeout)
     except (urllib.error.URLError, OSError) as exc:
@@ -62,7 +78,7 @@ def download_checkpoint(
     total_bytes = int(total) if total and total.isdigit() else None
     digest = hashlib.sha256()
     received = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=target_dir)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, response:
@@ -80,9 +96,10 @@ def download_checkpoint(
         if total_bytes is not None and received != total_bytes:
             raise DownloadError(f"download of {url} stopped after {received} of {total_bytes} bytes; try again")
         actual = digest.hexdigest()
-        if expected is not None and actual != expected:
-            raise DownloadError(f"{url}: SHA-256 {actual} does not match the expected {expected}")
-        _check_layout(tmp, name)
+        if sha256 is not None and actual != sha256.lower():
+            raise DownloadError(f"{url}: SHA-256 {actual} does not match the expected {sha256}")
+        if check is not None:
+            check(tmp)
         os.replace(tmp, target)
         target.with_name(target.name + ".sha256").write_text(f"{actual}  {target.name}\n")
         return target

@@ -6,10 +6,14 @@ EXR or PNG, see `mattes.MatteSequenceWriter`), optionally
 - refined against the plate's edges at full resolution (`edges.refine_matte`), and
 - smoothed over time so edges stop chattering (`edges.TemporalSmoother`; restarted whenever the
   frames stop being consecutive, e.g. when a backward pass follows a forward one),
+- or made by a learned matting pass (`matting`, e.g. `samroto.core.matting_pass.MattingPass`,
+  which reads each frame at full resolution and does its own temporal smoothing),
 
 and records each object's confidence on each frame (`confidence.measure`): in the EXR header of its
 matte and, when `finish()` is called, in `<shot>.confidence.json` beside the mattes, with the frames
-to review. The command line, the worker and batch jobs all write mattes through this class.
+to review. With `layered_exr`, every frame also gets one EXR holding every object's alpha as
+`<object>.A` (and the confidence attributes as `<object>/samroto/...`), beside the per-object files.
+The command line, the worker and batch jobs all write mattes through this class.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
@@ -31,6 +35,14 @@ if TYPE_CHECKING:
     from ..video_session import FrameResult
 
 
+class AlphaPass(Protocol):
+    """A pass that turns one frame's tracked logits into alpha (the learned matting pass); torch-free here."""
+
+    def run(self, frame: int, plate: np.ndarray, obj_ids: Sequence[int], logits: np.ndarray) -> np.ndarray:
+        """plate: H*W*3, logits: N*H*W -> N*H*W alpha in [0, 1]."""
+        ...
+
+
 @dataclass(frozen=True)
 class MatteOptions:
     refine_edges: bool = False
@@ -39,6 +51,8 @@ class MatteOptions:
     smooth: SmoothOptions = field(default_factory=SmoothOptions)
     # confidence records in EXR headers and the sidecar JSON
     confidence: bool = True
+    # also one EXR per frame with every object's alpha as a layer (`{shot}_layers.####.exr`)
+    layered_exr: bool = False
 
 
 class MatteOutput:
@@ -48,13 +62,23 @@ class MatteOutput:
         *,
         frames: "FrameSource | None" = None,
         options: MatteOptions | None = None,
+        matting: AlphaPass | None = None,
     ) -> None:
-        """frames: the plate (needed for edge refinement, which reads each frame at full resolution)."""
+        """frames: the plate (needed for edge refinement and matting, which read each frame at full resolution).
+        matting: a learned matting pass making the soft alpha (replaces refinement and smoothing)."""
         self.writer = writer
         self.options = options or MatteOptions()
-        if self.options.refine_edges and frames is None:
-            raise ValueError("edge refinement needs the plate's frames")
+        if (self.options.refine_edges or matting is not None) and frames is None:
+            raise ValueError("edge refinement and matting need the plate's frames")
         self.frames = frames
+        self.matting = matting
+        self.layers: MatteSequenceWriter | None = None
+        if self.options.layered_exr:
+            self.layers = MatteSequenceWriter(
+                out_dir=writer.out_dir, shot=writer.shot, format="exr", soft=writer.soft, layout="layers",
+                name_template="{shot}_layers.####.exr", object_names=writer.object_names,
+                compression=writer.compression,
+            )
         self.tracker = ConfidenceTracker()
         if self.options.confidence:
             self._resume_confidence()
@@ -82,7 +106,13 @@ class MatteOutput:
         logits = np.asarray(result.logits, dtype=np.float32)
         opts = self.options
         soft = self.writer.soft
-        plate = self.frames.read(int(result.frame)) if opts.refine_edges and self.frames is not None else None
+        needs_plate = opts.refine_edges or self.matting is not None
+        plate = self.frames.read(int(result.frame)) if needs_plate and self.frames is not None else None
+        attributes = self._confidence(result, obj_ids, logits) if opts.confidence else None
+        if self.matting is not None and plate is not None:
+            matted = np.asarray(self.matting.run(int(result.frame), plate, obj_ids, logits), dtype=np.float32)
+            return self._write(int(result.frame), obj_ids, matted if soft else (matted > 0.5).astype(np.float32),
+                               attributes)
         alphas = []
         for i, obj_id in enumerate(obj_ids):
             if plate is not None:
@@ -93,8 +123,13 @@ class MatteOutput:
             if opts.smooth_edges:
                 alpha = self._smooth(obj_id, int(result.frame), alpha)
             alphas.append(alpha if soft else (alpha > 0.5).astype(np.float32))
-        attributes = self._confidence(result, obj_ids, logits) if opts.confidence else None
-        return self.writer.write_alphas(int(result.frame), obj_ids, np.stack(alphas), attributes)
+        return self._write(int(result.frame), obj_ids, np.stack(alphas), attributes)
+
+    def _write(self, frame: int, obj_ids: list[int], alphas: np.ndarray, attributes: dict | None) -> dict[int, str]:
+        written = self.writer.write_alphas(frame, obj_ids, alphas, attributes)
+        if self.layers is not None:
+            self.layers.write_alphas(frame, obj_ids, alphas, attributes)
+        return written
 
     def _smooth(self, obj_id: int, frame: int, alpha: np.ndarray) -> np.ndarray:
         smoother = self._smoothers.setdefault(obj_id, TemporalSmoother(self.options.smooth))

@@ -4,17 +4,23 @@ The add-on is a thin client: a resident `samroto worker` process (started separa
 preferences' start command) hosts the model and the per-shot sessions; the add-on talks to it
 through the bundled bridge client (`bridge/`, copied in by the build script) over ZeroMQ.
 
-Modules without bpy (unit-testable outside Blender): `coords`, `plates`, `prompts`,
-`keyframes`, `previews`, `remote`, `tasks`. The bpy side: `props`, `controller`,
-`mask_builder`, `operators`, `prompt_tool`, `overlay`, `panels`. Importing this package does not
-import bpy; `register()` does.
+Modules without bpy (unit-testable outside Blender; `BPY_FREE_MODULES`, checked by the tests):
+`coords`, `plates`, `prompts`, `keyframes`, `previews`, `rasterize`, `remote`, `tasks`. The bpy
+side (`BPY_MODULES`): `props`, `controller`, `mask_builder`, `operators`, `prompt_tool`,
+`overlay`, `panels`. Importing this package does not import bpy; `register()` does.
 """
 
 from __future__ import annotations
 
 from typing import Any, List
 
+BPY_FREE_MODULES = ("coords", "plates", "prompts", "keyframes", "previews", "rasterize", "remote", "tasks")
+BPY_MODULES = ("props", "controller", "mask_builder", "operators", "prompt_tool", "overlay", "panels")
+
 _registered: List[Any] = []
+_HANDLERS = (("load_post", "on_file_loaded"), ("undo_post", "on_undo_redo"), ("redo_post", "on_undo_redo"),
+             ("load_pre", "before_data_change"), ("undo_pre", "before_data_change"),
+             ("redo_pre", "before_data_change"))
 
 
 def register() -> None:
@@ -27,22 +33,30 @@ def register() -> None:
         bpy.utils.register_class(cls)
         _registered.append(cls)
     panels.register()
+    prompt_tool.register()
     if not bpy.app.background:  # nothing draws without a window
         overlay.register()
-    tasks.start_timer()
-    bpy.app.handlers.load_post.append(controller.on_file_loaded)
+    if not bpy.app.timers.is_registered(tasks.tick):
+        bpy.app.timers.register(tasks.tick, first_interval=tasks.IDLE_INTERVAL, persistent=True)
+    for handlers, name in _HANDLERS:
+        getattr(bpy.app.handlers, handlers).append(getattr(controller, name))
     controller.runtime.message = ""
 
 
 def unregister() -> None:
     import bpy
 
-    from . import controller, overlay, panels, props, tasks
+    from . import controller, overlay, panels, prompt_tool, props, tasks
 
+    controller.cancel_build()
     controller.disconnect()
-    if controller.on_file_loaded in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(controller.on_file_loaded)
-    tasks.stop_timer()
+    for handlers, name in _HANDLERS:
+        registered = getattr(bpy.app.handlers, handlers)
+        if getattr(controller, name) in registered:
+            registered.remove(getattr(controller, name))
+    if bpy.app.timers.is_registered(tasks.tick):
+        bpy.app.timers.unregister(tasks.tick)
+    prompt_tool.unregister()
     overlay.unregister()
     panels.unregister()
     while _registered:

@@ -16,9 +16,9 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import bpy
 
-from . import keyframes, mask_builder, plates, props, remote, tasks
+from . import coords, keyframes, mask_builder, plates, props, rasterize, remote, tasks
 from .bridge import auth
-from .bridge.client import FrameUpdate, RemoteSession
+from .bridge.client import FrameUpdate, NoSuchSession, RemoteSession
 from .previews import object_colour
 from .prompts import FramePrompt, PromptBook
 
@@ -42,18 +42,59 @@ class Runtime:
     message_is_error: bool = False
     overlay_version: int = 0
     drag_box: Optional[Tuple[float, float, float, float]] = None  # region pixels while dragging a box
+    drag_path: List[Tuple[float, float]] = field(default_factory=list)  # region pixels of a brush / lasso
+    # clip key -> the prompts the worker is known to hold (after the last sync or successful send)
+    synced: Dict[str, PromptBook] = field(default_factory=dict)
+    # clip keys whose worker prompts must be compared with the drawn ones before the next request
+    needs_sync: Set[str] = field(default_factory=set)
+    popups: List[str] = field(default_factory=list)  # errors shown in a popup (kept for tests and the panel)
+    last_ping: float = 0.0  # monotonic time of the last successful quick ping
+    building: Optional[Any] = None  # the running chunked mask build (mask_builder.Build)
 
 
 runtime = Runtime()
 
 
 def report(message: str, *, error: bool = False) -> None:
-    """Show a message in the panel (and the console for errors)."""
+    """Show a message in the panel (and the console for errors). Errors that arrive after the
+    operator finished (network results) also open a popup, so they are not missed."""
     runtime.message = message
     runtime.message_is_error = error
     if error:
-        print("samroto: %s" % message)
+        print("SamRoto: %s" % message)
     redraw()
+
+
+def popup(message: str) -> None:
+    """An error popup at the mouse (what `self.report` does for an operator that is still running)."""
+    runtime.popups.append(message)
+    del runtime.popups[:-20]
+    wm = bpy.context.window_manager
+    if wm is None or bpy.app.background or not wm.windows:
+        return
+
+    def draw(menu: Any, _context: Any) -> None:
+        for line in message.split(". "):
+            menu.layout.label(text=line)
+
+    wm.popup_menu(draw, title="SamRoto", icon="ERROR")
+
+
+def late_error(message: str) -> None:
+    report(message, error=True)
+    popup(message)
+
+
+def push_undo(message: str) -> bool:
+    """One undo step for a change the add-on made outside an operator with the UNDO flag (a click
+    of the prompt tool, a prompt rolled back). False where Blender has no undo (no window)."""
+    try:
+        if bpy.ops.ed.undo_push.poll():
+            bpy.ops.ed.undo_push(message=message)
+            return True
+    except RuntimeError:
+        pass
+    return False
 
 
 def redraw() -> None:
@@ -68,12 +109,55 @@ def redraw() -> None:
 
 
 @bpy.app.handlers.persistent
+def before_data_change(*_: Any) -> None:
+    """Before an undo, redo or file load replaces Blender's data: stop a Mask build, which holds
+    references into it."""
+    cancel_build()
+    runtime.building = None
+
+
+@bpy.app.handlers.persistent
 def on_file_loaded(*_: Any) -> None:
     """Another .blend file: forget the previews and frame sets of the old file's clips (the
-    connection and the worker's sessions stay; clips keep their session ids in the file)."""
+    connection and the worker's sessions stay; clips keep their session ids in the file), and
+    give the worker the loaded prompts of every clip that has a session."""
+    runtime.building = None
     runtime.previews.clear()
     runtime.tracked.clear()
+    runtime.sessions.clear()
+    runtime.synced.clear()
     runtime.overlay_version += 1
+    for clip in bpy.data.movieclips:
+        if clip.samroto.session_id:
+            runtime.needs_sync.add(clip_state(clip).key)
+    if runtime.runner is not None:  # connected (or was): failures are reported
+        _sync_pending()
+
+
+@bpy.app.handlers.persistent
+def on_undo_redo(*_: Any) -> None:
+    """Undo or redo restored the clips' prompts and objects: where they differ from what the
+    worker holds, send the difference (what is drawn is what the worker holds)."""
+    runtime.building = None
+    for clip in bpy.data.movieclips:
+        state = clip.samroto
+        if not state.session_id or not state.key:
+            continue
+        held = runtime.synced.get(state.key)
+        objects = {item.obj_id for item in state.objects}
+        if held is None or prompt_book(clip).diff(held) or not set(held.objects()) <= objects:
+            runtime.needs_sync.add(state.key)
+    runtime.overlay_version += 1
+    _sync_pending()
+
+
+def _sync_pending() -> None:
+    for clip in bpy.data.movieclips:
+        if clip.samroto.key in runtime.needs_sync:
+            try:
+                sync_clip(bpy.context, clip, check=False)
+            except (remote.AddonError, plates.PlateError) as exc:
+                report("The prompts of %s could not be sent: %s" % (clip.name, exc), error=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,13 +178,23 @@ def find_clip(key: str) -> Optional[bpy.types.MovieClip]:
     return None
 
 
+_plates: Dict[Tuple[str, str, int, int, int], plates.ClipPlate] = {}
+
+
 def clip_plate(clip: bpy.types.MovieClip, *, check_files: bool = True) -> plates.ClipPlate:
-    """The clip as a worker plate; plates.PlateError (with the artist's message) if unusable."""
+    """The clip as a worker plate; plates.PlateError (with the artist's message) if unusable.
+    `check_files=False` may answer from the last look at the disk (drawing calls it on every redraw)."""
     path = bpy.path.abspath(clip.filepath, library=clip.library)
-    return plates.describe_clip(os.path.normpath(path) if path else "", clip.source,
-                                frame_start=clip.frame_start, frame_offset=clip.frame_offset,
-                                frame_duration=clip.frame_duration, clip_name=clip.name,
-                                exists=os.path.isfile if check_files else (lambda _: True))
+    path = os.path.normpath(path) if path else ""
+    key = (path, clip.source, int(clip.frame_start), int(clip.frame_offset), int(clip.frame_duration))
+    if not check_files and key in _plates:
+        return _plates[key]
+    plate = plates.describe_clip(path, clip.source, frame_start=clip.frame_start, frame_offset=clip.frame_offset,
+                                 frame_duration=clip.frame_duration, clip_name=clip.name)
+    if len(_plates) > 256:
+        _plates.clear()
+    _plates[key] = plate
+    return plate
 
 
 def pixel_aspect(clip: bpy.types.MovieClip) -> float:
@@ -157,6 +251,7 @@ def _ensure_connection(runner: remote.Runner, settings: remote.Settings) -> remo
         connection = remote.connect(settings)
         runner.connection = connection
         tasks.post(lambda: _connected(connection))
+    runner.connection.client.timeout = settings.timeout_s  # the preferences apply from the next request
     return runner.connection
 
 
@@ -169,18 +264,44 @@ def _connected(connection: remote.Connection) -> None:
 
 
 def _failed(job: remote.Job) -> None:
+    runtime.last_ping = 0.0  # ask again before the next request
     if job.state == "cancelled":
         report("%s cancelled" % job.label)
     else:
-        report("%s failed: %s" % (job.label, job.error), error=True)
+        late_error("%s failed: %s" % (job.label, job.error))
+
+
+PING_CACHE_S = 3.0
+"""A worker that answered this recently is not pinged again before the next request."""
+
+
+def check_worker(settings: remote.Settings) -> None:
+    """The quick check before queueing work: a worker that does not answer within a second is
+    reported at once (or started, with Auto-start on) instead of after the reply timeout."""
+    import time
+
+    if time.monotonic() - runtime.last_ping < PING_CACHE_S:
+        return
+    if remote.ping(settings):
+        runtime.last_ping = time.monotonic()
+        return
+    if settings.start_command.strip():
+        return  # auto-start: connecting starts it
+    address = remote.resolve_address(settings)
+    runtime.info = None
+    raise remote.WorkerUnavailable("No SamRoto worker answers at %s: press Start Worker in the SamRoto panel, "
+                                   "or run `samroto worker` in a terminal" % address)
 
 
 def submit(context: bpy.types.Context, label: str, work: Callable[[remote.Connection, remote.Job], Any], *,
            on_done: Optional[Callable[[remote.Job], None]] = None,
-           on_error: Optional[Callable[[remote.Job], None]] = None) -> remote.Job:
-    """Run `work(connection, job)` on the network thread (connecting first when needed)."""
+           on_error: Optional[Callable[[remote.Job], None]] = None, check: bool = True) -> remote.Job:
+    """Run `work(connection, job)` on the network thread (connecting first when needed).
+    `check`: ping the worker first (WorkerUnavailable at once when none answers)."""
     settings = props.settings(context)
     _check_online_access(settings)
+    if check:
+        check_worker(settings)
     runner = _runner()
 
     def run(job: remote.Job) -> Any:
@@ -194,11 +315,26 @@ def submit(context: bpy.types.Context, label: str, work: Callable[[remote.Connec
     return runner.submit(label, run, on_done=on_done, on_error=failed)
 
 
-def connect(context: bpy.types.Context) -> remote.Job:
-    """(Re)connect to the worker with the current preferences (a running propagation is cancelled)."""
+def connect(context: bpy.types.Context, *, start: bool = False) -> remote.Job:
+    """(Re)connect to the worker with the current preferences (a running propagation is cancelled).
+    `start`: start one with the preferences' start command when none answers (Start Worker)."""
     disconnect()
-    report("Connecting...")
-    return submit(context, "Connect", lambda connection, job: connection.info)
+    report("Starting the worker..." if start else "Connecting...")
+    settings = props.settings(context, start=start)
+
+    def work(connection: remote.Connection, job: remote.Job) -> Any:
+        return connection.info
+
+    def done(job: remote.Job) -> None:
+        _sync_pending()
+
+    runner = _runner()
+    _check_online_access(settings)
+
+    def run(job: remote.Job) -> Any:
+        return work(_ensure_connection(runner, settings), job)
+
+    return runner.submit("Start worker" if start else "Connect", run, on_done=done, on_error=_failed)
 
 
 def disconnect() -> None:
@@ -210,6 +346,10 @@ def disconnect() -> None:
         runtime.runner = None
     runtime.sessions.clear()
     runtime.info = None
+    runtime.last_ping = 0.0
+    for key in runtime.synced:
+        runtime.needs_sync.add(key)  # a worker restarted meanwhile gets the drawn prompts again
+    runtime.synced.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,27 +365,67 @@ class SessionArgs:
     session_id: str
     matte_dir: Optional[str]
     matte_format: str
-    prompts: str  # the clip's prompt book (JSON), replayed into a new session
+    prompts: str  # the clip's prompt book (JSON), what the worker must hold
     track_resolution: Optional[int] = None  # a preview session tracks at this size
     colour: plates.ClipColour = field(default_factory=plates.ClipColour)  # how Blender shows the clip
+    objects: Tuple[int, ...] = ()  # the clip's object ids (the worker's others are removed on sync)
+    sync: bool = False  # compare the worker's prompts with `prompts` before using the session
+
+
+def _with_session(connection: remote.Connection, args: SessionArgs, work: Callable[[RemoteSession], Any]) -> Any:
+    """`work(session)` on the clip's session; when the worker no longer has it loaded (it restarted),
+    the session is resumed, given the drawn prompts, and `work` runs once more. A quick ping first:
+    a worker that died since the request was queued fails it in a second or two, not minutes."""
+    remote.quick_ping(connection.client)
+    try:
+        return work(_session(connection, args))
+    except NoSuchSession:
+        runtime.sessions.pop(args.key, None)
+        return work(_session(connection, args))
 
 
 def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
     """On the network thread: the clip's open session, resumed or opened on first use."""
     session = runtime.sessions.get(args.key)
     if session is not None and session.client is connection.client:
+        if args.sync:
+            _sync_session(session, args)
         return session
     # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
     session, resumed = remote.open_session(connection.client, args.plate, session_id=args.session_id,
                                            matte_dir=args.matte_dir, matte_format=args.matte_format,
                                            track_resolution=args.track_resolution, colour=args.colour)
-    if not resumed and args.prompts:
-        # the worker lost the clip's session (or never had it): give the new one every click made so far
-        remote.replay_prompts(session, PromptBook.from_json(args.prompts))
-    runtime.sessions[args.key] = session
     info = dict(session.info)
     tasks.post(lambda: _session_opened(args.key, info))
+    # a new session, or one resumed after a restart, a file load or an undo: it must hold what is drawn
+    _sync_session(session, args)
+    runtime.sessions[args.key] = session
     return session
+
+
+def _sync_session(session: RemoteSession, args: SessionArgs) -> remote.SyncOutcome:
+    """On the network thread: make the worker hold the clip's prompts; the main thread learns
+    what it holds afterwards (and draws that)."""
+    book = PromptBook.from_json(args.prompts)
+    outcome = remote.sync_prompts(session, book, list(args.objects) or book.objects())
+    tasks.post(lambda: _synced(args.key, args.prompts, outcome))
+    return outcome
+
+
+def _synced(key: str, sent_json: str, outcome: remote.SyncOutcome) -> None:
+    runtime.synced[key] = outcome.book
+    runtime.needs_sync.discard(key)
+    clip = find_clip(key)
+    if clip is None:
+        return
+    for obj_id, frame in outcome.sent:  # their previews are stale: the worker's mask changed
+        runtime.previews.get(key, {}).get(frame, {}).pop(obj_id, None)
+    runtime.overlay_version += 1
+    current = clip.samroto.prompts
+    if current == sent_json and PromptBook.from_json(current).diff(outcome.book):
+        # frames the worker cannot hold (outside its range) are not drawn either
+        clip.samroto.prompts = outcome.book.to_json()
+    redraw()
 
 
 def _session_opened(key: str, info: Dict[str, Any]) -> None:
@@ -276,7 +456,8 @@ def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
     override = bpy.path.abspath(state.matte_dir_override) if state.matte_dir_override else None
     track_resolution = int(state.preview_resolution) if state.preview_mode else None
     return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts,
-                       track_resolution, clip_colour(clip, bpy.context.scene))
+                       track_resolution, clip_colour(clip, bpy.context.scene),
+                       tuple(item.obj_id for item in state.objects), state.key in runtime.needs_sync)
 
 
 def clip_colour(clip: bpy.types.MovieClip, scene: Optional[bpy.types.Scene]) -> plates.ClipColour:
@@ -301,7 +482,7 @@ def _forget_results(clip: bpy.types.MovieClip) -> None:
     state = clip.samroto
     for item in state.objects:
         image = bpy.data.images.get(item.image_name) if item.image_name else None
-        if image is not None and image.users == 0:
+        if image is not None and _unused(image):
             bpy.data.images.remove(image)
         item.tracked = item.matte_path = item.image_name = item.layer_name = ""
         runtime.tracked.pop((state.key, item.obj_id), None)
@@ -376,17 +557,58 @@ def _check_frame(clip: bpy.types.MovieClip, frame: int) -> None:
         raise remote.AddonError("Frame %d is outside the clip's frames %d-%d" % (frame, plate.first, plate.last))
 
 
+def _change_prompts(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
+                    change: Callable[[PromptBook], Optional[FramePrompt]], undo: str) -> Optional[remote.Job]:
+    """Apply `change` to the clip's book (drawn at once), push an undo step named `undo` (when
+    given) and send the frame's new prompt. Nothing is changed when the worker cannot be reached;
+    a send that fails later rolls the book back to what the worker holds."""
+    _check_frame(clip, frame)
+    args = _session_args(clip)  # PlateError before anything changes
+    before = clip.samroto.prompts
+    book = prompt_book(clip)
+    prompt = change(book)
+    if prompt is None:
+        return None
+    clip.samroto.prompts = book.to_json()
+    try:
+        job = _send_prompt(context, clip, obj_id, frame, prompt, before=before, args=replace(
+            args, prompts=clip.samroto.prompts))
+    except BaseException:
+        clip.samroto.prompts = before  # never queued: the worker has not seen it
+        raise
+    if undo:
+        push_undo(undo)
+    redraw()
+    return job
+
+
+def _rollback(key: str, before: str, reason: str) -> None:
+    """A prompt did not reach the worker: draw what the worker holds again (the book before the
+    change when that is not known yet), and compare both before the next request."""
+    clip = find_clip(key)
+    runtime.needs_sync.add(key)
+    if clip is None:
+        return
+    held = runtime.synced.get(key)
+    clip.samroto.prompts = held.to_json() if held is not None else before
+    runtime.overlay_version += 1
+    push_undo("SamRoto: prompt not sent")
+    redraw()
+
+
 def _send_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
-                 prompt: FramePrompt) -> remote.Job:
-    args = _session_args(clip)
+                 prompt: FramePrompt, *, before: str, args: Optional[SessionArgs] = None) -> remote.Job:
+    args = args or _session_args(clip)
     key = args.key
-    sent = FramePrompt(list(prompt.points), list(prompt.labels), prompt.box)
+    sent = FramePrompt.from_json(prompt.to_json())
 
     def work(connection: remote.Connection, job: remote.Job) -> Optional[FrameUpdate]:
-        session = _session(connection, args)
-        return remote.send_prompt(session, frame, obj_id, sent)
+        return _with_session(connection, args, lambda session: remote.send_prompt(session, frame, obj_id, sent))
 
     def done(job: remote.Job) -> None:
+        held = runtime.synced.get(key)
+        if held is not None:
+            held.set(obj_id, frame, sent)
         update = job.result
         if update is None:
             runtime.previews.get(key, {}).get(frame, {}).pop(obj_id, None)
@@ -395,54 +617,122 @@ def _send_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: 
             _store_previews(key, update)
         redraw()
 
-    return submit(context, "Prompt", work, on_done=done)
+    def failed(job: remote.Job) -> None:
+        if job.lost_worker:
+            runtime.sessions.pop(key, None)
+        _rollback(key, before, job.error or "")
+
+    return submit(context, "Prompt", work, on_done=done, on_error=failed)
+
+
+def sync_clip(context: bpy.types.Context, clip: bpy.types.MovieClip, *, check: bool = True) -> remote.Job:
+    """Compare the worker's prompts for the clip with the drawn ones and send the difference
+    (after an undo, a file load or a failure). The clip needs a session."""
+    key = clip_state(clip).key
+    runtime.needs_sync.add(key)
+    args = _session_args(clip)
+
+    def work(connection: remote.Connection, job: remote.Job) -> Any:
+        session = runtime.sessions.get(key)
+        if session is not None and session.client is connection.client:
+            return _sync_session(session, args)
+        _session(connection, args)  # opening it syncs it
+        return None
+
+    def failed(job: remote.Job) -> None:
+        if job.lost_worker:
+            runtime.sessions.pop(key, None)
+
+    return submit(context, "Sync prompts", work, on_error=failed, check=check)
 
 
 def add_click(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
-              point: Tuple[float, float], *, positive: bool) -> remote.Job:
+              point: Tuple[float, float], *, positive: bool, undo: str = "") -> remote.Job:
     """A click in clip pixels on a plate frame; the mask comes back as a preview at once."""
-    _check_frame(clip, frame)
-    book = prompt_book(clip)
-    prompt = book.add_click(obj_id, frame, point, positive)
-    clip.samroto.prompts = book.to_json()
-    return _send_prompt(context, clip, obj_id, frame, prompt)
+    job = _change_prompts(context, clip, obj_id, frame, lambda book: book.add_click(obj_id, frame, point, positive),
+                          undo)
+    assert job is not None
+    return job
 
 
 def set_box(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
-            box: Tuple[float, float, float, float]) -> remote.Job:
+            box: Tuple[float, float, float, float], *, undo: str = "") -> remote.Job:
     """A box (x0, y0, x1, y1) in clip pixels; the frame's clicks for the object are kept with it."""
-    _check_frame(clip, frame)
-    book = prompt_book(clip)
-    prompt = book.set_box(obj_id, frame, box)
-    clip.samroto.prompts = book.to_json()
-    return _send_prompt(context, clip, obj_id, frame, prompt)
+    job = _change_prompts(context, clip, obj_id, frame, lambda book: book.set_box(obj_id, frame, box), undo)
+    assert job is not None
+    return job
+
+
+def set_mask(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
+             mask: Dict[str, Any], *, undo: str = "") -> remote.Job:
+    """A mask prompt (run-length dict at the clip's size): replaces the frame's clicks and box."""
+    job = _change_prompts(context, clip, obj_id, frame, lambda book: book.set_mask(obj_id, frame, mask), undo)
+    assert job is not None
+    return job
 
 
 def undo_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int,
-                frame: int) -> Optional[remote.Job]:
-    """Remove the last click (or the box) of the object on the frame; None if there was none."""
-    _check_frame(clip, frame)
-    book = prompt_book(clip)
-    prompt = book.undo(obj_id, frame)
-    if prompt is None:
-        return None
-    clip.samroto.prompts = book.to_json()
-    return _send_prompt(context, clip, obj_id, frame, prompt)
+                frame: int, *, undo: str = "") -> Optional[remote.Job]:
+    """Remove the last click (or the box, or the mask) of the object on the frame; None if there was none."""
+    return _change_prompts(context, clip, obj_id, frame, lambda book: book.undo(obj_id, frame), undo)
 
 
 def clear_prompts(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int,
-                  frame: int) -> Optional[remote.Job]:
+                  frame: int, *, undo: str = "") -> Optional[remote.Job]:
+    def change(book: PromptBook) -> Optional[FramePrompt]:
+        if book.get(obj_id, frame).empty:
+            return None
+        book.clear(obj_id, frame)
+        return FramePrompt()
+
+    return _change_prompts(context, clip, obj_id, frame, change, undo)
+
+
+def add_stroke(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, frame: int,
+               points: List[Tuple[float, float]], *, kind: str, positive: bool, radius: float = 8.0,
+               undo: str = "") -> remote.Job:
+    """A brush stroke (clicks spread along it) or a lasso (filled into the object's mask), in clip
+    pixels. The worker converts it; the frame's prompt it then holds is drawn, with an undo step."""
     _check_frame(clip, frame)
-    book = prompt_book(clip)
-    if book.get(obj_id, frame).empty:
-        return None
-    book.clear(obj_id, frame)
-    clip.samroto.prompts = book.to_json()
-    return _send_prompt(context, clip, obj_id, frame, FramePrompt())
+    if len(points) < 2:
+        raise ValueError("Draw a longer %s" % kind)
+    args = _session_args(clip)
+    key = args.key
+    before = clip.samroto.prompts
+
+    def work(connection: remote.Connection, job: remote.Job) -> Tuple[FrameUpdate, FramePrompt]:
+        return _with_session(connection, args, lambda session: remote.send_stroke(
+            session, frame, obj_id, list(points), kind=kind, label=1 if positive else 0, radius=radius))
+
+    def done(job: remote.Job) -> None:
+        update, held_prompt = job.result
+        target = find_clip(key)
+        held = runtime.synced.get(key)
+        if held is not None:
+            held.set(obj_id, frame, held_prompt)
+        if target is not None:
+            book = prompt_book(target)
+            book.set(obj_id, frame, held_prompt)
+            target.samroto.prompts = book.to_json()
+            if undo:
+                push_undo(undo)
+        _store_previews(key, update)
+        redraw()
+
+    def failed(job: remote.Job) -> None:
+        if job.lost_worker:
+            runtime.sessions.pop(key, None)
+        _rollback(key, before, job.error or "")
+
+    return submit(context, "Stroke", work, on_done=done, on_error=failed)
 
 
 def remove_object(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> remote.Job:
-    """Remove an object from the worker session, then its layer, matte image, clicks and previews."""
+    """Remove an object: its layer, matte image, prompts and previews at once (so the operator's undo
+    step holds the clip without it; undoing it gives the worker the object's prompts back), then
+    from the worker session."""
+    check_worker(props.settings(context))
+    _forget_object(clip, obj_id)
     args = _session_args(clip)
     key = args.key
 
@@ -454,12 +744,20 @@ def remove_object(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id:
         return False
 
     def done(job: remote.Job) -> None:
-        target = find_clip(key)
-        if target is not None:
-            _forget_object(target, obj_id)
+        held = runtime.synced.get(key)
+        if held is not None:
+            held.remove_object(obj_id)  # an undo that brings it back must send its prompts again
         report("Removed object %d" % obj_id)
 
-    return submit(context, "Remove object", work, on_done=done)
+    def failed(job: remote.Job) -> None:
+        runtime.needs_sync.add(key)  # the next request removes it on the worker
+
+    return submit(context, "Remove object", work, on_done=done, on_error=failed, check=False)
+
+
+def _unused(image: Optional[bpy.types.Image]) -> bool:
+    """Nothing but the add-on's fake user keeps the image."""
+    return image is not None and image.users <= (1 if image.use_fake_user else 0)
 
 
 def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
@@ -468,10 +766,10 @@ def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
         if item.obj_id != obj_id:
             continue
         mask = bpy.data.masks.get(state.mask_name) if state.mask_name else None
-        if mask is not None and item.layer_name:
-            mask_builder.remove_layer(mask, item.layer_name)
+        if mask is not None:
+            mask_builder.remove_layer(mask, obj_id)
         image = bpy.data.images.get(item.image_name) if item.image_name else None
-        if image is not None and image.users == 0:
+        if image is not None and _unused(image):
             bpy.data.images.remove(image)
         state.objects.remove(index)
         break
@@ -583,6 +881,8 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
         raise ValueError("direction must be one of %s" % ", ".join(remote.DIRECTIONS))
     key = clip_state(clip).key
     auto_results = bool(clip.samroto.auto_results)
+    auto_shapes = bool(clip.samroto.auto_shapes)
+    matting = str(clip.samroto.matting)  # read on the main thread; the network thread only sends it
 
     def work(connection: remote.Connection, job: remote.Job) -> remote.PropagationOutcome:
         session = session_for(connection)
@@ -594,7 +894,7 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
             tasks.post(lambda: _record_update(key, update))
 
         return remote.propagate(session, direction=direction, start=start, on_update=on_update,
-                                cancelled=job.cancel_event)
+                                cancelled=job.cancel_event, matting=matting)
 
     def done(job: remote.Job) -> None:
         runtime.propagation_active = False
@@ -612,7 +912,8 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
             for item in target.samroto.objects:
                 if item.matte_path:
                     load_mattes(target, item.obj_id)
-            build_mask(bpy.context, target)  # the operator's context is gone by now
+        if target is not None and auto_shapes and outcome.frames:
+            build_mask(bpy.context, target, check=False)  # the operator's context is gone by now
 
     def failed(job: remote.Job) -> None:
         runtime.propagation_active = False
@@ -643,8 +944,18 @@ def mask_name_for(clip: bpy.types.MovieClip) -> str:
     return state.mask_name or "samroto %s%s" % (clip.name, " (preview)" if state.preview_session else "")
 
 
-def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) -> bpy.types.MaskLayer:
-    """Build the object's Mask layer from a `get_shapes` reply (pixel-space tracks)."""
+def _mask_for(clip: bpy.types.MovieClip) -> bpy.types.Mask:
+    state = clip_state(clip)
+    lo, hi = clip_plate(clip, check_files=False).scene_range
+    mask = mask_builder.ensure_mask(mask_name_for(clip), frame_start=lo, frame_end=hi)
+    mask["samroto_clip"] = state.key
+    mask["samroto_preview"] = bool(state.preview_session)
+    state.mask_name = mask.name
+    return mask
+
+
+def plan_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) -> keyframes.LayerPlan:
+    """The layer plan of a `get_shapes` reply (pixel-space tracks) on the clip's scene frames."""
     item = find_object(clip, obj_id)
     if item is None:
         raise remote.AddonError("The clip has no object %d" % obj_id)
@@ -652,20 +963,121 @@ def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) 
     plate = clip_plate(clip, check_files=False)
     width = int(reply.get("width") or state.width or clip.size[0])
     height = int(reply.get("height") or state.height or clip.size[1])
-    plan = keyframes.plan_layer(item.layer_name or item.name, reply.get("shapes") or [],
-                                to_scene=plate.scene_frame, width=width, height=height,
-                                pixel_aspect=pixel_aspect(clip), scene_range=plate.scene_range)
-    lo, hi = plate.scene_range
-    mask = mask_builder.ensure_mask(mask_name_for(clip), frame_start=lo, frame_end=hi)
-    mask["samroto_clip"] = state.key
-    mask["samroto_preview"] = bool(state.preview_session)
-    if item.layer_name and item.layer_name != plan.name:
-        mask_builder.remove_layer(mask, item.layer_name)
-    layer = mask_builder.apply_layer(mask, plan)
-    item.layer_name = layer.name
-    state.mask_name = mask.name
+    return keyframes.plan_layer(item.name, reply.get("shapes") or [], to_scene=plate.scene_frame, width=width,
+                                height=height, pixel_aspect=pixel_aspect(clip), scene_range=plate.scene_range)
+
+
+def start_build(clip: bpy.types.MovieClip, replies: Dict[int, Dict[str, Any]]) -> mask_builder.Build:
+    """Write the objects' shapes as Mask layer shape keys, a few frames per timer tick (status bar
+    progress; Esc or `cancel_build()` stops it and leaves the old layers)."""
+    cancel_build()
+    plans = [(obj_id, plan_shapes(clip, obj_id, reply)) for obj_id, reply in sorted(replies.items())]
+    mask = _mask_for(clip)
+    build = mask_builder.Build(clip, mask, plans, bpy.context.scene)
+    runtime.building = build
+    key = clip.samroto.key
+
+    def step(budget: float) -> bool:
+        finished = build.step(budget)
+        redraw()
+        if finished:
+            _build_finished(key, build)
+        return finished
+
+    tasks.run_chunked(step)
     _show_mask(clip, mask)
-    return layer
+    return build
+
+
+def _build_finished(key: str, build: mask_builder.Build) -> None:
+    clip = find_clip(key)
+    if clip is None:
+        return
+    if build.state == "failed":
+        late_error("Building the mask failed: %s" % build.error)
+        return
+    if build.state == "cancelled":
+        report("Building the mask cancelled; the previous layers stay")
+        return
+    for obj_id, name in build.layers.items():
+        item = find_object(clip, obj_id)
+        if item is not None:
+            item.layer_name = name
+    kept = sum(len(v) for v in build.kept.values())
+    lost = sum(len(v) for v in build.lost.values())
+    note = ""
+    if kept:
+        note += "; kept your edits on %d frame(s) (Send Edits as Corrections gives them to the worker)" % kept
+    if lost:
+        note += "; %d edited frame(s) could not be kept (the shapes changed point counts)" % lost
+    report("Mask %r: %d layer(s) rebuilt%s" % (build.mask.name, len(build.layers), note))
+
+
+def cancel_build() -> bool:
+    """Stop the running Mask build (the old layers stay); False when none runs."""
+    build = runtime.building
+    if build is None or build.finished:
+        return False
+    build.cancel()
+    report("Building the mask cancelled; the previous layers stay")
+    return True
+
+
+def build_running() -> bool:
+    return runtime.building is not None and not runtime.building.finished
+
+
+def apply_shapes(clip: bpy.types.MovieClip, obj_id: int, reply: Dict[str, Any]) -> bpy.types.MaskLayer:
+    """Build one object's layer at once (scripts and tests; the operators build in chunks)."""
+    build = start_build(clip, {obj_id: reply})
+    while not build.step(1.0):
+        pass
+    _build_finished(clip.samroto.key, build)
+    if build.state != "done":
+        raise remote.AddonError("Building the mask failed: %s" % (build.error or build.state))
+    return build.mask.layers[build.layers[obj_id]]
+
+
+def edited_frames(clip: bpy.types.MovieClip, obj_id: int) -> Dict[int, Any]:
+    """Scene frames where an artist changed the object's layer since the add-on wrote it -> shapes."""
+    mask = bpy.data.masks.get(clip.samroto.mask_name) if clip.samroto.mask_name else None
+    if mask is None:
+        return {}
+    return mask_builder.edited_frames(mask, obj_id, bpy.context.scene)
+
+
+def _layer_mask_prompt(clip: bpy.types.MovieClip, shapes: List[Any]) -> Dict[str, Any]:
+    """A Mask layer's splines (Mask space) rasterised at the clip's size as a run-length mask."""
+    state = clip_state(clip)
+    width, height = int(state.width or clip.size[0]), int(state.height or clip.size[1])
+    polygons = []
+    for points, left, right in shapes:
+        if len(points) < 2:
+            continue
+        polygon = rasterize.spline_polygon(points, left, right)
+        polygons.append(coords.mask_to_pixels(polygon, width, height, pixel_aspect=pixel_aspect(clip)))
+    if not polygons:
+        raise remote.AddonError("The mask layer has no spline with two or more points")
+    return rasterize.encode_rle(rasterize.fill_polygons(polygons, height, width))
+
+
+def layer_as_prompt(context: bpy.types.Context, clip: bpy.types.MovieClip, layer: bpy.types.MaskLayer,
+                    obj_id: int, *, undo: str = "") -> remote.Job:
+    """The layer's splines on the current frame, rasterised, as the object's mask prompt there."""
+    frame = plate_frame(clip, context.scene.frame_current)
+    return set_mask(context, clip, obj_id, frame, _layer_mask_prompt(clip, mask_builder.layer_shapes(layer)),
+                    undo=undo)
+
+
+def send_edits(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> List[remote.Job]:
+    """Every frame an artist edited in the object's layer goes to the worker as a mask prompt."""
+    plate = clip_plate(clip, check_files=False)
+    jobs = []
+    for scene_frame, shapes in sorted(edited_frames(clip, obj_id).items()):
+        frame = plate.plate_frame(scene_frame)
+        if plate.contains(frame):
+            jobs.append(set_mask(context, clip, obj_id, frame, _layer_mask_prompt(clip, shapes)))
+    return jobs
 
 
 def _show_mask(clip: bpy.types.MovieClip, mask: bpy.types.Mask) -> None:
@@ -684,7 +1096,7 @@ def _show_mask(clip: bpy.types.MovieClip, mask: bpy.types.Mask) -> None:
 
 
 def build_mask(context: bpy.types.Context, clip: bpy.types.MovieClip,
-               obj_ids: Optional[List[int]] = None) -> Optional[remote.Job]:
+               obj_ids: Optional[List[int]] = None, *, check: bool = True) -> Optional[remote.Job]:
     """Fetch every (or the given) tracked object's shapes and rebuild their Mask layers."""
     args = _session_args(clip)
     key = args.key
@@ -704,15 +1116,12 @@ def build_mask(context: bpy.types.Context, clip: bpy.types.MovieClip,
         if target is None:
             return
         try:
-            for obj_id, reply in job.result.items():
-                apply_shapes(target, obj_id, reply)
+            start_build(target, job.result)
         except (ValueError, remote.AddonError) as exc:
-            report("Building the mask failed: %s" % exc, error=True)
-            return
-        report("Mask %r: %d layer(s) rebuilt" % (target.samroto.mask_name, len(job.result)))
+            late_error("Building the mask failed: %s" % exc)
 
     report("Building the mask...")
-    runtime.build = submit(context, "Build mask", work, on_done=done)
+    runtime.build = submit(context, "Build mask", work, on_done=done, check=check)
     return runtime.build
 
 
@@ -743,6 +1152,74 @@ def load_mattes(clip: bpy.types.MovieClip, obj_id: int) -> bpy.types.Image:
     image["samroto_first_frame"] = first
     image["samroto_scene_start"] = plate.scene_frame(first)
     image["samroto_frame_offset"] = first - 1
+    image["samroto_frames"] = (frames[-1] - first + 1) if frames else 1
+    image.use_fake_user = True  # kept in the file even while nothing uses it yet
     image.reload()
     item.image_name = image.name
     return image
+
+
+def matte_frame_settings(image: bpy.types.Image) -> Tuple[int, int, int]:
+    """(frames, start, offset) an Image node or image user needs to play the matte sequence in
+    step with the clip: on scene frame `start` it shows file number `offset + 1` (the first matte)."""
+    return int(image.get("samroto_frames", 1)), int(image.get("samroto_scene_start", 1)), \
+        int(image.get("samroto_frame_offset", 0))
+
+
+def _compositor_tree(scene: bpy.types.Scene) -> Any:
+    """The scene's compositing node tree, made when missing (Blender 5 keeps it in a node group)."""
+    if hasattr(scene, "compositing_node_group"):
+        tree = scene.compositing_node_group
+        if tree is None:
+            tree = bpy.data.node_groups.new("Compositor Nodes", "CompositorNodeTree")
+            scene.compositing_node_group = tree
+        return tree
+    scene.use_nodes = True
+    return scene.node_tree
+
+
+def add_matte_node(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> Any:
+    """An Image node in the scene's compositor playing the object's mattes in step with the clip."""
+    image = load_mattes(clip, obj_id)
+    tree = _compositor_tree(context.scene)
+    node = tree.nodes.new("CompositorNodeImage")
+    node.image = image
+    node.label = image.name
+    frames, start, offset = matte_frame_settings(image)
+    node.frame_duration, node.frame_start, node.frame_offset = frames, start, offset
+    node.use_auto_refresh = True
+    node["samroto_clip"] = clip.samroto.key
+    node["samroto_obj_id"] = obj_id
+    return node
+
+
+def add_matte_strip(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int) -> Any:
+    """An image strip in the scene's Sequencer with the object's mattes, starting on the scene
+    frame of the first matte (one element per matte file)."""
+    item = find_object(clip, obj_id)
+    image = load_mattes(clip, obj_id)
+    frames = plates.ranges_to_frames(item.tracked) if item is not None else []
+    if item is None or not frames:
+        raise remote.AddonError("%s has no tracked frames yet: propagate first" % (item.name if item else obj_id))
+    _, start, _ = matte_frame_settings(image)
+    scene = context.scene
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    first_path = item.matte_path
+    folder = os.path.dirname(first_path)
+    run = [frames[0]]
+    for frame in frames[1:]:  # a strip plays consecutive files: stop at the first gap
+        if frame != run[-1] + 1:
+            break
+        run.append(frame)
+    used = {s.channel for s in strips}
+    channel = next(c for c in range(2, 129) if c not in used) if len(used) < 127 else 128
+    strip = strips.new_image(name=image.name, filepath=first_path, channel=channel, frame_start=start)
+    pattern, _, _ = plates.sequence_pattern(first_path)
+    for frame in run[1:]:
+        strip.elements.append(os.path.basename(plates.frame_path(pattern, frame)))
+    strip.colorspace_settings.name = image.colorspace_settings.name
+    strip["samroto_clip"] = clip.samroto.key
+    strip["samroto_obj_id"] = obj_id
+    strip.directory = folder + os.sep
+    return strip

@@ -18,7 +18,7 @@ editor's View2D is normalised to the frame: (0, 0) bottom-left, (1, 1) top-right
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 Point = Tuple[float, float]
 Box = Tuple[float, float, float, float]
@@ -145,3 +145,36 @@ def pixels_to_mask(points: Sequence[Sequence[float]], width: int, height: int, *
 def _check_size(width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise ValueError("the clip size must be positive, got %dx%d" % (width, height))
+
+
+def mask_to_pixels(points: Any, width: int, height: int, *,
+                   pixel_aspect: float = 1.0) -> List[Point]:
+    """Inverse of `pixels_to_mask`: Mask-space positions -> clip pixels (x right, y down)."""
+    _check_size(width, height)
+    if not pixel_aspect > 0:
+        raise ValueError("pixel_aspect must be positive, got %r" % (pixel_aspect,))
+    frame_w, frame_h = float(width), float(height) / float(pixel_aspect)
+    out: List[Point] = []
+    for point in points:
+        u, v = float(point[0]), float(point[1])
+        if frame_w > frame_h:
+            v = (v - 0.5) * (frame_w / frame_h) + 0.5
+        elif frame_h > frame_w:
+            u = (u - 0.5) * (frame_h / frame_w) + 0.5
+        out.append((u * width, (1.0 - v) * height))
+    return out
+
+
+def stroke_to_clip_pixels(path: Sequence[Point], rect: FrameRect, width: int, height: int) -> List[Point]:
+    """A brush or lasso path in region pixels -> clip pixels, consecutive duplicates dropped.
+    ValueError when the path is too short or never touches the frame."""
+    out: List[Point] = []
+    for x, y in path:
+        point = region_to_clip_pixels(x, y, rect, width, height)
+        if not out or point != out[-1]:
+            out.append(point)
+    if len(out) < 2:
+        raise ValueError("Drag to draw a stroke or lasso (a click alone is not one)")
+    if not any(inside_frame(x, y, width, height) for x, y in out):
+        raise ValueError("The stroke is outside the %dx%d clip" % (width, height))
+    return out

@@ -158,3 +158,49 @@ def point_data_path(layer: str, spline: int, point: int, prop: str) -> str:
     """The Mask-relative path to keyframe (keyframing on the point itself fails in Blender)."""
     quoted = layer.replace("\\", "\\\\").replace('"', '\\"')
     return 'layers["%s"].splines[%d].points[%d].%s' % (quoted, spline, point, prop)
+
+
+SplineShape = Tuple[List[Point], List[Point], List[Point]]  # points, left handles, right handles
+
+
+def _key_shape(key: SplineKey) -> SplineShape:
+    return list(key.points), list(key.handles_left), list(key.handles_right)
+
+
+def _lerp(a: List[Point], b: List[Point], t: float) -> List[Point]:
+    return [(p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t) for p, q in zip(a, b)]
+
+
+def spline_shape_at(spline: SplinePlan, frame: int) -> SplineShape:
+    """The spline on any frame: its key there, linear between keys, held before the first and after the last."""
+    keys = spline.keys
+    if frame <= keys[0].frame:
+        return _key_shape(keys[0])
+    for a, b in zip(keys, keys[1:]):
+        if a.frame <= frame <= b.frame:
+            if frame == a.frame:
+                return _key_shape(a)
+            t = (frame - a.frame) / float(b.frame - a.frame)
+            return (_lerp(a.points, b.points, t), _lerp(a.handles_left, b.handles_left, t),
+                    _lerp(a.handles_right, b.handles_right, t))
+    return _key_shape(keys[-1])
+
+
+def layer_shape_keys(plan: LayerPlan) -> List[Tuple[int, List[SplineShape]]]:
+    """The layer's shape keys: Blender keys a Mask layer as a whole (every spline on each key),
+    so each keyed frame of any spline gets every spline's shape on that frame."""
+    return [(frame, [spline_shape_at(s, frame) for s in plan.splines]) for frame in plan.keyed_frames]
+
+
+def shape_fingerprint(shapes: Sequence[SplineShape]) -> float:
+    """One number that changes when any point or handle of the layer moves (to find the frames an
+    artist edited since the add-on wrote them)."""
+    total = 0.0
+    for s, (points, left, right) in enumerate(shapes):
+        for i, (p, hl, hr) in enumerate(zip(points, left, right)):
+            w = float((s + 1) * 1000 + i + 1)
+            total += w * (p[0] + 2.0 * p[1] + 3.0 * hl[0] + 5.0 * hl[1] + 7.0 * hr[0] + 11.0 * hr[1])
+    return total
+
+
+FINGERPRINT_TOLERANCE = 1e-6

@@ -24,14 +24,28 @@ def _has_clip(context: bpy.types.Context) -> bool:
 
 
 def _started(operator: bpy.types.Operator, action: Any) -> Set[str]:
-    """Run `action()`; turn artist-facing failures into an error report."""
+    """Run `action()`; turn artist-facing failures into an error report (`self.report`, which
+    Blender shows in the status bar and the Info log; the panel keeps the last message)."""
     try:
         action()
-    except (remote.AddonError, plates.PlateError, ValueError) as exc:
+    except (remote.AddonError, plates.PlateError, ValueError, RuntimeError) as exc:
         controller.report(str(exc), error=True)
         operator.report({"ERROR"}, str(exc))
         return {"CANCELLED"}
     return {"FINISHED"}
+
+
+class SAMROTO_OT_start_worker(bpy.types.Operator):
+    """Start a local SamRoto worker with the start command of the add-on preferences, and connect to it"""
+
+    bl_idname = "samroto.start_worker"
+    bl_label = "Start Worker"
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        result = _started(self, lambda: controller.connect(context, start=True))
+        if result == {"FINISHED"}:
+            self.report({"INFO"}, "Starting the worker (loading the model can take a minute)")
+        return result
 
 
 class SAMROTO_OT_connect(bpy.types.Operator):
@@ -79,10 +93,12 @@ class SAMROTO_OT_add_object(bpy.types.Operator):
 
 
 class SAMROTO_OT_remove_object(bpy.types.Operator):
-    """Remove the active object from the session, with its mask layer and matte image"""
+    """Remove the active object from the session, with its mask layer and matte image (Undo brings its
+    prompts back to the worker; propagate again for its mattes)"""
 
     bl_idname = "samroto.remove_object"
     bl_label = "Remove Object"
+    bl_options = {"REGISTER", "UNDO"}
 
     obj_id: IntProperty(name="Object id", default=0)  # type: ignore[valid-type]
 
@@ -101,12 +117,22 @@ class SAMROTO_OT_remove_object(bpy.types.Operator):
         obj_id = item.obj_id
         return _started(self, lambda: controller.remove_object(context, clip, obj_id))
 
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Set[str]:
+        clip = clip_in_context(context)
+        item = controller.find_object(clip, self.obj_id) if self.obj_id else controller.active_object(clip)
+        name = item.name if item is not None else "the object"
+        return context.window_manager.invoke_confirm(
+            self, event, title="Remove %s?" % name, message="Its prompts, tracking on the worker, mask layer and "
+            "matte image go (Undo restores the prompts)", confirm_text="Remove", icon="WARNING") \
+            if bpy.app.version >= (4, 1, 0) else context.window_manager.invoke_confirm(self, event)
+
 
 class SAMROTO_OT_clear_frame(bpy.types.Operator):
     """Remove the active object's clicks and box on the current frame"""
 
     bl_idname = "samroto.clear_frame"
     bl_label = "Clear Frame"
+    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -144,7 +170,7 @@ class _PropagationOperator:
             self._job = self._start(context)
         except (remote.AddonError, plates.PlateError, ValueError) as exc:
             controller.report(str(exc), error=True)
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, str(exc))  # type: ignore[attr-defined]  # bpy.types.Operator's, mixed in
             return {"CANCELLED"}
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
@@ -160,16 +186,22 @@ class _PropagationOperator:
         context.workspace.status_text_set(None)
         controller.redraw()
 
+    def _running(self) -> bool:
+        return self._job is not None and not self._job.finished
+
+    def _cancel(self) -> None:
+        controller.cancel_propagation()
+
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> Set[str]:
         job = self._job
-        if job is None or job.finished:
+        if not self._running():
             self._finish(context)
             if job is not None and job.state == "failed":
-                self.report({"ERROR"}, job.error or "propagation failed")
+                self.report({"ERROR"}, job.error or "%s failed" % job.label)  # type: ignore[attr-defined]
                 return {"CANCELLED"}
             return {"FINISHED"}
         if event.type == "ESC" and event.value == "PRESS":
-            controller.cancel_propagation()
+            self._cancel()
             return {"RUNNING_MODAL"}
         if event.type == "TIMER":
             self._status(context)
@@ -219,33 +251,166 @@ class SAMROTO_OT_compute_final(_PropagationOperator, bpy.types.Operator):
 
 
 class SAMROTO_OT_cancel(bpy.types.Operator):
-    """Cancel the running propagation"""
+    """Cancel the running propagation or Mask build"""
 
     bl_idname = "samroto.cancel"
     bl_label = "Cancel"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return controller.propagation_running()
+        return controller.propagation_running() or controller.build_running()
 
     def execute(self, context: bpy.types.Context) -> Set[str]:
-        controller.cancel_propagation()
+        if not (controller.cancel_propagation() or controller.cancel_build()):
+            self.report({"INFO"}, "Nothing to cancel")
         return {"FINISHED"}
 
 
-class SAMROTO_OT_build_mask(bpy.types.Operator):
-    """Rebuild the Mask layers of the tracked objects from the worker's shapes"""
+class SAMROTO_OT_build_mask(_PropagationOperator, bpy.types.Operator):
+    """Build the tracked objects' Mask layers from the worker's shapes, as layer shape keys (a few frames
+    at a time: progress in the status bar, Esc cancels and keeps the old layers)"""
 
     bl_idname = "samroto.build_mask"
-    bl_label = "Build Mask"
+    bl_label = "Build Shapes"
+    bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _has_clip(context) and not controller.propagation_running()
+        return _has_clip(context) and not controller.propagation_running() and not controller.build_running()
+
+    def _start(self, context: bpy.types.Context) -> remote.Job:
+        job = controller.build_mask(context, clip_in_context(context))
+        if job is None:
+            raise remote.AddonError("Nothing tracked yet: propagate first")
+        return job
+
+    def _running(self) -> bool:
+        return (self._job is not None and not self._job.finished) or controller.build_running()
+
+    def _cancel(self) -> None:
+        controller.cancel_build()
+
+    def _status(self, context: bpy.types.Context) -> None:
+        build = controller.runtime.building
+        if build is not None and not build.finished:
+            done, total = build.progress
+            context.workspace.status_text_set("SamRoto: building shapes %d/%d (Esc to cancel)" % (done, total))
+        else:
+            context.workspace.status_text_set("SamRoto: fetching shapes from the worker (Esc to cancel)")
+
+
+def _matte_objects(clip: bpy.types.MovieClip) -> Any:
+    return [item for item in clip.samroto.objects if item.matte_path]
+
+
+class SAMROTO_OT_add_matte_node(bpy.types.Operator):
+    """Add the active object's matte sequence to the compositor as an Image node playing in step with the clip"""
+
+    bl_idname = "samroto.add_matte_node"
+    bl_label = "Matte to Compositor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        clip = clip_in_context(context)
+        item = controller.active_object(clip) if clip is not None else None
+        return item is not None and bool(item.matte_path)
 
     def execute(self, context: bpy.types.Context) -> Set[str]:
         clip = clip_in_context(context)
-        return _started(self, lambda: controller.build_mask(context, clip))
+        item = controller.active_object(clip)
+        if item is None:
+            return {"CANCELLED"}
+        result = _started(self, lambda: controller.add_matte_node(context, clip, item.obj_id))
+        if result == {"FINISHED"}:
+            self.report({"INFO"}, "Added an Image node with %s's mattes to the compositor" % item.name)
+        return result
+
+
+class SAMROTO_OT_add_matte_strip(bpy.types.Operator):
+    """Add the active object's matte sequence to the Video Sequencer as an image strip on the clip's frames"""
+
+    bl_idname = "samroto.add_matte_strip"
+    bl_label = "Matte to Sequencer"
+    bl_options = {"REGISTER", "UNDO"}
+
+    poll = SAMROTO_OT_add_matte_node.poll
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        clip = clip_in_context(context)
+        item = controller.active_object(clip)
+        if item is None:
+            return {"CANCELLED"}
+        result = _started(self, lambda: controller.add_matte_strip(context, clip, item.obj_id))
+        if result == {"FINISHED"}:
+            self.report({"INFO"}, "Added an image strip with %s's mattes to the Sequencer" % item.name)
+        return result
+
+
+def _active_mask_layer(context: bpy.types.Context) -> Any:
+    space = context.space_data
+    mask = getattr(space, "mask", None) if space is not None else None
+    if mask is None:
+        clip = clip_in_context(context)
+        mask = bpy.data.masks.get(clip.samroto.mask_name) if clip is not None and clip.samroto.mask_name else None
+    layer = mask.layers.active if mask is not None else None
+    return mask, layer
+
+
+class SAMROTO_OT_layer_as_prompt(bpy.types.Operator):
+    """Use the active mask layer's shape on this frame as the object's mask prompt (the layer's own object
+    when the add-on built it, else the active object)"""
+
+    bl_idname = "samroto.layer_as_prompt"
+    bl_label = "Use Mask Layer as Prompt"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        clip = clip_in_context(context)
+        return clip is not None and _active_mask_layer(context)[1] is not None and \
+            not controller.propagation_running()
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        from . import mask_builder
+
+        clip = clip_in_context(context)
+        mask, layer = _active_mask_layer(context)
+        obj_id = mask_builder.object_of_layer(mask, layer)
+        if obj_id is None:
+            item = controller.active_object(clip)
+            if item is None:
+                self.report({"ERROR"}, "Add an object first: the layer %r is not one of SamRoto's" % layer.name)
+                return {"CANCELLED"}
+            obj_id = item.obj_id
+        return _started(self, lambda: controller.layer_as_prompt(context, clip, layer, obj_id))
+
+
+class SAMROTO_OT_send_edits(bpy.types.Operator):
+    """Send every frame you edited in the active object's mask layer to the worker as a correction (a mask
+    prompt); propagate afterwards"""
+
+    bl_idname = "samroto.send_edits"
+    bl_label = "Send Edits as Corrections"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        clip = clip_in_context(context)
+        return clip is not None and controller.active_object(clip) is not None and bool(clip.samroto.mask_name) \
+            and not controller.propagation_running()
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        clip = clip_in_context(context)
+        item = controller.active_object(clip)
+        if item is None:
+            return {"CANCELLED"}
+        jobs: list = []
+        result = _started(self, lambda: jobs.extend(controller.send_edits(context, clip, item.obj_id)))
+        if result == {"FINISHED"}:
+            self.report({"INFO"}, "Sent %d edited frame(s) of %s" % (len(jobs), item.name) if jobs
+                        else "%s has no edited frames" % item.name)
+        return result
 
 
 class SAMROTO_OT_load_mattes(bpy.types.Operator):
@@ -268,10 +433,12 @@ class SAMROTO_OT_load_mattes(bpy.types.Operator):
             names = [controller.load_mattes(clip, item.obj_id).name for item in clip.samroto.objects
                      if item.matte_path]
             controller.report("Loaded %s" % ", ".join(names))
+            self.report({"INFO"}, "Loaded %s" % ", ".join(names))
 
         return _started(self, load)
 
 
-CLASSES = (SAMROTO_OT_connect, SAMROTO_OT_open_session, SAMROTO_OT_add_object, SAMROTO_OT_remove_object,
-           SAMROTO_OT_clear_frame, SAMROTO_OT_propagate, SAMROTO_OT_compute_final, SAMROTO_OT_cancel,
-           SAMROTO_OT_build_mask, SAMROTO_OT_load_mattes)
+CLASSES = (SAMROTO_OT_connect, SAMROTO_OT_start_worker, SAMROTO_OT_open_session, SAMROTO_OT_add_object,
+           SAMROTO_OT_remove_object, SAMROTO_OT_clear_frame, SAMROTO_OT_propagate, SAMROTO_OT_compute_final,
+           SAMROTO_OT_cancel, SAMROTO_OT_build_mask, SAMROTO_OT_load_mattes, SAMROTO_OT_add_matte_node,
+           SAMROTO_OT_add_matte_strip, SAMROTO_OT_layer_as_prompt, SAMROTO_OT_send_edits)

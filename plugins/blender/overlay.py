@@ -106,6 +106,9 @@ def draw() -> None:
                 _draw_box((a[0], a[1], b[0], b[1]), BOX_COLOUR)
         if controller.runtime.drag_box is not None:
             _draw_box(controller.runtime.drag_box, BOX_COLOUR)
+        path = controller.runtime.drag_path
+        if len(path) > 1:
+            _draw_lines([p for a, b in zip(path, path[1:]) for p in (a, b)], BOX_COLOUR)
     finally:
         gpu.state.blend_set("NONE")
 

@@ -23,7 +23,7 @@ class SAMROTO_UL_objects(bpy.types.UIList):
 class _ClipPanel:
     bl_space_type = "CLIP_EDITOR"
     bl_region_type = "UI"
-    bl_category = "samroto"
+    bl_category = "SamRoto"
 
 
 class _ClipSubPanel(_ClipPanel):
@@ -37,7 +37,7 @@ class _ClipSubPanel(_ClipPanel):
 
 
 class SAMROTO_PT_main(_ClipPanel, bpy.types.Panel):
-    bl_label = "samroto"
+    bl_label = "SamRoto"
     bl_idname = "SAMROTO_PT_main"
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -49,7 +49,10 @@ class SAMROTO_PT_main(_ClipPanel, bpy.types.Panel):
             box.label(text="%s on %s" % (os.path.basename(runtime.info.model), runtime.info.device))
         else:
             box.label(text="Not connected", icon="UNLINKED")
-        box.operator("samroto.connect", text="Reconnect" if runtime.info is not None else "Connect")
+        row = box.row(align=True)
+        row.operator("samroto.connect", text="Reconnect" if runtime.info is not None else "Connect")
+        if runtime.info is None:
+            row.operator("samroto.start_worker", icon="PLAY")
 
         clip = clip_in_context(context)
         if clip is None:
@@ -89,6 +92,7 @@ class SAMROTO_PT_objects(_ClipSubPanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("samroto.prompt_tool", icon="RESTRICT_SELECT_OFF")
         row.operator("samroto.clear_frame", icon="X", text="")
+        layout.operator("samroto.layer_as_prompt", icon="MOD_MASK")
 
 
 class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
@@ -105,13 +109,19 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
         if controller.propagation_running() and job is not None:
             _progress(layout, job)
             layout.operator("samroto.cancel", icon="CANCEL")
+        elif controller.build_running():
+            _build_progress(layout)
+            layout.operator("samroto.cancel", icon="CANCEL")
         else:
             row = layout.row(align=True)
             for direction, label, icon in (("backward", "Backward", "TRIA_LEFT"), ("both", "Both", "ARROW_LEFTRIGHT"),
                                            ("forward", "Forward", "TRIA_RIGHT")):
                 op = row.operator("samroto.propagate", text=label, icon=icon)
                 op.direction = direction
-        layout.prop(state, "auto_results")
+        row = layout.row(align=True)
+        row.prop(state, "auto_results")
+        row.prop(state, "auto_shapes")
+        layout.prop(state, "matting")
         row = layout.row(align=True)
         row.prop(state, "preview_mode")
         size = row.row(align=True)
@@ -137,8 +147,12 @@ class SAMROTO_PT_results(_ClipSubPanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("samroto.build_mask", icon="MOD_MASK")
         row.operator("samroto.load_mattes", icon="IMAGE_DATA")
+        row = layout.row(align=True)
+        row.operator("samroto.add_matte_node", icon="NODETREE")
+        row.operator("samroto.add_matte_strip", icon="SEQUENCE")
         if state.mask_name:
             layout.label(text="Mask: %s" % state.mask_name)
+            layout.operator("samroto.send_edits", icon="EXPORT")
 
 
 def _progress(layout: bpy.types.UILayout, job: remote.Job) -> None:
@@ -150,14 +164,27 @@ def _progress(layout: bpy.types.UILayout, job: remote.Job) -> None:
         layout.label(text=text)
 
 
+def _build_progress(layout: bpy.types.UILayout) -> None:
+    build = controller.runtime.building
+    done, total = build.progress if build is not None else (0, 0)
+    text = "Building shapes %d/%d" % (done, total)
+    if hasattr(layout, "progress"):
+        layout.progress(factor=done / total if total else 0.0, type="BAR", text=text)
+    else:  # pragma: no cover - older Blender
+        layout.label(text=text)
+
+
 def draw_status(self: bpy.types.Header, context: bpy.types.Context) -> None:
-    """Status bar: the running propagation's progress (Esc in the editor cancels)."""
+    """Status bar: the running propagation's or Mask build's progress (Esc in the editor cancels)."""
     job = controller.runtime.propagation
-    if not controller.propagation_running() or job is None:
-        return
-    row = self.layout.row(align=True)
-    row.label(text="samroto")
-    _progress(row, job)
+    if controller.propagation_running() and job is not None:
+        row = self.layout.row(align=True)
+        row.label(text="SamRoto")
+        _progress(row, job)
+    elif controller.build_running():
+        row = self.layout.row(align=True)
+        row.label(text="SamRoto")
+        _build_progress(row)
 
 
 CLASSES = (SAMROTO_UL_objects, SAMROTO_PT_main, SAMROTO_PT_objects, SAMROTO_PT_track, SAMROTO_PT_results)

@@ -10,7 +10,9 @@ Blender maps a scene frame to a file as (`get_sequence_filepath` / `movieclip_lo
     movie:    frame index = scene frame - clip.frame_start + clip.frame_offset
 
 so both are `plate = base + scene - frame_start + frame_offset` with `base` the number in the
-clip's file name (0 for movies), which `ClipPlate` holds.
+clip's file name (0 for movies), which `ClipPlate` holds. Proxies use the same numbers
+(`get_proxy_filepath`: `framenr - start_frame + 1 + frame_offset`), so they never change the mapping.
+A scene frame whose file is not on disk shows nothing in Blender; the add-on refuses prompts there.
 """
 
 from __future__ import annotations
@@ -97,11 +99,31 @@ def frame_path(pattern: str, frame: int) -> str:
     return os.path.join(folder, name[:match.start()] + number + name[match.end():])
 
 
+MAX_SEQUENCE_FRAMES = 1_000_000
+"""Longest image sequence the add-on walks on disk (a sanity bound, far above any shot)."""
+
+
+def sequence_run(pattern: str, base: int, exists: Callable[[str], bool] = os.path.isfile) -> Tuple[int, int]:
+    """The first and last frame number of the unbroken run of files around `base` (the file the
+    clip points at): Blender plays a sequence until the first missing number, so a gap ends it."""
+    first = last = base
+    while base - first < MAX_SEQUENCE_FRAMES and first > 0 and exists(frame_path(pattern, first - 1)):
+        first -= 1
+    while last - base < MAX_SEQUENCE_FRAMES and exists(frame_path(pattern, last + 1)):
+        last += 1
+    return first, last
+
+
 def describe_clip(filepath: str, source: str, *, frame_start: int, frame_offset: int, frame_duration: int,
                   clip_name: str = "", exists: Callable[[str], bool] = os.path.isfile) -> ClipPlate:
     """The worker plate for a clip whose absolute file path is `filepath`.
 
-    Raises PlateError with a message for the artist when the files are not on disk.
+    The plate is what is on disk, whatever the clip's start frame and offset: every file of the
+    sequence's unbroken run around the clip's own file (an offset of +3 shows the fourth file on
+    the start frame, one of -2 shows nothing on the first two frames; both are the same files),
+    or every frame of the movie (`frame_duration`, Blender's own count, which does not change with
+    the offset). Proxies change only what the Clip Editor displays, never these numbers. Raises
+    PlateError with a message for the artist when the files are not on disk.
     """
     label = "clip %r" % clip_name if clip_name else "the clip"
     if not filepath:
@@ -112,19 +134,16 @@ def describe_clip(filepath: str, source: str, *, frame_start: int, frame_offset:
     if source == MOVIE:
         if not exists(filepath):
             raise PlateError("%s has no file on disk: %s does not exist" % (label, filepath))
-        first = max(0, frame_offset)
-        last = frame_offset + max(frame_duration, 1) - 1
-        return ClipPlate(MOVIE, filepath, first, last, 0, frame_start, frame_offset)
+        if frame_duration <= 0:
+            raise PlateError("%s: Blender could not read any frame of the movie %s" % (label, filepath))
+        return ClipPlate(MOVIE, filepath, 0, frame_duration - 1, 0, frame_start, frame_offset)
     if source != SEQUENCE:
         raise PlateError("%s has source %r; only image sequences and movie files can be tracked" % (label, source))
     pattern, base, _ = sequence_pattern(filepath)
-    first = base + frame_offset
-    if frame_duration <= 0 or not exists(frame_path(pattern, first)):
+    if not exists(frame_path(pattern, base)):
         raise PlateError("%s has no files on disk: %s does not exist (pattern %s)"
-                         % (label, frame_path(pattern, first), pattern))
-    last = first + frame_duration - 1
-    if not exists(frame_path(pattern, last)):
-        raise PlateError("%s is missing files on disk: %s does not exist" % (label, frame_path(pattern, last)))
+                         % (label, frame_path(pattern, base), pattern))
+    first, last = sequence_run(pattern, base, exists)
     return ClipPlate(SEQUENCE, pattern, first, last, base, frame_start, frame_offset)
 
 

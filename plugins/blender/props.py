@@ -6,7 +6,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty,
                        IntProperty, PointerProperty, StringProperty)
 
-from .remote import Settings
+from .remote import DEFAULT_ADDRESS, Settings
 
 ADDON_PACKAGE = __package__ or "samroto"
 
@@ -22,8 +22,8 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
 
     address: StringProperty(  # type: ignore[valid-type]
         name="Worker address",
-        description="tcp://host:port of the samroto worker; empty uses the address a local worker announced "
-                    "(or tcp://127.0.0.1:5735)",
+        description="tcp://host:port of the SamRoto worker; empty uses the address a local worker announced "
+                    "(or %s)" % DEFAULT_ADDRESS,
         default="")
     token_file: StringProperty(  # type: ignore[valid-type]
         name="Token file",
@@ -32,9 +32,13 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
         default="", subtype="FILE_PATH")
     start_command: StringProperty(  # type: ignore[valid-type]
         name="Start command",
-        description="Command line that starts a local worker when none answers, e.g. `samroto worker` "
-                    "(empty: never start one)",
-        default="")
+        description="Command line that starts a local worker (the Start Worker button, and Auto-start)",
+        default="samroto worker")
+    auto_start: BoolProperty(  # type: ignore[valid-type]
+        name="Auto-start",
+        description="Start the worker with the start command whenever none answers (else only the Start Worker "
+                    "button starts it)",
+        default=False)
     timeout: FloatProperty(  # type: ignore[valid-type]
         name="Reply timeout", description="Seconds to wait for each reply from the worker",
         default=10.0, min=0.5, max=600.0, unit="TIME_ABSOLUTE")
@@ -46,20 +50,24 @@ class SamrotoPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.prop(self, "address")
         layout.prop(self, "token_file")
-        layout.prop(self, "start_command")
+        row = layout.row()
+        row.prop(self, "start_command")
+        row.prop(self, "auto_start")
         row = layout.row()
         row.prop(self, "timeout")
         row.prop(self, "start_timeout")
 
 
-def settings(context: bpy.types.Context) -> Settings:
-    """The preferences as plain values (defaults when the add-on was registered by hand)."""
+def settings(context: bpy.types.Context, *, start: bool = False) -> Settings:
+    """The preferences as plain values (defaults when the add-on was registered by hand). The start
+    command is passed on only for `start` (the Start Worker button) or with Auto-start on."""
     addon = context.preferences.addons.get(ADDON_PACKAGE)
     prefs = getattr(addon, "preferences", None)
     if prefs is None:
-        return Settings(log_dir=user_folder())
+        return Settings(log_dir=user_folder(), start_command="samroto worker" if start else "")
+    command = prefs.start_command if (start or prefs.auto_start) else ""
     return Settings(address=prefs.address, token_file=bpy.path.abspath(prefs.token_file) if prefs.token_file else "",
-                    start_command=prefs.start_command, timeout_s=float(prefs.timeout),
+                    start_command=command, timeout_s=float(prefs.timeout),
                     start_timeout_s=float(prefs.start_timeout), log_dir=user_folder())
 
 
@@ -100,9 +108,21 @@ class SamrotoClipState(bpy.types.PropertyGroup):
     prompts: StringProperty(default="")  # type: ignore[valid-type]
     mask_name: StringProperty(name="Mask", default="")  # type: ignore[valid-type]
     direction: EnumProperty(name="Direction", items=DIRECTION_ITEMS, default="both")  # type: ignore[valid-type]
+    matting: EnumProperty(  # type: ignore[valid-type]
+        name="Matting", default="none",
+        items=[("none", "None", "The tracked mattes (soft SAM 2 masks, optionally refined)"),
+               ("vitmatte-small", "ViTMatte small", "Production alpha: the ViTMatte small matting model refines each "
+                "matte's edge band on the worker (needs `samroto download vitmatte-small` there)"),
+               ("vitmatte-base", "ViTMatte base", "Like small, slower, finer (needs `samroto download vitmatte-base`)")],
+        description="Learned matting pass the worker runs on the mattes it writes (hair, motion blur, soft edges)")
     auto_results: BoolProperty(  # type: ignore[valid-type]
-        name="Build results after tracking",
-        description="After each propagation build the Mask layers and load the matte images", default=True)
+        name="Load mattes after tracking",
+        description="After each propagation load the matte images (the Mask shapes are built on request: Build "
+                    "Shapes)", default=True)
+    auto_shapes: BoolProperty(  # type: ignore[valid-type]
+        name="Build shapes after tracking",
+        description="Also rebuild the Mask layers after each propagation (in the background; Esc cancels)",
+        default=False)
     tolerance: FloatProperty(  # type: ignore[valid-type]
         name="Shape tolerance", description="Largest distance in pixels between a mask spline and the matte edge "
         "(smaller: more points); 0 uses the worker's default", default=0.0, min=0.0, max=50.0)

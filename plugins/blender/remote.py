@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .bridge import auth, protocol
-from .bridge.client import (AuthenticationError, BridgeError, Client, ConnectionTimeout, FrameUpdate,
+from .bridge.client import (AuthenticationError, BadRequest, BridgeError, Client, ConnectionTimeout, FrameUpdate,
                             NoSuchSession, NotImplementedByWorker, ProtocolMismatch, RemoteError, RemoteSession,
                             WorkerBusy, WorkerInfo, find_worker_address)
-from .plates import ClipColour, ClipPlate
+from .plates import MOVIE, ClipColour, ClipPlate
 from .prompts import FramePrompt, PromptBook
 
 DIRECTIONS = protocol.DIRECTIONS
@@ -32,6 +32,10 @@ SHAPES_TIMEOUT = 600.0
 """Seconds to wait for the worker to fit one object's shapes over the shot."""
 PROPAGATION_PREVIEW_SIZE = 256
 """Longest side of the per-frame previews kept while propagating (one per object and frame)."""
+PING_TIMEOUT = 1.0
+"""Seconds the quick check before queueing work waits for the worker: a dead worker is reported
+at once instead of after the full reply timeout and its retries."""
+DEFAULT_ADDRESS = protocol.DEFAULT_ADDRESS
 
 
 class AddonError(Exception):
@@ -122,12 +126,33 @@ def start_worker(command: str, log_dir: str = "") -> subprocess.Popen:
         if os.name == "nt":
             kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
         else:
-            kwargs["start_new_session"] = True  # keeps running when Blender quits; Ctrl+C in Blender's terminal spares it
+            # keeps running when Blender quits; Ctrl+C in Blender's terminal spares it
+            kwargs["start_new_session"] = True
         return subprocess.Popen(argv, **kwargs)
     except OSError as exc:
         raise AddonError("Cannot run the start command %r: %s" % (command, exc.strerror or exc)) from None
     finally:
         log.close()
+
+
+def ping(settings: Settings, timeout: float = PING_TIMEOUT) -> bool:
+    """Whether a worker answers at the configured address within `timeout` seconds (one try, no
+    start command). False too when the token is missing or refused: connecting explains why."""
+    try:
+        client = Client(resolve_address(settings), token=token_for(settings), timeout=timeout, retries=0)
+    except (AddonError, BridgeError):
+        return False
+    try:
+        return client.ping()
+    except BridgeError:
+        return False
+    finally:
+        client.close()
+
+
+def quick_ping(client: Client) -> None:
+    """ConnectionTimeout within about two PING_TIMEOUTs when the worker behind `client` is gone."""
+    client.request(protocol.PING, timeout=PING_TIMEOUT)
 
 
 def _hello(address: str, token: str, timeout: float, retries: int) -> Tuple[Client, WorkerInfo]:
@@ -151,7 +176,9 @@ def connect(settings: Settings) -> Connection:
         token = None  # no worker ever ran here: the one we start creates the token
     if token is not None:
         try:
-            client, info = _hello(address, token, settings.timeout_s, 1)
+            # one quick try: a dead worker is reported within a second, not after timeout * retries
+            client, info = _hello(address, token, min(PING_TIMEOUT * 2, settings.timeout_s), 0)
+            client.timeout, client.retries = settings.timeout_s, 1
             return Connection(client, info, address)
         except ConnectionTimeout:
             if not can_start:
@@ -171,7 +198,8 @@ def connect(settings: Settings) -> Connection:
     while True:
         if process.poll() is not None:
             raise WorkerUnavailable("The start command exited with code %s before the worker answered; see "
-                                    "samroto_worker.log in %s" % (process.returncode, settings.log_dir or "the temp folder"))
+                                    "samroto_worker.log in %s"
+                                    % (process.returncode, settings.log_dir or "the temp folder"))
         # a worker started with port 0 announces its address in the config folder
         address = resolve_address(settings)
         try:
@@ -233,11 +261,13 @@ def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name
         else:
             # a preview must not stand in for the final session, nor the other way round
             same_kind = (session.info.get("track_resolution") or None) == track_resolution
-            if (session.first, session.last) == (plate.first, plate.last) and same_kind and \
-                    _same_colour(session.info, colour):
+            same_frames = plate.kind == MOVIE or (session.first, session.last) == (plate.first, plate.last)
+            if same_frames and same_kind and _same_colour(session.info, colour):
                 return session, True
+    # a movie: the worker counts its frames (from 0) itself; a sequence: exactly the files on disk
+    first, last = (None, None) if plate.kind == MOVIE else (plate.first, plate.last)
     try:
-        return client.open_session(plate.pattern, plate.first, plate.last, name=name, matte_dir=matte_dir,
+        return client.open_session(plate.pattern, first, last, name=name, matte_dir=matte_dir,
                                    matte_format=matte_format, track_resolution=track_resolution,
                                    ocio=colour.config or None, colorspace=colour.colorspace or None,
                                    display=colour.display or None, view=colour.view or None), False
@@ -277,34 +307,124 @@ def send_prompt(session: RemoteSession, frame: int, obj_id: int, prompt: FramePr
         if obj_id not in session.obj_ids:
             return None
         return session.clear_prompts(frame, obj_id)
+    if prompt.mask is not None:
+        return session.add_mask(frame, obj_id, rle_rows(prompt.mask), preview_size=preview_size)
     if prompt.box is not None:
         return session.add_box(frame, obj_id, prompt.box, points=prompt.points or None,
                                labels=prompt.labels or None, preview_size=preview_size)
     return session.add_points(frame, obj_id, prompt.points, prompt.labels, clear=True, preview_size=preview_size)
 
 
-def replay_prompts(session: RemoteSession, book: PromptBook) -> int:
-    """Send every prompt of the book (a new session for a clip whose old one the worker lost).
-    Returns how many were sent."""
-    count = 0
+def rle_rows(mask: Dict[str, Any]) -> Any:
+    """A run-length mask as what `add_mask` takes: an H*W uint8 array (numpy, which Blender ships)."""
+    import numpy as np
+
+    height, width = int(mask["height"]), int(mask["width"])
+    counts = np.asarray(mask["counts"], dtype=np.int64)
+    values = np.arange(len(counts)) % 2
+    return np.repeat(values.astype(np.uint8), counts).reshape(height, width)
+
+
+def worker_prompts(session: RemoteSession) -> PromptBook:
+    """What the worker holds for the session (its `export_prompts`), as a book."""
+    plate = session.info.get("plate")
+    try:  # the worker needs a plate name for frames it did not read from files; any label does here
+        sidecar = session.export_prompts(plate=plate if isinstance(plate, str) and plate else session.name or "plate")
+    except BadRequest as exc:
+        if "no prompts" in exc.message:
+            return PromptBook()
+        raise
+    return PromptBook.from_sidecar(sidecar)
+
+
+@dataclass
+class SyncOutcome:
+    """What a re-sync did: prompts sent (set or cleared), objects removed, and the worker's book after."""
+
+    sent: List[Tuple[int, int]]
+    removed: List[int]
+    book: PromptBook
+
+
+def sync_prompts(session: RemoteSession, book: PromptBook, objects: List[int]) -> SyncOutcome:
+    """Make the worker hold exactly `book` (the prompts drawn in Blender): frames that differ are
+    imported in one `import_prompts` request, frames the book no longer has are cleared, objects
+    that are not in `objects` (the clip's object list) are removed. Frames outside the session's
+    range are left out. Returns what the worker holds afterwards (read back with `export_prompts`)."""
+    inside = PromptBook()
     for obj_id, frame, prompt in book.items():
         if session.first <= frame <= session.last:
+            inside.set(obj_id, frame, prompt)
+    try:
+        held = worker_prompts(session)
+    except RemoteError as exc:
+        if isinstance(exc, (NoSuchSession, WorkerBusy)):
+            raise
+        # a worker that cannot export its prompts: give it every drawn frame (nothing to compare with)
+        for obj_id, frame, prompt in inside.items():
             send_prompt(session, frame, obj_id, prompt, preview_size=0)
-            count += 1
-    return count
+        return SyncOutcome([(o, f) for o, f, _ in inside.items()], [], inside)
+    changes = inside.diff(held)
+    removed = [obj_id for obj_id in list(session.obj_ids) if obj_id not in objects]
+    for obj_id in removed:
+        session.remove_object(obj_id)
+    changes = [(o, f, p) for o, f, p in changes if o not in removed]
+    for obj_id, frame, prompt in changes:
+        if prompt.empty and obj_id in session.obj_ids:
+            session.clear_prompts(frame, obj_id)
+    to_import = [(o, f, p) for o, f, p in changes if not p.empty]
+    if to_import:
+        try:
+            session.import_prompts({"format": "samroto.sidecar", "version": 1,
+                                    "shot": {"plate": session.info.get("plate") or session.name or session.id,
+                                             "first": session.first, "last": session.last},
+                                    "objects": inside.sidecar_objects(to_import)})
+        except RemoteError as exc:
+            raise AddonError("The worker cannot take the clip's prompts back: %s" % exc.message) from None
+    after = held
+    if changes or removed:
+        try:
+            after = worker_prompts(session)
+        except RemoteError as exc:
+            if isinstance(exc, (NoSuchSession, WorkerBusy)):
+                raise
+            after = inside  # sent, but the worker cannot say what it holds: take it that it holds them
+    return SyncOutcome([(o, f) for o, f, _ in changes], removed, after)
+
+
+def replay_prompts(session: RemoteSession, book: PromptBook) -> int:
+    """Give a new session every prompt of the book (the clip's old session was lost). Returns how
+    many frames were sent."""
+    return len(sync_prompts(session, book, book.objects()).sent)
+
+
+def send_stroke(session: RemoteSession, frame: int, obj_id: int, points: List[Tuple[float, float]], *,
+                kind: str, label: int, radius: float = 8.0,
+                preview_size: int = PROMPT_PREVIEW_SIZE) -> Tuple[FrameUpdate, FramePrompt]:
+    """A brush stroke (clicks along it) or lasso (filled into the mask) drawn in clip pixels. The
+    worker converts it; returns its frame result and the frame's prompt as the worker now holds it
+    (the clicks or the mask it made), for the clip's book."""
+    try:
+        update = session.add_stroke(frame, obj_id, points, label=label, kind=kind, radius=radius,
+                                    preview_size=preview_size)
+    except BadRequest as exc:
+        raise AddonError("The worker cannot use that %s: %s" % (kind, exc.message)) from None
+    return update, worker_prompts(session).get(obj_id, frame)
 
 
 def propagate(session: RemoteSession, *, direction: str = "both", start: Optional[int] = None,
               on_update: Callable[[FrameUpdate], None], cancelled: threading.Event,
-              preview_size: int = PROPAGATION_PREVIEW_SIZE) -> PropagationOutcome:
+              preview_size: int = PROPAGATION_PREVIEW_SIZE, matting: str = "none") -> PropagationOutcome:
     """Track every object; `on_update` sees each frame as it arrives. Setting `cancelled` stops
-    the worker within a frame."""
+    the worker within a frame. `matting`: "none", or the learned matting model the worker runs on
+    the mattes ("vitmatte-small", "vitmatte-base")."""
     if direction not in DIRECTIONS:
         raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
     if not session.obj_ids:
         raise AddonError("Nothing to propagate: click on an object first")
     frames: List[int] = []
-    run = session.propagate(start, direction=direction, preview_size=preview_size)
+    run = session.propagate(start, direction=direction, preview_size=preview_size,
+                            matting=None if matting == "none" else matting)
     try:
         for update in run:
             frames.append(update.frame)
@@ -356,6 +476,12 @@ class Job:
     error: Optional[str] = None
     progress: Optional[Tuple[int, int]] = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    exception: Optional[BaseException] = None  # what made it fail
+
+    @property
+    def lost_worker(self) -> bool:
+        """Failed because the worker stopped answering or forgot the session (a restart)."""
+        return isinstance(self.exception, (ConnectionTimeout, NoSuchSession, WorkerUnavailable))
 
     @property
     def finished(self) -> bool:
@@ -409,6 +535,7 @@ class Runner:
                 self._deliver(on_done, job)
             except BaseException as exc:  # reported to the artist, never raised into Blender
                 job.error = describe(exc)
+                job.exception = exc
                 job.state = "failed"
                 if not isinstance(exc, (AddonError, BridgeError, ValueError)):
                     traceback.print_exc()

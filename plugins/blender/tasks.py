@@ -2,8 +2,9 @@
 
 Blender data may only be touched from the main thread, so network threads never do it; they
 `post()` a callable and `drain()` runs it on the main thread. In the Blender application a
-persistent `bpy.app.timers` timer calls `tick()`; in the `bpy` module (tests, scripts) timers do
-not fire, so callers pump `drain()` themselves (`wait_for`).
+persistent `bpy.app.timers` timer calls `tick()` (registered by the add-on's `register()`: this
+module stays free of bpy); in the `bpy` module (tests, scripts) timers do not fire, so callers
+pump `drain()` themselves (`wait_for`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import queue
 import time
 import traceback
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 _queue: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
+# long main-thread work cut in steps (a Mask build): each returns True when finished
+_chunked: "List[Callable[[float], bool]]" = []
 
 BUSY_INTERVAL = 0.05
 """Seconds between timer ticks while work is arriving."""
@@ -29,7 +32,30 @@ def post(callback: Callable[[], None]) -> None:
 
 
 def pending() -> bool:
-    return not _queue.empty()
+    return not _queue.empty() or bool(_chunked)
+
+
+CHUNK_BUDGET = 0.03
+"""Seconds of chunked work per timer tick (the UI stays responsive between chunks)."""
+
+
+def run_chunked(step: Callable[[float], bool]) -> None:
+    """Call `step(budget)` on every tick until it returns True (on the main thread)."""
+    _chunked.append(step)
+
+
+def _run_chunks(budget: float) -> int:
+    ran = 0
+    for step in list(_chunked):
+        ran += 1
+        try:
+            finished = step(budget)
+        except Exception:
+            traceback.print_exc()
+            finished = True
+        if finished and step in _chunked:
+            _chunked.remove(step)
+    return ran
 
 
 def drain(budget: Optional[float] = DRAIN_BUDGET) -> int:
@@ -53,7 +79,7 @@ def drain(budget: Optional[float] = DRAIN_BUDGET) -> int:
 
 def tick() -> float:
     """The timer function: drain, then ask to be called again soon (never unregisters itself)."""
-    ran = drain()
+    ran = drain() + _run_chunks(CHUNK_BUDGET)
     return BUSY_INTERVAL if ran or pending() else IDLE_INTERVAL
 
 
@@ -62,22 +88,9 @@ def wait_for(done: Callable[[], bool], *, timeout: float = 120.0, poll: float = 
     deadline = time.monotonic() + timeout
     while True:
         drain(budget=None)
+        _run_chunks(CHUNK_BUDGET)
         if done():
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(poll)
-
-
-def start_timer() -> None:
-    import bpy
-
-    if not bpy.app.timers.is_registered(tick):
-        bpy.app.timers.register(tick, first_interval=IDLE_INTERVAL, persistent=True)
-
-
-def stop_timer() -> None:
-    import bpy
-
-    if bpy.app.timers.is_registered(tick):
-        bpy.app.timers.unregister(tick)

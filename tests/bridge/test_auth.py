@@ -79,3 +79,18 @@ def test_curve_keys_are_created_once_with_a_private_secret(config_dir: Path) -> 
     assert auth.read_server_public_key() == public
     assert auth.load_or_create_server_keys() == (public, secret)
     assert secret.decode() not in (auth.curve_dir() / auth.CURVE_PUBLIC_FILE).read_text()
+
+
+def test_authorised_keys_are_added_once_privately_and_read_back(config_dir: Path) -> None:
+    public, _ = auth.load_or_create_client_keys()
+    assert auth.load_or_create_client_keys() == (public, _)  # created once, then reused
+    path, added = auth.add_authorized_key(public, "artist's workstation")
+    assert added and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert auth.add_authorized_key(public)[1] is False
+    hashed = b"#" + public[1:]  # Z85 keys may start with '#': not a comment
+    auth.add_authorized_key(hashed)
+    assert auth.read_authorized_keys(path) == [public, hashed]
+    assert auth.parse_public_key((auth.curve_dir() / auth.CLIENT_PUBLIC_FILE).read_text()) == public
+    path.write_text(path.read_text() + "not a key\n")
+    with pytest.raises(auth.AuthError, match="line 4 is not a CURVE public key"):
+        auth.read_authorized_keys(path)

@@ -106,7 +106,7 @@ def test_replayed_message_is_refused() -> None:
 @pytest.mark.parametrize("offset", [-400.0, 400.0])
 def test_messages_outside_the_time_window_are_refused(offset: float) -> None:
     parts = codec.encode(SIGNER, "x", timestamp=time.time() + offset)
-    with pytest.raises(ProtocolError, match="window"):
+    with pytest.raises(ProtocolError, match="the worker.s clock"):
         codec.decode(parts, SIGNER, replay_guard=codec.ReplayGuard(window_s=300))
 
 
@@ -190,7 +190,7 @@ def test_bad_buffer_descriptions_are_refused(descriptors, buffers, message) -> N
 
 def test_a_different_major_version_is_refused_with_both_versions_named() -> None:
     parts = codec.encode(SIGNER, "hello", version=(2, 0))
-    with pytest.raises(ProtocolError, match=r"protocol 2\.0 is not compatible with this side's 1\.0") as info:
+    with pytest.raises(ProtocolError, match=r"protocol 2\.0 is not compatible with this side's 1\.1") as info:
         codec.decode(parts, SIGNER)
     assert info.value.code == protocol.E_VERSION
     newer_minor = codec.encode(SIGNER, "hello", version=(1, 7))
@@ -217,3 +217,60 @@ json_values = st.recursive(
 def test_any_plain_body_round_trips(body: dict) -> None:
     msg = codec.decode(codec.encode(SIGNER, "x", body=body), SIGNER)
     assert msg.body == body
+
+
+def test_a_small_body_of_many_empty_containers_is_refused_before_it_expands() -> None:
+    limits = protocol.Limits(max_containers=1000)
+    header = codec.encode(SIGNER, "x")[1]
+    empty_arrays = b"\x81\xa1x\xdd" + (200_000).to_bytes(4, "big") + b"\x90" * 200_000
+    started = time.perf_counter()
+    with pytest.raises(ProtocolError, match="more than 1000 maps and arrays") as info:
+        codec.decode(_resigned([b"", header, empty_arrays]), SIGNER, limits=limits)
+    assert info.value.code == protocol.E_TOO_LARGE
+    assert time.perf_counter() - started < 5  # stopped at the limit, not after building 200k lists
+    nested_maps = msgpack.packb({"a": [{"b": {}} for _ in range(600)]})
+    assert _code(_resigned([b"", header, nested_maps]), limits=limits) == protocol.E_TOO_LARGE
+    fine = msgpack.packb({"points": [[1.0, 2.0]] * 900})
+    assert len(codec.decode(_resigned([b"", header, fine]), SIGNER, limits=limits).body["points"]) == 900
+
+
+def test_clock_skew_is_reported_with_its_direction_and_size() -> None:
+    guard = codec.ReplayGuard(window_s=300)
+    with pytest.raises(ProtocolError, match=r"1000 s ahead of the worker's clock.*clock is fast"):
+        guard.check(2000.0, b"n" * 16, now=1000.0)
+    with pytest.raises(ProtocolError, match=r"700 s behind the worker's clock"):
+        guard.check(300.0, b"m" * 16, now=1000.0)
+
+
+def test_a_client_with_a_fast_clock_only_moves_its_own_floor() -> None:
+    guards = codec.PeerReplayGuards(window_s=300, max_nonces=100)
+    now = 10_000.0
+    for i in range(1000):  # a fast clock and a flood: more than the whole budget
+        guards.check(b"fast", now + 200 + i * 0.01, b"f%015d" % i, now=now)
+    assert len(guards) <= 100
+    for i in range(50):  # correctly clocked clients are still served
+        guards.check(b"honest-%d" % (i % 3), now - 0.5, b"h%015d" % i, now=now)
+    with pytest.raises(ProtocolError, match="already used"):
+        guards.check(b"honest-0", now - 0.5, b"h%015d" % 0, now=now)
+    with pytest.raises(ProtocolError, match="older than the replay cache"):
+        guards.check(b"fast", now + 1, b"x" * 16, now=now)  # the flooder's own floor moved
+    assert len(guards) <= 100
+
+
+def test_replay_state_is_dropped_for_idle_clients_and_the_number_of_clients_is_bounded() -> None:
+    guards = codec.PeerReplayGuards(window_s=10, max_nonces=1000, max_peers=4)
+    for peer in range(4):
+        guards.check(b"p%d" % peer, 100.0, b"n%015d" % peer, now=100.0)
+    with pytest.raises(ProtocolError) as info:
+        guards.check(b"p9", 100.0, b"z" * 16, now=100.0)
+    assert info.value.code == protocol.E_BUSY
+    guards.check(b"p9", 200.0, b"z" * 16, now=200.0)  # the others' state expired and was dropped
+    assert guards.peers == 1
+
+
+def test_the_epoch_is_signed_into_the_header() -> None:
+    parts = codec.encode(SIGNER, "ping", epoch="e" * 32)
+    assert codec.decode(parts, SIGNER).epoch == "e" * 32
+    assert codec.decode(codec.encode(SIGNER, "hello"), SIGNER).epoch is None
+    tampered = [parts[0], codec.packb(dict(msgpack.unpackb(parts[1]), epoch="f" * 32))] + list(parts[2:])
+    assert _code(tampered) == protocol.E_AUTH

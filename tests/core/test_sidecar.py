@@ -250,3 +250,50 @@ def test_replay_errors_name_object_and_frame(model: SAM2Model, plate: str) -> No
         {"frame": 101, "mask": encode_mask_rle(np.ones((4, 4), bool))}]}]))
     with VideoSession(model, plate) as session, pytest.raises(SidecarError, match="the shot is 120x90"):
         apply_prompts(session, wrong_size)
+
+
+# --- limits shared by every way of prompting ----------------------------------------------------
+
+
+def test_sidecar_files_share_the_prompt_limits_and_check_them_before_decoding(tmp_path: Path) -> None:
+    from samroto.core.sidecar import PromptLimitError, PromptLimits
+
+    bomb = minimal(objects=[{"obj_id": 1, "prompts": [
+        {"frame": 1, "mask": {"height": 40000, "width": 40000, "counts": [40000 * 40000]}}]}])
+    path = tmp_path / "bomb.json"
+    path.write_text(json.dumps(bomb))
+    with pytest.raises(PromptLimitError, match="40000x40000 mask is larger than the limit"):
+        load_sidecar(path)  # the batch path: refused from the declared size, nothing allocated
+    many = [[1.0, 1.0]] * 1001
+    clicks = minimal(objects=[{"obj_id": 1, "prompts": [{"frame": 1, "points": many, "labels": [1] * 1001}]}])
+    with pytest.raises(PromptLimitError, match="1001 clicks"):
+        Sidecar.from_dict(clicks)
+    objects = minimal(objects=[{"obj_id": i, "prompts": [{"frame": 1, "points": [[1, 1]], "labels": [1]}]}
+                               for i in range(5)])
+    with pytest.raises(PromptLimitError, match="5 objects is more than the limit of 4"):
+        Sidecar.from_dict(objects, limits=PromptLimits(max_objects=4))
+    assert len(Sidecar.from_dict(objects).objects) == 5
+
+
+def test_mask_files_must_be_regular_and_inside_the_allowed_folders(tmp_path: Path) -> None:
+    import os
+
+    inside, outside = tmp_path / "inside", tmp_path / "outside"
+    inside.mkdir()
+    outside.mkdir()
+    cv2.imwrite(str(inside / "m.png"), np.full((4, 4), 255, np.uint8))
+    cv2.imwrite(str(outside / "m.png"), np.full((4, 4), 255, np.uint8))
+    os.mkfifo(inside / "fifo.png")
+
+    def with_mask(path: Path) -> dict:
+        return minimal(objects=[{"obj_id": 1, "prompts": [{"frame": 1, "mask": {"file": str(path)}}]}])
+
+    assert Sidecar.from_dict(with_mask(inside / "m.png"), mask_roots=(inside,)).objects[0].prompts[0].mask.all()
+    with pytest.raises(SidecarError, match="not a regular file"):
+        Sidecar.from_dict(with_mask(inside / "fifo.png"), mask_roots=(inside,))  # would block on open
+    texts = set()
+    for path in (outside / "m.png", outside / "missing.png", inside / ".." / "outside" / "m.png"):
+        with pytest.raises(SidecarError) as info:
+            Sidecar.from_dict(with_mask(path), mask_roots=(inside,))
+        texts.add(str(info.value).replace(str(path), "<path>"))
+    assert len(texts) == 1  # the same words whether the file exists or not

@@ -41,12 +41,34 @@ def load_client() -> ModuleType:
             "and installs pyzmq and msgpack for this Nuke's Python" % missing) from None
 
 
+class WorkerUnreachable(RuntimeError):
+    """The worker did not answer the quick ping that precedes every job."""
+
+    def __init__(self, address: str, timeout_s: float) -> None:
+        super().__init__("No SamRoto worker answers at %s (no reply to a ping within %.1f s). Press \"Start worker\" "
+                         "on the SamRoto node to start one on this machine, or start one on the GPU machine with\n"
+                         "    samroto worker --model <checkpoint.pt>\n"
+                         "and set its address in the node's \"worker\" knob (or SamRoto > Worker address...)."
+                         % (address, timeout_s))
+        self.address = address
+
+
 def connect(settings: ConnectionSettings) -> "Client":
-    """A new client (one per thread: clients are not thread-safe). Raises the client's
+    """A new client (one per thread: clients are not thread-safe), after a quick ping: a worker
+    that does not answer within `settings.ping_timeout_s` raises WorkerUnreachable at once
+    instead of after the long request timeout and its retries. Raises the client's
     AuthenticationError when no token file is found."""
     module = load_client()
-    client: Client = module.Client(settings.address, timeout=settings.timeout_s, retries=settings.retries,
+    client: Client = module.Client(settings.address, timeout=settings.ping_timeout_s, retries=0,
                                    config_dir=settings.config_dir, as_numpy=False)
+    try:
+        client.ping()
+    except Exception as exc:
+        client.close()
+        if type(exc).__name__ == "ConnectionTimeout":
+            raise WorkerUnreachable(client.address, settings.ping_timeout_s) from None
+        raise
+    client.timeout, client.retries = float(settings.timeout_s), int(settings.retries)
     return client
 
 
@@ -55,12 +77,12 @@ def describe_error(exc: BaseException, *, address: Optional[str] = None) -> str:
     kind = type(exc).__name__
     text = str(exc)
     where = (" at %s" % address) if address else ""
-    if isinstance(exc, (UnsupportedInput, NoPrompts, ShapeDataError, ClientUnavailable)):
+    if isinstance(exc, (UnsupportedInput, NoPrompts, ShapeDataError, ClientUnavailable, WorkerUnreachable)):
         return text
     if kind == "ConnectionTimeout":
         return ("No SamRoto worker answers%s. Start one on the GPU machine with\n"
                 "    samroto worker --model <checkpoint.pt>\n"
-                "(or set SAMROTO_WORKER=tcp://host:port before starting Nuke), then try again." % where)
+                "(or press \"Start worker\" on the SamRoto node), then try again." % where)
     if kind == "AuthenticationError":
         return ("The worker%s refused SamRoto's token (wrong token, or no token file). Nuke must read the same "
                 "token as the worker: point SAMROTO_CONFIG_DIR at the worker's config folder, or copy its token "

@@ -1,10 +1,12 @@
 """Worker jobs of a SamRoto node, run in a background thread.
 
-A button press becomes a `WorkerJob`: plain data read from the node on Nuke's main thread (the
-plate, the prompts, the settings, the node's session id). `JobRunner` runs it in its own thread
-with its own client (clients are not thread-safe): open or resume the worker session, send the
-prompts, track, fetch the Roto shapes, or turn a PREVIEW session (tracked at a lower internal
-resolution) into final mattes. It never touches Nuke: everything the UI must show is
+A button press (or a prompt edit, or a frame change) becomes a `WorkerJob`: plain data read from
+the node on Nuke's main thread (the plate, the prompts, the settings, the node's session id).
+`JobRunner` runs it in its own thread with its own client (clients are not thread-safe): open or
+resume the worker session, send the prompts of one frame and write that frame's quick result,
+read the worker's prompts back (`load`), track, fetch the Roto shapes, or turn a PREVIEW session
+(tracked at a lower internal resolution) into final mattes. Tracking never sends prompts: it
+tracks what the worker holds. It never touches Nuke: everything the UI must show is
 handed to the injected `run_on_main` function (Nuke's `executeInMainThread` in host.py, a queue
 in the tests) as calls to the `JobObserver`. Progress goes to a `Progress` object (host.py wraps
 `nuke.ProgressTask`, which Nuke designs to be driven from a worker thread) and its cancel button
@@ -51,6 +53,9 @@ class WorkerJob:
     roto_grouping: str = "layer"
     settings: PluginSettings = field(default_factory=PluginSettings)
     session_resolution: int = 0
+    track_range: Optional[Tuple[int, int]] = None  # Nuke frames to track (None: the whole plate)
+    inherit_session_id: Optional[str] = None  # a new session replays this one's prompts (a re-rendered plate)
+    object_names: Mapping[int, str] = field(default_factory=dict)  # obj_id -> name (Roto layers)
     colour: HostColour = field(default_factory=HostColour)  # how Nuke shows the plate (Read, viewer)
 
     def __post_init__(self) -> None:
@@ -84,6 +89,7 @@ class JobResult:
     matte_patterns: Dict[int, str] = field(default_factory=dict)
     roto_plan: Optional[RotoPlan] = None
     preview_resolution: int = 0  # the session is a PREVIEW tracked at this size (0: final mattes)
+    sidecar: Optional[Dict[str, Any]] = None  # the worker's prompts after the job (`export_prompts`)
 
     @property
     def ok(self) -> bool:
@@ -94,7 +100,7 @@ class JobObserver:
     """What the UI is told; every method is called on the main thread (through `run_on_main`)."""
 
     def session_opened(self, job: WorkerJob, session_id: str) -> None:
-        """A new worker session now belongs to the node (store its id)."""
+        """A worker session (new, or resumed for the plate) now belongs to the node (store its id)."""
 
     def session_mode(self, job: WorkerJob, preview_resolution: int) -> None:
         """The node's session is a PREVIEW tracking at `preview_resolution` px, or final (0)."""
@@ -184,7 +190,8 @@ class JobRunner:
         """The thread body. Never raises: failures become a "failed" result with a clear message."""
         job = self.job
         result = JobResult(action=job.action, session_id=job.session_id)
-        progress = self._progress_factory(progress_title(job))
+        # reading the prompts back is quick and happens on every frame change: no progress bar
+        progress = Progress() if job.action == "load" else self._progress_factory(progress_title(job))
         client: Optional[Client] = None
         try:
             client = self._connect(job.settings.connection)
@@ -218,19 +225,57 @@ class JobRunner:
         if job.action == "final":
             self._final(client, progress, result)
             return
+        if job.action == "load":
+            self._load(client, result)
+            return
         session = self._session(client, result)
         result.width, result.height = session.width, session.height
         if job.action == "reset":
             result.obj_ids = list(session.obj_ids)
+            result.sidecar = {"objects": []}  # the node's knobs empty with it
             return
         if job.action == "roto":
             result.obj_ids = list(session.obj_ids)
             result.roto_plan = self._roto_plan(session, progress)
             return
-        self._send_prompts(session, result, required=job.action == "prompts" or not session.obj_ids)
+        if job.action == "prompts":
+            self._send_prompts(session, result, required=True)
+            self._quick_result(session, result)
+            result.obj_ids = list(session.obj_ids)
+            result.sidecar = export_prompts(session)
+            return
         result.obj_ids = list(session.obj_ids)
-        if job.action in TRACK_ACTIONS:
-            self._track(session, progress, result)
+        if not session.obj_ids:
+            raise NoPrompts("nothing to track yet: Ctrl+click the object in the viewer (or place prompts in the Roto "
+                            "node and press Send prompts), then track")
+        self._track(session, progress, result)
+
+    def _load(self, client: "Client", result: JobResult) -> None:
+        """The worker's prompts of the node's session (none when it has no session yet)."""
+        job = self.job
+        if not job.session_id:
+            result.sidecar = {"objects": []}
+            return
+        try:
+            session = client.resume_session(job.session_id)
+        except Exception as exc:
+            if type(exc).__name__ != "NoSuchSession":
+                raise
+            result.sidecar = {"objects": []}
+            return
+        result.session_id = session.id
+        result.width, result.height = session.width, session.height
+        result.obj_ids = list(session.obj_ids)
+        result.sidecar = export_prompts(session)
+
+    def _quick_result(self, session: "RemoteSession", result: JobResult) -> None:
+        """The prompted frames' mattes, written now so the node shows the result at once."""
+        frames = sorted({frame for _, frame in result.prompted})
+        if not frames:
+            return
+        for frame, paths in session.write_mattes(frames).items():
+            for obj_id, path in paths.items():
+                result.matte_patterns.setdefault(obj_id, pattern_from_frame_path(path, frame))
 
     def _session(self, client: "Client", result: JobResult) -> "RemoteSession":
         job = self.job
@@ -254,11 +299,25 @@ class JobRunner:
                                           track_resolution=track.preview_resolution, ocio=job.colour.config or None,
                                           colorspace=job.colour.colorspace or None,
                                           display=job.colour.display or None, view=job.colour.view or None)
-            self._post(self._observer.session_opened, session.id)
+            if job.inherit_session_id and job.action != "reset":
+                self._inherit(client, session, job.inherit_session_id)
+        self._post(self._observer.session_opened, session.id)  # new or resumed: the node's session now
         result.session_id = session.id
         result.preview_resolution = preview_resolution_of(session)
         self._post(self._observer.session_mode, result.preview_resolution)
         return session
+
+    def _inherit(self, client: "Client", session: "RemoteSession", old_id: str) -> None:
+        """Replay the prompts of the node's session on the previous plate (the upstream changed
+        and was rendered again) so the artist's clicks survive the change."""
+        try:
+            old = client.resume_session(old_id)
+            sidecar = export_prompts(old)
+            if sidecar.get("objects"):
+                session.import_prompts(sidecar)
+        except Exception as exc:
+            if not connection.is_bridge_error(exc):
+                raise
 
     def _final(self, client: "Client", progress: Progress, result: JobResult) -> None:
         """Final mattes from the node's preview session: a full-resolution session on the same
@@ -296,8 +355,17 @@ class JobRunner:
                     raise
 
     def _send_prompts(self, session: "RemoteSession", result: JobResult, *, required: bool) -> None:
+        """The frame's prompts replace what the worker holds for the object there: knobs with
+        nothing enabled clear that frame's prompts."""
         job = self.job
         sent = 0
+        knobs = job.knob_prompts
+        if knobs is not None and knobs.empty and knobs.obj_id in session.obj_ids:
+            frame = job.plate.plate_frame_at(knobs.frame)
+            session.clear_prompts(frame, knobs.obj_id)
+            result.prompted.append((knobs.obj_id, frame))
+            self._post(self._observer.status, "cleared object %d on frame %d" % (knobs.obj_id, knobs.frame))
+            return
         if job.knob_prompts is not None and not job.knob_prompts.empty:
             prompt = click_prompt(job.knob_prompts, job.plate, width=session.width, height=session.height)
             if prompt.box is not None:
@@ -312,8 +380,8 @@ class JobRunner:
             raw_array = importlib.import_module(type(session.client).__module__).RawArray
             for mask in roto_mask_prompts(job.roto_shapes, job.plate, width=session.width, height=session.height,
                                           grouping=job.roto_grouping):
-                session.add_mask(mask.frame, mask.obj_id, raw_array(bytes(mask.data), "uint8", (mask.height, mask.width)),
-                                 preview_size=0)
+                pixels = raw_array(bytes(mask.data), "uint8", (mask.height, mask.width))
+                session.add_mask(mask.frame, mask.obj_id, pixels, preview_size=0)
                 result.prompted.append((mask.obj_id, mask.frame))
                 sent += 1
         if not sent and required:
@@ -327,15 +395,26 @@ class JobRunner:
         job = self.job
         frame = job.plate.plate_frame_at(job.nuke_frame)
         track = job.settings.track
+        first, last = job.plate.first, job.plate.last
+        if job.track_range is not None:  # the node's frame-range knob, in plate frames
+            first = max(first, job.plate.to_plate_frame(job.track_range[0]))
+            last = min(last, job.plate.to_plate_frame(job.track_range[1]))
         what = "tracking %s from frame %d" % (job.action, job.nuke_frame)
+        matting = track.matting  # None: not sent (the client adds the field only when a model is chosen)
         if job.action == "final":  # the whole range, both ways from the earliest prompted frame
-            run = session.propagate(direction="both", preview_size=0, credit=track.credit)
+            run = session.propagate(first=first, last=last, direction="both", preview_size=0, credit=track.credit,
+                                    matting=matting)
             what = "final mattes at full resolution"
         elif job.action == "frame":
             run = session.propagate(frame, first=frame, last=frame, direction="forward", preview_size=0,
-                                    credit=track.credit)
+                                    credit=track.credit, matting=matting)
         else:
-            run = session.propagate(frame, direction=job.action, preview_size=0, credit=track.credit)
+            if not first <= frame <= last:
+                raise NoPrompts("frame %d is outside the frames to track (%d-%d): go to a frame in the range or "
+                                "change the node's frame range" % (job.nuke_frame, job.plate.to_nuke_frame(first),
+                                                                   job.plate.to_nuke_frame(last)))
+            run = session.propagate(frame, first=first, last=last, direction=job.action, preview_size=0,
+                                    credit=track.credit, matting=matting)
         progress.set_message(what)
         last_status = 0.0
         with run:
@@ -374,15 +453,30 @@ class JobRunner:
             progress.set_progress(int(100 * i / len(session.obj_ids)))
             answers.append(self._fetch_shapes(session, obj_id, job.settings.roto))
         return plan_roto(job.node_name + "_roto", answers, offset=job.plate.offset,
-                         shot_range=(job.plate.nuke_first, job.plate.nuke_last), settings=job.settings.roto)
+                         shot_range=(job.plate.nuke_first, job.plate.nuke_last), settings=job.settings.roto,
+                         object_names=job.object_names)
+
+
+def export_prompts(session: "RemoteSession") -> Dict[str, Any]:
+    """The session's prompts as a sidecar dict; `{"objects": []}` when it has none (the worker
+    refuses to export an empty session)."""
+    if not session.obj_ids:
+        return {"objects": []}
+    try:
+        return dict(session.export_prompts())
+    except Exception as exc:
+        if type(exc).__name__ in ("BadRequest", "RemoteError") and "no prompts" in str(exc):
+            return {"objects": []}
+        raise
 
 
 def session_name(job: WorkerJob) -> str:
-    """`<plate name>_<node name>`: names the worker's session and the matte files."""
+    """`<plate name>_<node name>[_<view>]`: names the worker's session and the matte files."""
     stem = os.path.basename(job.plate.plate)
     stem = re.split(r"[#%]", stem)[0] if "#" in stem or "%" in stem else os.path.splitext(stem)[0]
     node = job.node_name.rsplit(".", 1)[-1]
-    return "%s_%s" % (stem.rstrip("._-") or "plate", node)
+    name = "%s_%s" % (stem.rstrip("._-") or "plate", node)
+    return "%s_%s" % (name, job.plate.view) if job.plate.view else name  # a stereo plate's views apart
 
 
 def preview_resolution_of(session: "RemoteSession") -> int:
@@ -417,6 +511,8 @@ def summarize(result: JobResult) -> str:
     prefix = "PREVIEW: " if result.preview_resolution else "final mattes: " if result.action == "final" else ""
     if result.action == "reset":
         return prefix + "new session %s" % result.session_id
+    if result.action == "load":
+        return prefix + "prompts of objects %s" % (", ".join(str(o) for o in result.obj_ids) or "(none yet)")
     if result.action == "roto" and result.roto_plan is not None:
         plan = result.roto_plan
         return prefix + "Roto: %d shape%s, %d keys" % (plan.shape_count, "" if plan.shape_count == 1 else "s",

@@ -109,7 +109,8 @@ class PlateSource:
 
     plate: the path the worker opens (a `####` pattern, or a movie file); first/last: the plate's
     own frame numbers the session covers; offset: ``nuke_frame = plate_frame + offset``;
-    origin: the Read node's name, or the node rendered to a temporary sequence."""
+    origin: the Read node's name, or the node rendered to a temporary sequence; view: the view
+    of a stereo (`%V`) Read the plate was taken from."""
 
     plate: str
     first: int
@@ -118,6 +119,7 @@ class PlateSource:
     kind: str = "sequence"  # "sequence" | "video"
     origin: str = ""
     rendered: bool = False
+    view: str = ""  # the stereo view of a %V Read this plate is ("" : not stereo; not the OCIO view)
     colorspace: str = ""  # the plate's OCIO colourspace ("": the worker decides from the header)
 
     def __post_init__(self) -> None:
@@ -175,11 +177,37 @@ def _read_offset(info: ReadInfo) -> int:
     raise UnsupportedInput("%s: unknown frame mode %r" % (info.name, info.frame_mode))
 
 
-def plate_from_read(info: ReadInfo) -> PlateSource:
-    """The plate of a Read node: its sequence pattern or movie file, range and timeline offset."""
+_VIEW_TOKEN = re.compile(r"%[Vv]")
+
+
+def is_stereo(path: str) -> bool:
+    """Whether a file name holds a view token (`%V`: the view's name, `%v`: its first letter)."""
+    return bool(_VIEW_TOKEN.search(path or ""))
+
+
+def with_view(path: str, view: str) -> str:
+    """`plate_%V.####.exr` for the view "left" -> `plate_left.####.exr` (`%v` -> `l`)."""
+    return path.replace("%V", view).replace("%v", view[:1])
+
+
+def plate_from_read(info: ReadInfo, *, view: str = "", views: Sequence[str] = ()) -> PlateSource:
+    """The plate of a Read node: its sequence pattern or movie file, range and timeline offset.
+    A stereo Read (`%V`/`%v` in its file) gives the plate of `view`; without a view it is
+    refused with a message naming the views to pick from."""
     path = (info.file or "").strip()
     if not path:
         raise UnsupportedInput("%s has no file: pick a plate in the Read node first" % info.name)
+    if is_stereo(path):
+        if not view:
+            raise UnsupportedInput("%s is a stereo plate (%s): pick the view to track in the SamRoto node's \"view\" "
+                                   "knob (%s); use one SamRoto node per view, or switch the knob to track the other "
+                                   "view in its own session" % (info.name, os.path.basename(path),
+                                                                ", ".join(views) or "left, right"))
+        if views and view not in views:
+            raise UnsupportedInput("the view %r is not one of this script's views (%s)" % (view, ", ".join(views)))
+        path = with_view(path, view)
+    else:
+        view = ""
     if info.last < info.first:
         raise UnsupportedInput("%s has an empty frame range %d-%d" % (info.name, info.first, info.last))
     offset = _read_offset(info)
@@ -187,7 +215,7 @@ def plate_from_read(info: ReadInfo) -> PlateSource:
     if ext in VIDEO_EXTENSIONS:
         # Nuke numbers a movie's frames from 1 (its Read first/last are 1-based), the worker from 0
         return PlateSource(plate=path, first=info.first - 1, last=info.last - 1, offset=offset + 1, kind="video",
-                           origin=info.name, colorspace=read_colorspace(info.colorspace))
+                           origin=info.name, view=view, colorspace=read_colorspace(info.colorspace))
     if ext not in IMAGE_EXTENSIONS:
         raise UnsupportedInput("%s reads %r: SamRoto's worker reads EXR, DPX, PNG, JPEG and TIFF sequences and movie "
                                "files (%s); convert the plate or render it to EXR"
@@ -196,7 +224,7 @@ def plate_from_read(info: ReadInfo) -> PlateSource:
         raise UnsupportedInput("%s reads the single image %r: SamRoto tracks image sequences (name.####.ext) and "
                                "movies" % (info.name, os.path.basename(path)))
     return PlateSource(plate=to_hash_pattern(path), first=info.first, last=info.last, offset=offset,
-                       kind="sequence", origin=info.name, colorspace=read_colorspace(info.colorspace))
+                       kind="sequence", origin=info.name, view=view, colorspace=read_colorspace(info.colorspace))
 
 
 @dataclass(frozen=True)
@@ -245,7 +273,8 @@ def plan_render(node_name: str, first: int, last: int, *, script_name: str = "",
     return RenderPlan(node_name=node_name, pattern=pattern, first=int(first), last=int(last))
 
 
-def find_plate(chain: Sequence[UpstreamNode]) -> Tuple[Optional[PlateSource], Optional[UpstreamNode]]:
+def find_plate(chain: Sequence[UpstreamNode], *, view: str = "",
+               views: Sequence[str] = ()) -> Tuple[Optional[PlateSource], Optional[UpstreamNode]]:
     """Decide from the nodes above the SamRoto node (nearest first) where the plate comes from.
 
     Returns (plate, None) for a Read node reached through pass-through nodes (Dot), or
@@ -255,9 +284,28 @@ def find_plate(chain: Sequence[UpstreamNode]) -> Tuple[Optional[PlateSource], Op
         if node.node_class in PASS_THROUGH_CLASSES:
             continue
         if node.node_class == "Read" and node.read is not None:
-            return plate_from_read(node.read), None
+            return plate_from_read(node.read, view=view, views=views), None
         return None, node
     raise UnsupportedInput("the SamRoto node has no input: connect it to the plate (a Read node or any image)")
+
+
+def track_range(mode: str, *, input_range: Tuple[int, int], global_range: Tuple[int, int],
+                custom_range: Tuple[int, int], plate: Optional[PlateSource] = None) -> Tuple[int, int]:
+    """The Nuke frames to track for the frame-range knob: "input" (the node's input, handles
+    included), "global" (the script's range) or "custom"; clipped to the plate when given."""
+    ranges = {"input": input_range, "global": global_range, "custom": custom_range}
+    if mode not in ranges:
+        raise UnsupportedInput("unknown frame range %r (one of input, global, custom)" % mode)
+    first, last = (int(v) for v in ranges[mode])
+    if last < first:
+        raise UnsupportedInput("the %s frame range %d-%d is empty" % (mode, first, last))
+    if plate is not None:
+        clipped = max(first, plate.nuke_first), min(last, plate.nuke_last)
+        if clipped[1] < clipped[0]:
+            raise UnsupportedInput("the %s frame range %d-%d does not overlap the plate (Nuke frames %d-%d)"
+                                   % (mode, first, last, plate.nuke_first, plate.nuke_last))
+        return clipped
+    return first, last
 
 
 def frames_in(plate: PlateSource, frames: Sequence[int]) -> List[int]:

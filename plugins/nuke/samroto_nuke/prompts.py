@@ -2,7 +2,9 @@
 what the worker takes (plate pixels: x right, y down, origin at the top-left corner).
 
 Nuke's viewer and knobs use pixels with the origin at the *bottom-left* corner and y up, so
-``y_plate = height - y_nuke``; x is the same in both.
+``y_plate = height - y_nuke``; x is the same in both. Knobs hold full-size coordinates of the
+node's format: when that differs from the plate files (an upstream Reformat, proxy files) the
+points are scaled by the ratio of the sizes, so prompts always land in the plate's pixels.
 
 - **Knobs**: up to N positive and M negative clicks (XY knobs, draggable in the viewer, each
   with an on/off box) and one box (a BBox knob) for the object chosen on the node; sent for the
@@ -36,13 +38,15 @@ class KnobPrompts:
     """Prompt knob values in Nuke space (origin bottom-left), read by host.py.
 
     positive/negative: the enabled clicks (x, y); box: (x, y, r, t) as a BBox knob stores it,
-    or None when its box is off; frame: the Nuke frame they were placed on; obj_id: the object."""
+    or None when its box is off; frame: the Nuke frame they were placed on; obj_id: the object;
+    space: the (width, height) of the node's format the knobs live in (None: the plate's)."""
 
     obj_id: int
     frame: int
     positive: Tuple[Point, ...] = ()
     negative: Tuple[Point, ...] = ()
     box: Optional[Tuple[float, float, float, float]] = None
+    space: Optional[Tuple[float, float]] = None
 
     @property
     def empty(self) -> bool:
@@ -68,6 +72,18 @@ def plate_to_nuke(point: Point, height: int) -> Point:
     return float(point[0]), float(height) - float(point[1])
 
 
+def knob_to_plate(point: Point, space: Optional[Tuple[float, float]], width: int, height: int) -> Point:
+    """A knob point (Nuke space of a `space`-sized format) in plate pixels (origin top-left)."""
+    sx, sy = (float(width) / space[0], float(height) / space[1]) if space else (1.0, 1.0)
+    return float(point[0]) * sx, float(height) - float(point[1]) * sy
+
+
+def plate_to_knob(point: Point, space: Optional[Tuple[float, float]], width: int, height: int) -> Point:
+    """The inverse of `knob_to_plate`."""
+    sx, sy = (space[0] / float(width), space[1] / float(height)) if space else (1.0, 1.0)
+    return float(point[0]) * sx, (float(height) - float(point[1])) * sy
+
+
 def click_prompt(knobs: KnobPrompts, plate: PlateSource, *, width: int, height: int) -> ClickPrompt:
     """The knob prompts in plate pixels on the plate frame under the knobs' Nuke frame.
 
@@ -83,7 +99,7 @@ def click_prompt(knobs: KnobPrompts, plate: PlateSource, *, width: int, height: 
     labels: List[int] = []
     for clicks, label in ((knobs.positive, 1), (knobs.negative, 0)):
         for p in clicks:
-            x, y = nuke_to_plate(p, height)
+            x, y = knob_to_plate(p, knobs.space, width, height)
             if not (0 <= x <= width and 0 <= y <= height):
                 kind = "positive" if label else "negative"
                 raise ValueError("the %s click at (%.1f, %.1f) is outside the %dx%d plate: drag it onto the image"
@@ -92,9 +108,10 @@ def click_prompt(knobs: KnobPrompts, plate: PlateSource, *, width: int, height: 
             labels.append(label)
     box = None
     if knobs.box is not None:
-        x, y, r, t = knobs.box
-        x0, x1 = sorted((float(x), float(r)))
-        y0, y1 = sorted((height - float(t), height - float(y)))
+        left, bottom = knob_to_plate(knobs.box[:2], knobs.space, width, height)
+        right, top = knob_to_plate(knobs.box[2:], knobs.space, width, height)
+        x0, x1 = sorted((left, right))
+        y0, y1 = sorted((top, bottom))
         x0, x1 = max(0.0, x0), min(float(width), x1)
         y0, y1 = max(0.0, y0), min(float(height), y1)
         if x1 - x0 < 1 or y1 - y0 < 1:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 NODE_CLASS_LABEL = "SamRoto"
-"""Name prefix of the SamRoto node (a NoOp with the knobs below); Nuke appends 1, 2, ..."""
+"""Name prefix of the SamRoto node (a Group with the knobs below); Nuke appends 1, 2, ..."""
 
 # Knobs on the SamRoto node -------------------------------------------------------------------
 
@@ -31,9 +31,30 @@ BOX_ENABLE_KNOB = "samroto_box_on"
 BOX_KNOB = "samroto_box"
 PREVIEW_KNOB = "samroto_preview"     # checkbox: new sessions track at a lower resolution (fast feedback)
 PREVIEW_RESOLUTION_KNOB = "samroto_preview_resolution"
+MATTING_KNOB = "samroto_matting"     # menu: a learned matting pass on the mattes' edges ("none" or a model)
+MATTING_CHOICES: Tuple[str, ...] = ("none", "vitmatte-small", "vitmatte-base")
 SESSION_RESOLUTION_KNOB = "samroto_session_resolution"  # hidden; the session's preview size (0: final)
 MODE_KNOB = "samroto_mode"           # read-only text line: PREVIEW or final mattes
 FINAL_KNOB = "samroto_final"         # button: full-resolution mattes from a preview's prompts
+SESSIONS_KNOB = "samroto_sessions"   # hidden; JSON {plate key: session id}: one session per plate (and view)
+ALPHA_KNOB = "samroto_alpha_from"    # the Group's alpha: every object merged, or the chosen object
+OBJECT_NAMES_KNOB = "samroto_object_names"  # "hero, car": names of objects 1, 2, ... (channels, layers)
+RANGE_KNOB = "samroto_range"         # frames to track: the input's, the script's, or custom
+RANGE_FIRST_KNOB = "samroto_range_first"
+RANGE_LAST_KNOB = "samroto_range_last"
+WORKER_KNOB = "samroto_worker"       # worker address for this node ("" : preference, $SAMROTO_WORKER, announced)
+RENDER_DIR_KNOB = "samroto_render_dir"  # shared folder for plates rendered from a non-Read upstream
+VIEW_KNOB = "samroto_view"           # the view of a stereo (%V) plate this node tracks
+CLICK_ADDS_KNOB = "samroto_click_adds"  # what a Ctrl+click in the viewer adds when Shift cannot be read
+CLICK_KINDS: Tuple[str, ...] = ("include", "exclude")
+ADD_INCLUDE_KNOB = "samroto_add_include"  # viewer handle: drop it on the image to add an include point
+ADD_EXCLUDE_KNOB = "samroto_add_exclude"  # ... an exclude point (the handle then jumps back)
+
+ALPHA_SOURCES: Tuple[str, ...] = ("all objects", "chosen object")
+RANGE_MODES: Tuple[str, ...] = ("input", "global", "custom")
+MATTE_LAYER = "samroto"              # per-object channels: samroto.<object name> (4 per layer: samroto2, ...)
+CHANNELS_PER_LAYER = 4
+QUICK_RESULT_DELAY_S = 0.35          # a prompt edit is sent this long after the last knob change
 
 DEFAULT_PREVIEW_RESOLUTION = 512
 PREVIEW_TILE_COLOR = 0xFF8000FF      # orange node tiles: a preview, not the final mattes
@@ -60,10 +81,13 @@ def negative_enable_knob(index: int) -> str:
     return "samroto_neg%d_on" % index
 
 
-# Buttons: knob name -> action understood by host.on_button
+# Buttons: knob name -> action understood by host.on_button. Only "Send prompts" sends prompts
+# (a prompt knob edit sends the current frame's prompts by itself, after QUICK_RESULT_DELAY_S);
+# the track buttons track what the worker holds.
 ACTIONS: Tuple[Tuple[str, str, str], ...] = (
     # (knob name, label, action)
     ("samroto_send", "Send prompts", "prompts"),
+    ("samroto_load", "Show worker prompts", "load"),
     ("samroto_track_backward", "<< Track backward", "backward"),
     ("samroto_track_frame", "Current frame", "frame"),
     ("samroto_track_forward", "Track forward >>", "forward"),
@@ -72,17 +96,18 @@ ACTIONS: Tuple[Tuple[str, str, str], ...] = (
     ("samroto_make_roto", "Create Roto shapes", "roto"),
     ("samroto_reset", "Reset session", "reset"),
     (FINAL_KNOB, "Compute final mattes", "final"),  # enabled while the session is a preview
+    ("samroto_start_worker", "Start worker", "start_worker"),
 )
 TRACK_ACTIONS: Tuple[str, ...] = ("forward", "backward", "both", "frame")
-WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "roto", "reset", "final")
+WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "load", "roto", "reset", "final")
 
 
 @dataclass(frozen=True)
 class PromptLayout:
     """How many viewer-draggable prompt knobs the node carries."""
 
-    positive_points: int = 4
-    negative_points: int = 3
+    positive_points: int = 8
+    negative_points: int = 8
 
     def __post_init__(self) -> None:
         if not (1 <= self.positive_points <= 32 and 0 <= self.negative_points <= 32):
@@ -100,10 +125,11 @@ class ConnectionSettings:
     config_dir: Optional[str] = None
     timeout_s: float = 10.0
     retries: int = 1
+    ping_timeout_s: float = 1.0  # a dead worker is reported after this, before any work is queued
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0 or self.retries < 0:
-            raise ValueError("timeout_s must be positive and retries at least 0")
+        if self.timeout_s <= 0 or self.retries < 0 or self.ping_timeout_s <= 0:
+            raise ValueError("timeout_s and ping_timeout_s must be positive and retries at least 0")
 
 
 @dataclass(frozen=True)
@@ -117,8 +143,11 @@ class TrackSettings:
     credit: int = 8
     matte_format: str = "exr"
     preview_resolution: Optional[int] = None
+    matting: Optional[str] = None  # "vitmatte-small" / "vitmatte-base": production alpha from a matting pass
 
     def __post_init__(self) -> None:
+        if self.matting is not None and self.matting not in MATTING_CHOICES[1:]:
+            raise ValueError("matting must be one of %s, got %r" % (", ".join(MATTING_CHOICES), self.matting))
         if self.preview_resolution is not None and not (self.preview_resolution >= 64
                                                         and self.preview_resolution % 32 == 0):
             raise ValueError("the preview resolution must be a multiple of 32 from 64 up (e.g. 512), got %d"

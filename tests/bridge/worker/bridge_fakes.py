@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,9 @@ class FakeSession:
     @property
     def keyframes(self) -> list[int]:
         return sorted({f for per_obj in self.centres.values() for f in per_obj})
+
+    def prompts(self) -> dict[int, dict[int, dict]]:
+        return {obj: {f: {"centre": list(c)} for f, c in sorted(per.items())} for obj, per in self.centres.items()}
 
     def _check(self, frame: int) -> None:
         if frame not in self.frames.frame_numbers:
@@ -182,10 +186,17 @@ class FakeWriter:
 class FakeEngine:
     model_name = "fake"
     device = "cpu"
+    model_spec = {"checkpoint": "fake"}
+
+    def check_track_resolution(self, size: int) -> None:
+        if not (64 <= size < 1024 and size % 32 == 0):
+            raise ValueError("track_resolution must be a multiple of 32 from 64 to below 1024, got %d" % size)
 
     def __init__(self, *, delay: float = 0.01, plates: Optional[dict] = None) -> None:
         self.delay = delay
         self.sessions: list[FakeSession] = []
+        # opening a 'fake:stuck' plate blocks until this is set (a read that never returns)
+        self.unstick = threading.Event()
 
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int], view: Any = None) -> FakeFrames:
         if isinstance(plate, dict):
@@ -193,6 +204,8 @@ class FakeEngine:
             last = plate.get("last") if last is None else last
         elif not str(plate).startswith("fake:"):
             raise FrameError(f"{plate!r}: the fake engine only opens 'fake:' plates")
+        elif str(plate) == "fake:stuck":
+            self.unstick.wait()
         return FakeFrames(1001 if first is None else first, 1012 if last is None else last, colour=view)
 
     def pushed_frames(self, folder: Path, frame_numbers: Any, height: int, width: int) -> FakeFrames:

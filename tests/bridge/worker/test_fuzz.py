@@ -16,7 +16,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from samroto.bridge import Client, codec, protocol
+from samroto.bridge import Client, auth, codec, protocol
 
 from ..bridge_support import WorkerProcess, running_worker, token_of
 from .test_worker_process import FIRST, LAST, make_plate
@@ -45,6 +45,7 @@ class Peer:
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 100_000)
+        auth.configure_client_socket(self.socket, token)  # the handshake a client with the token makes
         self.socket.connect(address)
         self.replies = 0
         self.codes: dict[str, int] = {}
@@ -79,7 +80,7 @@ values = st.recursive(
 
 
 @st.composite
-def messages(draw, signer: codec.Signer, session_id: str, captured: list) -> list:
+def messages(draw, signer: codec.Signer, session_id: str, captured: list, epoch: str) -> list:
     kind = draw(st.sampled_from(["garbage", "unsigned", "bad_signature", "truncated", "resigned_truncated",
                                  "replayed", "stale", "oversized_header", "too_many_parts", "bad_buffers",
                                  "signed_request", "signed_request", "signed_request", "raw_header"]))
@@ -90,7 +91,8 @@ def messages(draw, signer: codec.Signer, session_id: str, captured: list) -> lis
     body = draw(st.dictionaries(st.sampled_from(FIELDS), values, max_size=6))
     body.pop("buffers", None)
     try:
-        parts = [bytes(p) for p in codec.encode(signer, mtype, body=body, session=session or None)]
+        parts = [bytes(p) for p in codec.encode(signer, mtype, body=body, session=session or None,
+                                                epoch=draw(st.sampled_from([epoch, epoch, epoch, None, "stale"])))]
     except (TypeError, ValueError, OverflowError):
         return [b"x"]
     if kind == "unsigned":
@@ -109,7 +111,7 @@ def messages(draw, signer: codec.Signer, session_id: str, captured: list) -> lis
             captured.append(parts)
         return captured[0]
     if kind == "stale":
-        old = codec.encode(signer, mtype, body=body, timestamp=time.time() - draw(st.floats(301, 1e9)))
+        old = codec.encode(signer, mtype, body=body, timestamp=time.time() - draw(st.floats(301, 1e9)), epoch=epoch)
         return [bytes(p) for p in old]
     if kind == "oversized_header":
         header = msgpack.packb({"v": [1, 0], "type": mtype, "id": "x" * 5000, "ts": time.time(),
@@ -153,6 +155,7 @@ def test_fuzzing_neither_crashes_blocks_nor_grows_the_worker(fuzz_worker: Worker
     worker_process = psutil.Process(fuzz_worker.process.pid)
     token = token_of(fuzz_worker.config_dir)
     with Client(fuzz_worker.address, token=token, timeout=30.0) as client:
+        epoch = client.hello().raw["epoch"]
         target = client.open_session(plate, matte_dir=str(tmp_path / "target"))
         target.add_points(1001, 1, [(80, 60)], [1])
     peer = Peer(fuzz_worker.address, token)
@@ -161,7 +164,7 @@ def test_fuzzing_neither_crashes_blocks_nor_grows_the_worker(fuzz_worker: Worker
 
     @settings(max_examples=1000, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(message=messages(peer.signer, target.id, captured))
+    @given(message=messages(peer.signer, target.id, captured, epoch))
     def fuzz(message: list) -> None:
         peer.send(message)
         sent["n"] += 1
@@ -201,7 +204,7 @@ def test_fuzzing_neither_crashes_blocks_nor_grows_the_worker(fuzz_worker: Worker
 
     assert sent["n"] >= 6000
     # refusals came back for the kinds of damage that allow a reply
-    for code in (protocol.E_AUTH, protocol.E_MALFORMED, protocol.E_REPLAY, protocol.E_TOO_LARGE):
+    for code in (protocol.E_AUTH, protocol.E_MALFORMED, protocol.E_REPLAY, protocol.E_TOO_LARGE, protocol.E_EPOCH):
         assert peer.codes.get(code, 0) > 0, (code, peer.codes)
     assert grown < 16 * 2 ** 20, f"worker RSS grew by {grown / 2 ** 20:.1f} MiB while fuzzed"
     print(f"fuzz: {sent['n']} messages, {peer.replies} replies, codes {peer.codes}, RSS change "

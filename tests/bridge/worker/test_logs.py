@@ -59,14 +59,11 @@ def test_sessions_requests_streams_and_internal_errors_are_logged(fake_worker: I
             shot.get_shapes(1)
         assert raised.value.code == protocol.E_INTERNAL and "Singular matrix" in raised.value.message
         shot.close()
-
-    def messages_so_far() -> list[str]:
-        return [e["message"].split(" session=")[0].split(" client=")[0] for e in entries(log_file)]
-
-    # a request is logged once answered: the last one may still be on its way to the file
-    wait_until(lambda: "request close ok" in messages_so_far(), what="the close request in the log")
+    # a request is logged when it ends, just after its reply went out: wait for the last one
+    wait_until(lambda: any(e["message"].startswith("request close ok") for e in entries(log_file)), timeout=10,
+               what="the close request in the log")
     found = entries(log_file)
-    messages = messages_so_far()
+    messages = [e["message"].split(" session=")[0].split(" client=")[0] for e in found]
     for expected in ("session opened", "request open_session ok", "request add_points ok", "propagation started",
                      "propagation done", "request get_shapes internal", "session unloaded", "request close ok"):
         assert expected in messages, (expected, messages)

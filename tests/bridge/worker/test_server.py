@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zmq
 
-from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession, PropagationCancelled,
+from samroto.bridge import (AuthenticationError, BadRequest, Client, NoSuchSession, PropagationCancelled, auth,
                             ProtocolMismatch, RemoteError, WorkerBusy, codec, protocol, pushed_plate)
 from samroto.bridge.worker.handlers import RequestError
 from samroto.bridge.worker.scheduler import Job, Scheduler
@@ -34,12 +34,18 @@ class RawPeer:
         self.signer = codec.Signer(token)
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        auth.configure_client_socket(self.socket, token)  # the handshake a client with the token makes
         self.socket.connect(address)
+        self.epoch: str | None = None
 
     def send(self, parts: list) -> None:
         self.socket.send_multipart(parts)
 
     def request(self, mtype: str, body: dict | None = None, **kwargs) -> list:
+        if mtype != protocol.HELLO and "epoch" not in kwargs:
+            if self.epoch is None:
+                self.epoch = codec.decode(self.request(protocol.HELLO), self.signer).body["epoch"]
+            kwargs["epoch"] = self.epoch
         self.send(codec.encode(self.signer, mtype, body=body, **kwargs))
         return self.recv()
 
@@ -66,7 +72,7 @@ def test_a_different_major_version_is_refused_clearly(fake_worker: InProcessWork
     try:
         reply = codec.decode(peer.request("hello", version=(2, 0)), peer.signer, check_version=False)
         assert reply.type == protocol.ERROR and reply.body["code"] == protocol.E_VERSION
-        assert "2.0" in reply.body["message"] and "1.0" in reply.body["message"]
+        assert "2.0" in reply.body["message"] and protocol.version_string() in reply.body["message"]
         reply = codec.decode(peer.request("hello", {"protocol": "3.1"}), peer.signer)
         assert reply.body["code"] == protocol.E_VERSION and "update the older side" in reply.body["message"]
         reply = codec.decode(peer.request("hello", {"protocol": "1.9"}), peer.signer)
@@ -77,7 +83,8 @@ def test_a_different_major_version_is_refused_clearly(fake_worker: InProcessWork
 
 def test_the_client_turns_a_version_refusal_into_protocol_mismatch(fake_worker: InProcessWorker) -> None:
     with _client(fake_worker) as client:
-        with pytest.raises(ProtocolMismatch, match="client speaks protocol 3.1, this worker 1.0"):
+        expected = "client speaks protocol 3.1, this worker %s" % protocol.version_string()
+        with pytest.raises(ProtocolMismatch, match=expected):
             client.request(protocol.HELLO, {"protocol": "3.1"})
 
 
@@ -265,7 +272,7 @@ def test_errors_become_clear_exceptions(fake_worker: InProcessWorker, tmp_path: 
             shot.add_points(1001, 1, [(1, 1), (2, 2)], [1])
         with pytest.raises(BadRequest, match="labels must be 1"):
             shot.add_points(1001, 1, [(1, 1)], [7])
-        with pytest.raises(BadRequest, match="1001 clicks is more than the model can use"):
+        with pytest.raises(BadRequest, match="1001 clicks in one prompt is more than the limit of 1000"):
             shot.add_points(1001, 1, [(1, 1)] * 1001, [1] * 1001)
         with pytest.raises(BadRequest, match="'box' must be a flat list"):
             client.request(protocol.ADD_BOX, {"frame": 1001, "obj_id": 1, "box": 5}, session=shot.id)
@@ -428,6 +435,18 @@ def test_a_full_queue_answers_busy(fake_worker: InProcessWorker) -> None:
     assert info.value.code == protocol.E_BUSY
 
 
+def test_queued_requests_are_bounded_in_bytes_not_only_in_count(fake_worker: InProcessWorker) -> None:
+    scheduler = Scheduler(fake_worker.worker)  # never started: nothing drains its queue
+    msg = codec.Message(type="status", request_id="r")
+    budget = fake_worker.config.max_queued_bytes
+    scheduler.submit(Job(b"id", msg, cost=budget // 2))
+    scheduler.submit(Job(b"id", msg, cost=budget // 3))
+    with pytest.raises(RequestError, match="queued requests hold") as info:
+        scheduler.submit(Job(b"id", msg, cost=budget // 3))  # two jobs in the queue: far from 64
+    assert info.value.code == protocol.E_BUSY
+    assert scheduler.status()["queued_bytes"] == budget // 2 + budget // 3
+
+
 def _free_port() -> int:
     import socket
 
@@ -468,6 +487,10 @@ def test_a_non_loopback_bind_requires_curve(config_dir: Path, tmp_path: Path,
         port = worker.address.rsplit(":", 1)[1]
         public = auth.read_server_public_key(config_dir)
         assert public is not None  # created on first start, for clients to copy
+        with Client("tcp://127.0.0.1:" + port, curve_server_key=public, timeout=1.0, retries=0) as stranger:
+            with pytest.raises(AuthenticationError, match="samroto keys add"):
+                stranger.hello()  # this machine's client key is not authorised yet
+        auth.add_authorized_key(auth.load_or_create_client_keys(config_dir)[0], "this test")
         with Client("tcp://127.0.0.1:" + port, curve_server_key=public, timeout=5.0) as client:
             assert client.hello().model == "fake"
         with Client("tcp://127.0.0.1:" + port, timeout=0.5, retries=0) as plain:

@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> None:
     RESULT["connect_op"] = sorted(bpy.ops.samroto.connect())
     runner = controller.runtime.runner
     tasks.wait_for(lambda: controller.runtime.info is not None or controller.runtime.message_is_error, timeout=60)
-    RESULT["connect"] = {"message": controller.runtime.message, "device": getattr(controller.runtime.info, "device", None)}
+    RESULT["connect"] = {"message": controller.runtime.message,
+                         "device": getattr(controller.runtime.info, "device", None)}
 
     # --- a generated image-sequence clip ------------------------------------------------------
     step("open session")
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> None:
 
     # --- propagate both ways with progress, pumping the queue like Blender's timer ------------
     step("propagate")
+    state.auto_shapes = True  # the shapes are built on request by default; here right after tracking
     progress: List[Any] = []
     job = controller.propagate(bpy.context, clip, direction="both")
     RESULT["running_during"] = controller.propagation_running()
@@ -178,6 +180,7 @@ def run(args: argparse.Namespace) -> None:
     RESULT["auto_build"] = build is not None
     if build is not None:
         wait(build)
+        tasks.wait_for(lambda: not controller.build_running(), timeout=120)
         RESULT["build_job"] = [build.state, build.error, controller.runtime.message]
     RESULT["auto_images"] = sorted(item.image_name for item in state.objects)
     if build is not None and build.state == "done":
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace) -> None:
 
     # --- correction on a later frame, re-propagate forward from there --------------------------
     step("correct")
-    state.auto_results = False  # shapes take seconds per object on the worker; checked once above
+    state.auto_results = state.auto_shapes = False  # shapes take seconds per object; checked once above
     before = controller.runtime.previews[state.key][1009][one.obj_id]
     wait(controller.add_click(bpy.context, clip, one.obj_id, 1009, (20.0, 20.0), positive=False))
     job = wait(controller.propagate(bpy.context, clip, direction="forward", start=1009))
@@ -274,7 +277,7 @@ def run(args: argparse.Namespace) -> None:
     RESULT["remove"] = {"state": job.state, "error": job.error, "removed_on_worker": job.result,
                         "objects": [item.obj_id for item in state.objects],
                         "layers": [layer.name for layer in mask.layers], "removed_layer": layer_two,
-                        "fcurves_left": len(mask_builder.layer_fcurves(mask, layer_two)),
+                        "record_left": str(two_id) in mask.get(mask_builder.WRITTEN, {}),
                         "book_objects": sorted(json.loads(state.prompts))}
 
     # --- the worker lost the clip's session: a new one gets every click again -------------------
@@ -381,6 +384,7 @@ def preview_then_final(bpy: Any, args: argparse.Namespace, controller: Any, task
     state = controller.clip_state(clip)
     state.matte_dir_override = str(args.out.parent / "preview_mattes")  # keep the first clip's mattes
     state.preview_mode = True
+    state.auto_shapes = True
     state.preview_resolution = 100
     out: Dict[str, Any] = {}
     job = wait(controller.open_session(bpy.context, clip))
@@ -409,6 +413,7 @@ def preview_then_final(bpy: Any, args: argparse.Namespace, controller: Any, task
         wait(job)
         build = controller.runtime.build
         wait(build)
+        tasks.wait_for(lambda: not controller.build_running(), timeout=120)
         mask = bpy.data.masks.get(state.mask_name)
         images = [bpy.data.images.get(item.image_name) for item in state.objects]
         return {
@@ -520,25 +525,14 @@ def inspect_mask(bpy: Any, clip: Any, controller: Any, mask_builder: Any, replie
         layer = mask.layers[item.layer_name]
         tracks = replies[item.obj_id]["shapes"]
         splines = []
+        # the layer's shape keys are on the frames the add-on recorded writing (a layer is keyed as a whole)
+        keyed = [int(f) for f in mask[mask_builder.WRITTEN][str(item.obj_id)]["frames"]]
         for index, spline in enumerate(layer.splines):
-            count = len(spline.points)
-            keyed: Dict[int, List[Any]] = {}
-            max_point = -1
-            for fcurve in mask_builder.layer_fcurves(mask, layer.name):
-                if not fcurve.data_path.startswith('layers["%s"].splines[%d].' % (layer.name, index)):
-                    continue
-                point = int(fcurve.data_path.split(".points[")[1].split("]")[0])
-                max_point = max(max_point, point)
-                frames = [int(round(k.co[0])) for k in fcurve.keyframe_points]
-                keyed.setdefault(point, frames)
-                if keyed[point] != frames:
-                    keyed[point] = ["mismatch"]
             track = tracks[index]
             expected_scene = [plate.scene_frame(f) for f in track["frames"]]
-            splines.append({"points": count, "track_points": len(track["corners"]), "max_point_index": max_point,
-                            "key_frames": sorted({tuple(v) for v in keyed.values()}),
-                            "tracked_scene_frames": expected_scene, "kind": track["kind"],
-                            "cyclic": spline.use_cyclic})
+            splines.append({"points": len(spline.points), "track_points": len(track["corners"]),
+                            "key_frames": keyed, "tracked_scene_frames": expected_scene, "kind": track["kind"],
+                            "cyclic": spline.use_cyclic, "animation": mask.animation_data is not None})
         # evaluate the animation on a tracked frame and compare with the worker's shape there
         outer = next(i for i, t in enumerate(tracks) if t["kind"] == "outer")
         frame = tracks[outer]["frames"][len(tracks[outer]["frames"]) // 2]

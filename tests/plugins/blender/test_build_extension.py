@@ -66,7 +66,8 @@ def test_a_rebuild_from_the_wheel_cache_is_identical_and_offline(built_extension
 
 
 def test_missing_wheels_without_download_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(builder.BuildError, match="no pyzmq==[0-9.]+, msgpack==[0-9.]+ wheel for linux-x64 .*drop --no-download"):
+    with pytest.raises(builder.BuildError,
+                       match="no pyzmq==[0-9.]+, msgpack==[0-9.]+ wheel for linux-x64 .*drop --no-download"):
         builder.build(tmp_path, download=False, platforms=["linux-x64"])
     assert builder.main(["--out", str(tmp_path), "--no-download", "--platform", "windows-x64"]) == 1
     assert "wheel for windows-x64 (CPython 3.11)" in capsys.readouterr().err

@@ -82,3 +82,21 @@ def test_bad_sizes_and_rectangles_are_refused(coords) -> None:
         coords.FrameRect(100, 0, 50, 10)
     with pytest.raises(ValueError, match="pixel_aspect"):
         coords.pixels_to_mask([(1, 1)], 10, 10, pixel_aspect=0)
+
+
+@pytest.mark.parametrize("width, height, aspect", [(1920, 1080, 1.0), (1080, 1920, 1.0), (720, 576, 1.0926)])
+def test_mask_space_back_to_clip_pixels(coords, width: int, height: int, aspect: float) -> None:
+    points = np.random.default_rng(height).uniform(0, max(width, height), (20, 2)).tolist()
+    back = coords.mask_to_pixels(coords.pixels_to_mask(points, width, height, pixel_aspect=aspect), width, height,
+                                 pixel_aspect=aspect)
+    np.testing.assert_allclose(back, points, atol=1e-9)
+
+
+def test_a_stroke_path_becomes_clip_pixels(coords) -> None:
+    rect = coords.FrameRect(10.0, 10.0, 330.0, 250.0)  # a 160x120 clip drawn at 2x
+    assert coords.stroke_to_clip_pixels([(10, 250), (10, 250), (170, 130)], rect, 160, 120) == [(0.0, 0.0),
+                                                                                                 (80.0, 60.0)]
+    with pytest.raises(ValueError, match="Drag to draw"):
+        coords.stroke_to_clip_pixels([(50, 50), (50, 50)], rect, 160, 120)
+    with pytest.raises(ValueError, match="outside the 160x120 clip"):
+        coords.stroke_to_clip_pixels([(400, 400), (500, 500)], rect, 160, 120)

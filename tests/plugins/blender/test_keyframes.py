@@ -123,3 +123,26 @@ def test_layer_arguments_and_data_paths(keyframes) -> None:
     assert keyframes.point_data_path("Chair", 2, 7, "co") == 'layers["Chair"].splines[2].points[7].co'
     assert keyframes.point_data_path('Big "A"', 0, 0, "handle_left") == \
         'layers["Big \\"A\\""].splines[0].points[0].handle_left'
+
+
+def test_a_layer_is_keyed_as_a_whole(keyframes, tracks) -> None:
+    wire = shape_tracks_to_wire(tracks, space="pixel", width=WIDTH, height=HEIGHT)
+    plan = keyframes.plan_layer("obj", wire, to_scene=_scene, width=WIDTH, height=HEIGHT, scene_range=(1, 10))
+    keys = keyframes.layer_shape_keys(plan)
+    # one shape key per keyed frame of any spline, each with every spline's shape
+    assert [frame for frame, _ in keys] == plan.keyed_frames
+    hole = next(s for s in plan.splines if s.kind == "hole")
+    index = plan.splines.index(hole)
+    for frame, shapes in keys:
+        assert len(shapes) == len(plan.splines)
+        assert [len(s[0]) for s in shapes] == [s.point_count for s in plan.splines]
+        if frame < hole.keys[0].frame:  # before the hole's run: held collapsed
+            assert shapes[index][0] == hole.keys[0].points
+    # the fingerprint changes when one handle moves, and not when nothing does
+    frame, shapes = keys[3]
+    moved = copy.deepcopy(shapes)
+    x, y = moved[0][2][1]
+    moved[0][2][1] = (x + 1e-4, y)
+    assert keyframes.shape_fingerprint(copy.deepcopy(shapes)) == keyframes.shape_fingerprint(shapes)
+    assert abs(keyframes.shape_fingerprint(moved) - keyframes.shape_fingerprint(shapes)) > \
+        keyframes.FINGERPRINT_TOLERANCE

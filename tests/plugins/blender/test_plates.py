@@ -42,9 +42,10 @@ def test_a_sequence_clip_maps_scene_frames_to_plate_frames(plates) -> None:
     assert (plate.kind, plate.pattern, plate.first, plate.last) == ("SEQUENCE", "/p/shot.####.png", 1001, 1012)
     assert plate.plate_frame(1) == 1001 and plate.scene_frame(1012) == 12
     assert plate.scene_range == (1, 12)
-    # the clip starts at scene frame 101 and skips its first two files (Blender's frame_offset)
+    # the clip starts at scene frame 101 and skips its first two files (Blender's frame_offset):
+    # the plate is still every file on disk, the first two before the clip's start frame
     plate = _sequence(plates, files, frame_start=101, frame_offset=2, frame_duration=10)
-    assert (plate.first, plate.last) == (1003, 1012)
+    assert (plate.first, plate.last) == (1001, 1012)
     assert plate.plate_frame(101) == 1003 and plate.scene_frame(1012) == 110
     # Blender's own formula: file number = number in the path + scene - frame_start + frame_offset
     for scene in range(101, 111):
@@ -58,6 +59,32 @@ def test_the_mapping_round_trips(plates, frame_start: int, frame_offset: int, sc
     assert plate.scene_frame(plate.plate_frame(scene)) == scene
 
 
+@pytest.mark.parametrize("frame_start", [1, 101, -5])
+@pytest.mark.parametrize("frame_offset", [-2, 0, 3])
+def test_a_sequence_is_the_files_on_disk_whatever_the_start_and_offset(plates, frame_start: int,
+                                                                       frame_offset: int) -> None:
+    files = {"/p/shot.%04d.png" % f for f in range(1001, 1013)}
+    # Blender recounts frame_duration from the offset file on: it can be anything here
+    plate = _sequence(plates, files, frame_start=frame_start, frame_offset=frame_offset, frame_duration=7)
+    assert (plate.first, plate.last) == (1001, 1012)
+    # what Blender shows on a scene frame: the clip's file number + scene - start + offset
+    assert plate.plate_frame(frame_start) == 1001 + frame_offset
+    assert plate.scene_range == (frame_start - frame_offset, frame_start - frame_offset + 11)
+    # a gap ends the sequence, as it ends Blender's
+    gap = files - {"/p/shot.1008.png"}
+    assert _sequence(plates, gap, frame_start=frame_start, frame_offset=frame_offset).last == 1007
+
+
+@pytest.mark.parametrize("frame_start, frame_offset", [(1, 2), (1, -1), (10, 0), (101, 5)])
+def test_a_movie_is_all_its_frames_whatever_the_start_and_offset(plates, frame_start: int, frame_offset: int) -> None:
+    plate = plates.describe_clip("/p/take.mov", "MOVIE", frame_start=frame_start, frame_offset=frame_offset,
+                                 frame_duration=48, exists=lambda p: p == "/p/take.mov")
+    # the worker opens the whole movie (offset +2 used to ask it for frames 2-49 of 48)
+    assert (plate.first, plate.last) == (0, 47)
+    assert plate.plate_frame(frame_start) == frame_offset
+    assert plate.scene_range == (frame_start - frame_offset, frame_start - frame_offset + 47)
+
+
 def test_a_movie_clip_is_passed_as_is_with_frames_from_zero(plates) -> None:
     plate = plates.describe_clip("/p/take.mov", "MOVIE", frame_start=1, frame_offset=0, frame_duration=48,
                                  exists=lambda p: p == "/p/take.mov")
@@ -67,8 +94,6 @@ def test_a_movie_clip_is_passed_as_is_with_frames_from_zero(plates) -> None:
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(filepath="/p/shot.1001.png", source="SEQUENCE", files=set()), "has no files on disk: /p/shot.1001.png"),
-    (dict(filepath="/p/shot.1001.png", source="SEQUENCE", files={"/p/shot.1001.png"}),
-     "missing files on disk: /p/shot.1012.png"),
     (dict(filepath="/p/take.mov", source="MOVIE", files=set()), "has no file on disk: /p/take.mov"),
     (dict(filepath="", source="SEQUENCE", files=set()), "has no file path"),
     (dict(filepath="//plates/shot.1001.png", source="SEQUENCE", files=set()), "save the .blend file first"),

@@ -102,7 +102,8 @@ def test_the_start_command_starts_a_local_worker(remote, config_dir: Path, tmp_p
 
     config_file.write_text(json.dumps(json.loads(MICRO_CONFIG.read_text())["models"]["sam2.1"]))
     address = "tcp://127.0.0.1:%d" % free_port()
-    command = '"%s" -m samroto.scripts.cli worker --model "%s" --config "%s" --device cpu --bind %s --session-dir "%s"' % (
+    command = ('"%s" -m samroto.scripts.cli worker --model "%s" --config "%s" --device cpu --bind %s '
+               '--session-dir "%s"') % (
         sys.executable, MICRO_CHECKPOINT, config_file, address, tmp_path / "sessions")
     # no token file yet: the started worker creates it and the add-on picks it up
     settings = remote.Settings(address=address, start_command=command, timeout_s=2.0, start_timeout_s=120.0,

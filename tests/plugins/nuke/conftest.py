@@ -36,6 +36,7 @@ def nuke(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
     host._RUNNERS.clear()
     host.runner_options.clear()
+    host.reset_state()
     try:
         yield fake_nuke
     finally:
@@ -45,6 +46,7 @@ def nuke(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
             runner.wait(60)
         host._RUNNERS.clear()
         host.runner_options.clear()
+        host.reset_state()  # no quick send of this test fires into the next one
         fake_nuke.control.pump()
 
 

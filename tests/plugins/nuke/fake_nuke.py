@@ -1,5 +1,6 @@
 """A small fake of the `nuke` module for the plug-in tests: nodes, knobs, Roto curves and keys,
-ProgressTask and executeInMainThread, recording what the plug-in does.
+ProgressTask and executeInMainThread, Groups with their Input/Output nodes, layers, knobChanged
+callbacks (the artist's knob edits and frame changes), recording what the plug-in does.
 
 Only names in `__all__` are Nuke API; `test_fake_nuke.py` checks each of them (and every method
 of the fake classes, with its parameter names) against the `types-nuke` stubs, so the fake
@@ -21,16 +22,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 __all__ = [
     # constants
-    "GUI", "INVISIBLE", "STARTLINE", "NUKE_VERSION_MAJOR", "NUKE_VERSION_STRING",
+    "GUI", "INVISIBLE", "STARTLINE", "WRITE_NON_DEFAULT_ONLY", "NUKE_VERSION_MAJOR", "NUKE_VERSION_STRING",
     # classes
     "Node", "Knob", "Array_Knob", "Int_Knob", "Double_Knob", "Boolean_Knob", "XY_Knob", "BBox_Knob", "String_Knob",
     "EvalString_Knob", "Multiline_Eval_String_Knob", "File_Knob", "Unsigned_Knob", "ColorChip_Knob",
     "Enumeration_Knob", "Text_Knob", "Tab_Knob", "Script_Knob", "PyScript_Knob", "Channel_Knob", "ChannelMask_Knob",
-    "Format", "ProgressTask", "Root", "Menu", "ToolBar", "ViewerWindow",
+    "Format", "ProgressTask", "Root", "Menu", "ToolBar", "Group", "Layer", "ViewerWindow",
     "Nodes", "NodeConstructor",
     # functions
     "createNode", "toNode", "delete", "allNodes", "frame", "root", "message", "filename", "execute",
-    "executeInMainThread", "views", "toolbar", "thisNode", "activeViewer",
+    "executeInMainThread", "views", "toolbar", "thisNode", "thisKnob", "ask", "getInput", "layers",
+    "addKnobChanged", "removeKnobChanged", "activeViewer", "addOnScriptClose", "removeOnScriptClose",
     # module attribute
     "nodes",
 ]
@@ -47,6 +49,7 @@ _VIEWER_PROCESSES = ("ACES 1.0 - SDR Video (sRGB - Display)", "Un-tone-mapped (s
 GUI = True
 INVISIBLE = 0x400
 STARTLINE = 0x1000
+WRITE_NON_DEFAULT_ONLY = 0x10
 NUKE_VERSION_MAJOR = 15
 NUKE_VERSION_STRING = "15.1v5 (fake)"
 
@@ -126,6 +129,22 @@ class Knob:
 
     def enabled(self) -> bool:
         return self._enabled
+
+    def setExpression(self, expression: str, *args: Any, **kwargs: Any) -> bool:
+        """(Knob: index, view; Array_Knob: channel, view.) The fake keeps one expression."""
+        _main_only("Knob.setExpression")
+        self._expression = str(expression)
+        return True
+
+    def hasExpression(self, *args: Any, **kwargs: Any) -> bool:
+        return getattr(self, "_expression", None) is not None
+
+    def setVisible(self, visible: bool) -> None:
+        _main_only("Knob.setVisible")
+        self._visible = bool(visible)
+
+    def visible(self) -> bool:
+        return getattr(self, "_visible", True)
 
 
 class Array_Knob(Knob):
@@ -288,6 +307,9 @@ class PyScript_Knob(Script_Knob):
     pass
 
 
+_BUILTIN_LAYERS = {"rgba": ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"], "rgb": [], "alpha": []}
+
+
 class Channel_Knob(Knob):
     def _default(self) -> Any:
         return "none"
@@ -295,6 +317,11 @@ class Channel_Knob(Knob):
     def setValue(self, name: Any) -> bool:
         if not isinstance(name, str) or (name != "none" and "." not in name and name not in ("rgb", "rgba", "alpha")):
             raise ValueError("not a channel: %r" % (name,))
+        if "." in name:  # like Nuke: a channel of a layer nobody created is refused
+            layer = name.split(".", 1)[0]
+            known = _BUILTIN_LAYERS.get(layer) or control.layers.get(layer)
+            if known is None or (known and name not in known):
+                raise ValueError("no channel %r: create its layer first (nuke.Layer)" % (name,))
         return Knob.setValue(self, name)
 
 
@@ -320,7 +347,8 @@ class Node:
     def __init__(self, node_class: str = "NoOp", **knob_values: Any) -> None:
         _main_only("creating a %s node" % node_class)
         self._class = node_class
-        self._name = _unique_name(node_class)
+        self._parent: Optional[Group] = control.context[-1] if control.context else None
+        self._name = _unique_name(node_class, self._registry())
         self._knobs: Dict[str, Knob] = {}
         self._inputs: Dict[int, Optional[Node]] = {}
         self._xy = (0, 0)
@@ -328,7 +356,7 @@ class Node:
         self._first_last: Optional[Tuple[int, int]] = None
         for knob in _class_knobs(node_class):
             self._attach(knob)
-        control.nodes[self._name] = self
+        self._registry()[self._name] = self
         for name, value in knob_values.items():
             if name == "inputs":
                 for i, node in enumerate(value):
@@ -340,6 +368,10 @@ class Node:
         knob._node = self
         self._knobs[knob._name] = knob
 
+    def _registry(self) -> Dict[str, "Node"]:
+        """The nodes next to this one: its Group's, or the script's top level."""
+        return self._parent._children if self._parent is not None else control.nodes
+
     def Class(self) -> str:
         _main_only("Node.Class")
         return self._class
@@ -349,20 +381,21 @@ class Node:
         return self._name
 
     def fullName(self) -> str:
-        return self.name()
+        return self.name() if self._parent is None else "%s.%s" % (self._parent.fullName(), self.name())
 
     def setName(self, name: str, uncollide: bool = True, updateExpressions: bool = False) -> None:
         _main_only("Node.setName")
-        if name != self._name and name in control.nodes:
+        registry = self._registry()
+        if name != self._name and name in registry:
             if not uncollide:
                 raise ValueError("a node is already called %r" % name)
             n = 1
-            while "%s%d" % (name, n) in control.nodes:
+            while "%s%d" % (name, n) in registry:
                 n += 1
             name = "%s%d" % (name, n)
-        del control.nodes[self._name]
+        del registry[self._name]
         self._name = name
-        control.nodes[name] = self
+        registry[name] = self
 
     def knob(self, p: Any, follow_link: bool = True) -> Optional[Knob]:
         _main_only("Node.knob")
@@ -406,6 +439,9 @@ class Node:
     def firstFrame(self) -> int:
         return self._range()[0]
 
+    def pixelAspect(self) -> float:
+        return 1.0
+
     def lastFrame(self) -> int:
         return self._range()[1]
 
@@ -418,6 +454,11 @@ class Node:
             return self._first_last
         upstream = self._inputs.get(0)
         return upstream._range() if upstream is not None else (control.root.firstFrame(), control.root.lastFrame())
+
+    def writeKnobs(self, flags: int = 0) -> str:
+        _main_only("Node.writeKnobs")
+        return " ".join("%s %r" % (k, knob._value) for k, knob in sorted(self._knobs.items())
+                        if not isinstance(knob, Script_Knob))
 
     def xpos(self) -> int:
         return self._xy[0]
@@ -433,13 +474,52 @@ class Node:
         return "<fake %s %s>" % (self._class, self._name)
 
 
-class Root(Node):
+class Group(Node):
+    """A node holding nodes: Input nodes are its inputs, its Output node its result."""
+
+    def __init__(self, node_class: str = "Group", **knob_values: Any) -> None:
+        self._children: Dict[str, Node] = {}
+        super().__init__(node_class, **knob_values)
+
+    def begin(self) -> "Group":
+        _main_only("Group.begin")
+        control.context.append(self)
+        return self
+
+    def end(self) -> None:
+        _main_only("Group.end")
+        if not control.context or control.context[-1] is not self:
+            raise RuntimeError("Group.end() without its begin()")
+        control.context.pop()
+
+    def __enter__(self) -> "Group":
+        return self.begin()
+
+    def __exit__(self, type: Any, value: Any, traceback: Any) -> Any:
+        self.end()
+        return None
+
+    def node(self, s: str) -> Optional[Node]:
+        _main_only("Group.node")
+        return self._children.get(s)
+
+    def nodes(self) -> List[Node]:
+        _main_only("Group.nodes")
+        return list(self._children.values())
+
+
+class Root(Group):
     def __init__(self) -> None:  # not in the node registry, as in Nuke
         self._class, self._name = "Root", "root"
+        self._parent = None
+        self._children = {}
         self._knobs, self._inputs, self._xy = {}, {}, (0, 0)
         self._format: Optional[Format] = None
         self._first_last: Optional[Tuple[int, int]] = None
         self._frames = (1, 100)
+        proxy = Boolean_Knob("proxy")
+        proxy._node = self
+        self._knobs["proxy"] = proxy
         # the project's colour management (Project Settings > Color)
         for knob in (Enumeration_Knob("OCIO_config", None, list(_OCIO_CONFIGS)), File_Knob("customOCIOConfigPath")):
             self._attach(knob)
@@ -449,6 +529,45 @@ class Root(Node):
 
     def lastFrame(self) -> int:
         return self._frames[1]
+
+    def proxy(self, *args: Any, **kwargs: Any) -> Any:
+        return bool(self._knobs["proxy"].value())
+
+    def setProxy(self, *args: Any, **kwargs: Any) -> Any:
+        self._knobs["proxy"].setValue(bool(args[0]))
+
+
+class Layer:
+    """`nuke.Layer(name, [layer.channel, ...])` creates a layer for the whole script."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _main_only("nuke.Layer")
+        name = str(args[0])
+        channels = [str(c) for c in (args[1] if len(args) > 1 else kwargs.get("channels", []))]
+        if not name or "." in name or not all(c.startswith(name + ".") for c in channels):
+            raise ValueError("a layer's channels are named <layer>.<channel>, got %r for layer %r" % (channels, name))
+        known = control.layers.setdefault(name, [])
+        known.extend(c for c in channels if c not in known)
+        self._name = name
+
+    def name(self) -> str:
+        return self._name
+
+    def channels(self, *args: Any, **kwargs: Any) -> Any:
+        return list(control.layers[self._name])
+
+    def setName(self, newName: str) -> None:
+        raise NotImplementedError("the fake does not rename layers")
+
+    def visible(self) -> bool:
+        return True
+
+
+_NukeLayer = Layer  # nuke.Layer; the rotopaint Layer below takes the name until the end of the module
+
+
+def layers(node: Optional[Node] = None) -> List[str]:
+    return ["rgba"] + sorted(control.layers)
 
 
 def _read_offset(node: Node) -> int:
@@ -461,8 +580,11 @@ def _read_offset(node: Node) -> int:
 def _class_knobs(node_class: str) -> List[Knob]:
     """The built-in knobs a node class has (only those the plug-in uses)."""
     common: List[Knob] = [Multiline_Eval_String_Knob("label"), ColorChip_Knob("tile_color")]  # on every node
+    if node_class == "Expression":
+        return common + [ChannelMask_Knob("channel3", None, "alpha"), String_Knob("expr3")]
     if node_class == "Read":
-        return common + [File_Knob("file"), Int_Knob("first", None, 1), Int_Knob("last", None, 1),
+        return common + [Script_Knob("reload", None, ""), File_Knob("file"), Int_Knob("first", None, 1),
+                         Int_Knob("last", None, 1),
                          Int_Knob("origfirst", None, 1), Int_Knob("origlast", None, 1),
                          Enumeration_Knob("frame_mode", None, ["expression", "start at", "offset"]),
                          String_Knob("frame"),
@@ -474,20 +596,29 @@ def _class_knobs(node_class: str) -> List[Knob]:
         return common + [File_Knob("file"),
                          Enumeration_Knob("file_type", None, [" ", "exr", "png", "jpeg", "tiff", "dpx"]),
                          ChannelMask_Knob("channels", None, "rgb")]
-    if node_class == "Viewer":
-        return common + [Enumeration_Knob("viewerProcess", None, list(_VIEWER_PROCESSES))]
+    if node_class == "Viewer":  # colour_sample_bbox: what Ctrl+click / Ctrl+Shift+drag in the viewer set
+        return common + [Enumeration_Knob("viewerProcess", None, list(_VIEWER_PROCESSES)), Int_Knob("frame", None, 1),
+                         BBox_Knob("colour_sample_bbox")]
     if node_class == "Copy":
         return common + [Channel_Knob("from0", None, "rgba.alpha"), Channel_Knob("to0", None, "rgba.alpha")]
+    if node_class == "Input":
+        return common + [Int_Knob("number", None, 0)]
+    if node_class == "Switch":
+        return common + [Int_Knob("which", None, 0)]
     if node_class in ("Roto", "RotoPaint"):
         return common + [rotopaint.CurveKnob("curves")]
     return common
 
 
-def _unique_name(node_class: str) -> str:
+def _unique_name(node_class: str, registry: Dict[str, Node]) -> str:
     n = 1
-    while "%s%d" % (node_class, n) in control.nodes:
+    while "%s%d" % (node_class, n) in registry:
         n += 1
     return "%s%d" % (node_class, n)
+
+
+def _make(node_class: str, **kwargs: Any) -> Node:
+    return Group(node_class, **kwargs) if node_class == "Group" else Node(node_class, **kwargs)
 
 
 class NodeConstructor:
@@ -495,7 +626,7 @@ class NodeConstructor:
         self._class = node_class
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
-        return Node(self._class, **kwargs)
+        return _make(self._class, **kwargs)
 
 
 class Nodes:
@@ -510,7 +641,7 @@ nodes = Nodes()
 
 def createNode(typ: str, knobs: str = "", inpanel: bool = True) -> Node:
     """Like Nuke: the new node is connected below the selected node."""
-    node = Node(typ)
+    node = _make(typ)
     if control.selected is not None:
         node.setInput(0, control.selected)
     control.selected = node
@@ -518,15 +649,23 @@ def createNode(typ: str, knobs: str = "", inpanel: bool = True) -> Node:
 
 
 def toNode(s: str) -> Optional[Node]:
+    """A node by its full name (`Group1.Read1` inside a Group)."""
     _main_only("nuke.toNode")
-    return control.nodes.get(s)
+    registry = control.context[-1]._children if control.context else control.nodes
+    node: Optional[Node] = None
+    for part in s.split("."):
+        node = registry.get(part)
+        if node is None:
+            return None
+        registry = node._children if isinstance(node, Group) else {}
+    return node
 
 
 def delete(n: Optional[Node]) -> None:
     _main_only("nuke.delete")
     if n is not None:
-        control.nodes.pop(n._name, None)
-        control.deleted.append(n._name)
+        n._registry().pop(n._name, None)
+        control.deleted.append(n.fullName())
 
 
 def allNodes(*args: Any, **kwargs: Any) -> List[Node]:
@@ -554,6 +693,9 @@ class ViewerWindow:
     def node(self) -> Node:
         _main_only("ViewerWindow.node")
         return self._node
+
+    def activeInput(self, secondary: Any = False) -> int:
+        return control.active_input
 
 
 def activeViewer() -> Optional[ViewerWindow]:  # Nuke returns None when no viewer is open
@@ -586,6 +728,7 @@ def execute(nameOrNode: Any, start: int, end: int, incr: int = 1, views: Optiona
     for f in range(int(start), int(end) + 1, int(incr)):
         control.render(node, f, _frame_file(pattern, f))
     control.executed.append((node.name(), int(start), int(end)))
+    control.executed_in_proxy.append(bool(control.root.proxy()))
 
 
 def _frame_file(pattern: str, f: int) -> str:
@@ -605,13 +748,52 @@ def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Any = 
 
 
 def views() -> List[str]:
-    return ["main"]
+    return list(control.views)
 
 
 def thisNode() -> Node:
     if not control.this_node:
         raise RuntimeError("thisNode() outside a knob callback")
     return control.this_node[-1]
+
+
+def thisKnob() -> Knob:
+    if not control.this_knob:
+        raise RuntimeError("thisKnob() outside a knobChanged callback")
+    return control.this_knob[-1]
+
+
+def ask(prompt: str) -> bool:
+    """A yes/no dialog: answered from `control.answers` (the test says what the artist clicks)."""
+    _main_only("nuke.ask")
+    control.asked.append(prompt)
+    if not control.answers:
+        raise AssertionError("the plug-in asked %r but the test gave no answer" % prompt)
+    return bool(control.answers.pop(0))
+
+
+def getInput(prompt: str, default: str = "") -> str:
+    _main_only("nuke.getInput")
+    control.asked.append(prompt)
+    return str(control.answers.pop(0)) if control.answers else default
+
+
+def addKnobChanged(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*",
+                   node: Any = None) -> None:
+    control.knob_changed.append((call, tuple(args), dict(kwargs or {}), nodeClass))
+
+
+def addOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*") -> None:
+    control.on_script_close.append(call)
+
+
+def removeOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*") -> None:
+    control.on_script_close[:] = [c for c in control.on_script_close if c != call]
+
+
+def removeKnobChanged(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "*",
+                      node: Any = None) -> None:
+    control.knob_changed[:] = [c for c in control.knob_changed if (c[0], c[3]) != (call, nodeClass)]
 
 
 class ProgressTask:
@@ -811,10 +993,13 @@ class Layer(Element):
         return iter(self.elements)
 
 
+_RotoLayer = Layer  # nuke.rotopaint.Layer (the module-level name becomes nuke.Layer at the end)
+
+
 class CurveKnob(Knob):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args)
-        self.rootLayer = Layer()
+        self.rootLayer = _RotoLayer()
         self.rootLayer.name = "Root"
         self.changes = 0
 
@@ -825,7 +1010,7 @@ class CurveKnob(Knob):
     def toElement(self, path: str) -> Optional[Element]:
         element: Optional[Element] = self.rootLayer
         for part in path.split("/"):
-            children = list(element) if isinstance(element, Layer) else []
+            children = list(element) if isinstance(element, _RotoLayer) else []
             element = next((e for e in children if e.name == part), None)
             if element is None:
                 return None
@@ -837,6 +1022,7 @@ rotopaint.__all__ = ["CVec2", "CVec3", "AnimControlPoint", "AnimAttributes", "El
                      "Shape", "Layer", "CurveKnob"]
 for _name in rotopaint.__all__:
     setattr(rotopaint, _name, globals()[_name])
+Layer = _NukeLayer  # type: ignore[misc]  # nuke.Layer at module level; nuke.rotopaint.Layer in rotopaint
 
 
 # --- the tests' handle (not Nuke API) ---------------------------------------------------------
@@ -852,6 +1038,16 @@ class Control:
 
     def reset(self) -> None:
         self.nodes = {}
+        self.context: List[Group] = []
+        self.layers: Dict[str, List[str]] = {}
+        self.views: List[str] = ["main"]
+        self.this_knob: List[Knob] = []
+        self.knob_changed: List[Tuple[Callable[..., Any], tuple, dict, str]] = []
+        self.answers: List[Any] = []
+        self.asked: List[str] = []
+        self.executed_in_proxy: List[bool] = []
+        self.active_input = 0
+        self.on_script_close: List[Callable[..., Any]] = []
         while not self.main_queue.empty():
             self.main_queue.get_nowait()
         self.posted = 0
@@ -897,6 +1093,45 @@ class Control:
         if width is not None and height is not None:
             node._format = Format(width, height)
         return node
+
+    def user_sets(self, node: Node, knob: str, value: Any) -> None:
+        """The artist changes a knob in the node's panel (or drags its handle in the viewer):
+        the value is set, then Nuke's knobChanged callbacks run with thisNode/thisKnob."""
+        node[knob].setValue(value)
+        self.fire_knob_changed(node, node[knob])
+
+    def fire_knob_changed(self, node: Node, knob: Knob) -> None:
+        for call, args, kwargs, node_class in list(self.knob_changed):
+            if node_class not in ("*", node.Class()):
+                continue
+            self.this_node.append(node)
+            self.this_knob.append(knob)
+            try:
+                call(*args, **kwargs)
+            finally:
+                self.this_node.pop()
+                self.this_knob.pop()
+
+    def viewer_node(self) -> Node:
+        """The Viewer node the artist looks through: the active viewer's, else the script's
+        first Viewer (made on first use; it does not become the active viewer)."""
+        return self.viewer or self.nodes.get("Viewer1") or Node("Viewer")
+
+    def viewer_sample(self, node: Node, box: Tuple[float, float, float, float]) -> None:
+        """The artist views `node` and Ctrl+clicks (or Ctrl+Shift+drags) in the viewer: Nuke
+        stores the sampled box, in its normalised viewer units, in the Viewer's
+        colour_sample_bbox and calls the knobChanged callbacks."""
+        viewer = self.viewer_node()
+        viewer.setInput(0, node)
+        self.active_input = 0
+        self.user_sets(viewer, "colour_sample_bbox", list(box))
+
+    def change_frame(self, frame: int) -> None:
+        """The artist moves the timeline: the viewer's frame knob changes."""
+        self.current_frame = int(frame)
+        viewer = self.viewer_node()
+        viewer["frame"].setValue(frame)
+        self.fire_knob_changed(viewer, viewer["frame"])
 
     def pump(self) -> int:
         """Run the calls queued with executeInMainThread, on this (main) thread."""

@@ -120,15 +120,18 @@ from samroto_nuke.settings import ConnectionSettings, PluginSettings
 
 calls = []
 settings = PluginSettings(connection=ConnectionSettings(address=address, config_dir=config_dir))
-job = WorkerJob(action="forward", node_name="SamRoto1", plate=PlateSource(plate="fake:plate", first=1, last=5),
-                nuke_frame=2, knob_prompts=KnobPrompts(obj_id=1, frame=2, positive=((10.0, 12.0),)),
+plate = PlateSource(plate="fake:plate", first=1, last=5)
+job = WorkerJob(action="prompts", node_name="SamRoto1", plate=plate, nuke_frame=2,
+                knob_prompts=KnobPrompts(obj_id=1, frame=2, positive=((10.0, 12.0),)), settings=settings)
+sent = JobRunner(job, run_on_main=lambda fn, *args: calls.append(fn.__name__)).run()
+job = WorkerJob(action="forward", node_name="SamRoto1", plate=plate, nuke_frame=2, session_id=sent.session_id,
                 settings=settings)
 result = JobRunner(job, run_on_main=lambda fn, *args: calls.append(fn.__name__)).run()
 print(json.dumps({
     "client": connection.load_client().__name__,
     "zmq": sys.modules["zmq"].__file__,
     "state": result.state, "message": result.message, "frames": result.tracked_frames,
-    "prompted": result.prompted, "calls": calls,
+    "prompted": sent.prompted, "calls": calls,
     "blocked": sorted(m for m in ("torch", "numpy", "samroto") if m in sys.modules),
 }))
 '''
