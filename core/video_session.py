@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -190,6 +191,10 @@ class VideoSession:
             self.state_dir = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="samroto-"))
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self.store = DiskStore(self.state_dir / "records", window=self.options.record_window, device=model.device)
+        # a private temporary folder goes with the session, also when it is dropped without close()
+        # or the process exits: no samroto-* folders left in the temporary folder
+        self._remove_private_dir = (weakref.finalize(self, shutil.rmtree, str(self.state_dir), True)
+                                    if self._owns_state_dir and self.state_dir is not None else None)
 
         self._objects: OrderedDict[int, ObjectIndex] = OrderedDict()
         self._prompts: dict[int, dict[int, Prompt]] = {}
@@ -948,6 +953,8 @@ class VideoSession:
         self._write_manifest()
         self._save_prompts()
         self._owns_state_dir = False  # saved on purpose: keep it
+        if self._remove_private_dir is not None:
+            self._remove_private_dir.detach()
 
     @classmethod
     def open(
@@ -1032,8 +1039,8 @@ class VideoSession:
         self._closed = True
         self._features.clear()
         self.store.close()
-        if self._owns_state_dir and self.state_dir is not None:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._owns_state_dir and self._remove_private_dir is not None:
+            self._remove_private_dir()
         if not isinstance(self.frames, ArrayFrames):
             self.frames.close()
 

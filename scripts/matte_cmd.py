@@ -263,11 +263,10 @@ def _run_pass(args: argparse.Namespace, model: "SAM2Model", choice: "ModelChoice
     if not result.ok:
         print(f"error: {result.error}", file=sys.stderr)
         return 1
-    per_frame = result.seconds / max(result.written, 1)
+    rate = f" ({result.seconds / result.written:.2f} s/frame)" if result.written else ""
     kept = f", {result.already_there} already there" if result.already_there else ""
     resumed = " (resumed)" if result.resumed else ""
-    print(f"{label}: {result.written} mattes in {result.seconds:.1f} s ({per_frame:.2f} s/frame){kept}{resumed}: "
-          f"{result.mattes[0]}")
+    print(f"{label}: {result.written} mattes in {result.seconds:.1f} s{rate}{kept}{resumed}: {result.mattes[0]}")
     if result.confidence is not None:
         reports.append(Path(result.confidence))
         shown = ", ".join(str(f) for f in result.review[:20]) + (" ..." if len(result.review) > 20 else "")

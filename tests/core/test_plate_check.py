@@ -81,3 +81,4 @@ def test_the_session_refuses_prompts_off_the_plate() -> None:
 def test_a_brush_stroke_past_the_edge_stays_on_the_plate() -> None:
     prompt = stroke_to_prompt([(150, 60), (200, 60)], kind="brush", height=120, width=160)
     assert prompt.points is not None and np.all(np.asarray(prompt.points)[:, 0] <= 160)
+

@@ -238,6 +238,11 @@ def test_prefetcher_reads_ahead_in_order_and_stays_bounded() -> None:
 
     prefetcher = FramePrefetcher(load, [10, 11, 12, 13, 14], ahead=2)
     gate.wait(5)
+    # a busy machine may take long to read the second frame: wait for it (the deadline only stops a
+    # hang), then give a third read time to happen if it wrongly could; a slow machine cannot fail this
+    deadline = time.monotonic() + 30
+    while len(loaded) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     time.sleep(0.2)
     assert loaded == [10, 11], "reads at most `ahead` frames before the consumer moves"
     assert prefetcher.take(10).item() == 10
@@ -323,3 +328,24 @@ def test_bfloat16_autocast_runs_the_same_code_path() -> None:
         assert agree > 0.95, f"bf16 masks agree with float32 on {agree:.1%} of pixels"
     with pytest.raises(SessionError, match="precision must be one of"):
         VideoSession(model, frames, video_size=(120, 160), precision="int8")
+
+
+def test_a_private_session_folder_is_removed_even_without_close(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts it, for this test
+    frames = np.zeros((2, 32, 32, 3), np.uint8)
+    session = VideoSession(micro_model("sam2.1"), frames)
+    folder = session.state_dir
+    assert folder is not None and folder.is_dir() and folder.name.startswith("samroto-")
+    del session
+    gc.collect()
+    assert not folder.exists(), "a dropped session leaves no samroto-* folder behind"
+    saved = VideoSession(micro_model("sam2.1"), frames)
+    saved.save()  # saved on purpose: kept
+    kept = saved.state_dir
+    del saved
+    gc.collect()
+    assert kept is not None and kept.is_dir()
