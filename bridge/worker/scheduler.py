@@ -244,6 +244,11 @@ class Scheduler:
                 if now - self._last_parked_check >= min(0.1, self.config.keepalive_interval_s):
                     self._last_parked_check = now
                     self._check_parked_streams()
+                # a cancelled stream ends before the next request runs (ending one is cheap): a client
+                # that cancelled and then prompts finds the session free, not busy
+                for stream in self._streams.values():
+                    if stream.cancel_reason is not None:
+                        return None, stream
                 if self._jobs:
                     return self._jobs.popleft(), None
                 for key, stream in self._streams.items():

@@ -37,6 +37,9 @@ def _client_life(worker: WorkerProcess, plate: str, seed: int, until: float, err
     shot.add_points(FIRST, 1, [(WIDTH / 2, HEIGHT / 2)], [1])
     try:
         while time.monotonic() < until:
+            # a host's pace (tens of ms between actions), so reconnects stay within the worker's
+            # per-client replay state (`max_peers` distinct clients in its replay window)
+            time.sleep(rng.uniform(0.02, 0.06))
             action = rng.choice(["prompt", "prompt", "propagate", "cancel", "disconnect", "frame"])
             counts[action] = counts.get(action, 0) + 1
             if action == "prompt":
@@ -58,17 +61,24 @@ def _client_life(worker: WorkerProcess, plate: str, seed: int, until: float, err
                     continue
                 run.cancel()
             elif action == "disconnect":
+                left_behind = False
                 if rng.random() < 0.5:
                     try:
-                        run = shot.propagate(credit=1, write_mattes=False)  # left behind: the worker must clean up
+                        run = shot.propagate(credit=1, write_mattes=False)  # left behind, waiting for credit
                         next(run, None)
+                        left_behind = True
                     except WorkerBusy:
                         counts["busy"] = counts.get("busy", 0) + 1
                 client.close()
                 client = Client(worker.address, token=token, timeout=30)
                 shot = client.resume_session(shot.id)
+                if left_behind:
+                    # the session stays busy with the old stream until someone cancels it (any client may):
+                    # a reconnecting host does this, and the worker must then let go of the stream's state
+                    shot.cancel()
             else:
                 shot.get_frame(rng.randint(FIRST, LAST))
+        shot.close()  # a host done with a shot unloads it: its threads and files go with it
     except BridgeError as exc:  # any refusal or timeout is a finding
         errors.append(exc)
     finally:
@@ -91,25 +101,26 @@ def test_four_random_clients_leave_no_growth_and_no_leaks(soak_worker: tuple[Wor
             thread.join(seconds + 120)
             assert not thread.is_alive(), "a client hung"
 
+    # one client polls the worker's status (a new client per poll would fill its per-client state)
+    probe = Client(worker.address, token=token_of(worker.config_dir), timeout=30)
     round_of(min(5.0, SOAK_SECONDS / 3), 100)  # warm up: caches and allocator pools at working size
-    wait_until(lambda: not _busy(worker), timeout=60, what="the warm-up to settle")
+    wait_until(lambda: not _busy(probe), timeout=60, what="the warm-up to settle")
     rss0, threads0, fds0 = proc_status(pid, "VmRSS"), proc_status(pid, "Threads"), open_fds(pid)
 
     round_of(SOAK_SECONDS, 200)
     assert not errors, errors
     assert worker.process.poll() is None, "the worker died:\n" + worker.log()[-3000:]
-    wait_until(lambda: not _busy(worker) and open_fds(pid) <= fds0 and proc_status(pid, "Threads") <= threads0,
+    wait_until(lambda: not _busy(probe) and open_fds(pid) <= fds0 and proc_status(pid, "Threads") <= threads0,
                timeout=60, what="threads and files back to where they started (now %d threads, %d files)"
                % (proc_status(pid, "Threads"), open_fds(pid)))
     rss1 = proc_status(pid, "VmRSS")
     print("soak %.0f s, %s: RSS %.1f -> %.1f MB (%+.1f%%), threads %d, files %d"
           % (SOAK_SECONDS, counts, rss0 / 2 ** 20, rss1 / 2 ** 20, 100.0 * (rss1 - rss0) / rss0, threads0, fds0))
     assert rss1 <= rss0 * 1.10, "RSS grew from %.1f to %.1f MB" % (rss0 / 2 ** 20, rss1 / 2 ** 20)
-    with Client(worker.address, token=token_of(worker.config_dir), timeout=30) as client:
-        assert client.ping()  # still serving
+    with probe:
+        assert probe.ping()  # still serving
 
 
-def _busy(worker: WorkerProcess) -> bool:
-    with Client(worker.address, token=token_of(worker.config_dir), timeout=30) as client:
-        status = client.status()
+def _busy(probe: Client) -> bool:
+    status = probe.status()
     return bool(status["streams"] or status["queued"] or status["running"])
