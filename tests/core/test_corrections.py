@@ -55,6 +55,7 @@ def copy_of(session: VideoSession, model: SAM2Model, state_dir: Path) -> VideoSe
 
 def record_bytes(session: VideoSession, obj_id: int) -> dict[int, bytes]:
     assert session.state_dir is not None
+    session.store.flush()  # records are written on a background thread: read them once they are on disk
     folder = session.state_dir / "records" / f"obj_{obj_id}"
     return {int(p.stem[1:]): p.read_bytes() for p in sorted(folder.glob("f*.rec"))}
 
