@@ -32,6 +32,10 @@ COORDINATE_OPTIONS = ("--point", "--negative", "--box")
 _NEGATIVE_NUMBERS = re.compile(r"-\d*\.?\d+(?:[eE][-+]?\d+)?(?:,\s*-?\d*\.?\d+(?:[eE][-+]?\d+)?)*")
 
 
+# a CURVE key is 40 characters of Z85, whose alphabet includes `-`: one in five keys starts with it
+_Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
+
+
 def version() -> str:
     """The installed samroto's version."""
     from importlib.metadata import PackageNotFoundError
@@ -62,6 +66,18 @@ def join_negative_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def protect_dash_keys(argv: Sequence[str]) -> list[str]:
+    """`samroto keys add -Kx...` as `samroto keys add -- -Kx...`: argparse would take a key that starts
+    with `-` for an unknown option and refuse it."""
+    args = list(argv)
+    if args[:2] != ["keys", "add"] or "--" in args:
+        return args
+    keys = [a for a in args[2:] if a.startswith("-") and _Z85_KEY.fullmatch(a)]
+    if not keys:
+        return args
+    return [a for a in args if a not in keys] + ["--"] + keys
+
+
 def _load(name: str):  # noqa: ANN202 - returns a module
     module_name, _ = COMMANDS[name]
     return importlib.import_module(f"samroto.scripts.{module_name}")
@@ -83,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Apple's Metal backend reads this when torch loads: ops it lacks then run on the CPU instead of
     # failing the first click (no effect elsewhere)
     os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
-    args_list = join_negative_values(sys.argv[1:] if argv is None else argv)
+    args_list = protect_dash_keys(join_negative_values(sys.argv[1:] if argv is None else argv))
     parser = build_parser(args_list)
     args = parser.parse_args(args_list)
     if not args.command:
