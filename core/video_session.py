@@ -680,7 +680,7 @@ class VideoSession:
                 distance = (idx - k) * sign if c.use_signed_tpos_enc_to_obj_ptrs else abs(idx - k)
                 pointers.append((distance, self.store.get(obj_id, k, pending=False).obj_ptr))
         pointers += [(position, self.store.get(obj_id, t, pending=False).obj_ptr) for t, position in choice.pointers]
-        return model.assemble_memory(spatial, pointers, self.num_frames)
+        return model.assemble_memory(spatial, pointers, self.num_frames, pointer_normaliser=choice.pointer_normaliser)
 
     def _stored_memory(self, obj_id: int, idx: int) -> torch.Tensor:
         record = self.store.get(obj_id, idx, pending=False)
@@ -895,7 +895,8 @@ class VideoSession:
                 best_iou=heads.best_iou[i : i + 1],
             )
             record = self._record_from_heads(one, keyframe=False, tracked=True, reverse=reverse)
-            tracked = TrackedFrame(obj_id=obj_id, frame=idx, reverse=reverse, heads=one, lowres=record.lowres)
+            tracked = TrackedFrame(obj_id=obj_id, frame=idx, reverse=reverse, heads=one, lowres=record.lowres,
+                                   video_size=(self.height, self.width), config=model.config)
             data = self.memory_mode.frame_data(tracked, self._mode_states[obj_id])
             out[obj_id] = replace(record, memory=self._stored_bfloat16(encoded[i : i + 1]), data=data)
         return out

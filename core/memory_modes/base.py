@@ -23,6 +23,8 @@ class TrackedFrame:
     reverse: bool
     heads: HeadOutput  # this object's heads (batch of 1): every candidate mask, IoUs, score, pointer
     lowres: Any  # 1*1*s*s float32 logits as stored (after hole filling), a torch tensor on the device
+    video_size: tuple[int, int] = (0, 0)  # the shot's (H, W): where masks are judged (areas, boxes)
+    config: SAM2Config | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class MemoryChoice:
 
     spatial: list[tuple[int, int]]  # (frame, t_pos in 1..num_maskmem-1; num_maskmem-1 = most recent)
     pointers: list[tuple[int, int]]  # (frame, relative temporal position of its object pointer)
+    # what pointer positions are divided by before their sine encoding; None: SAM 2's window
+    # (min(num_frames, max_obj_ptrs_in_encoder) - 1)
+    pointer_normaliser: int | None = None
 
 
 class MemoryMode:

@@ -1,0 +1,163 @@
+"""The `distractor-aware` memory mode reproduces the multi-object DAM4SAM reference (alanlukezic/d4sm)
+on the clips of tests/fixtures/memory_modes/distractor_aware: every mask, score and IoU within 1e-3,
+and the same memory decisions (RAM, DRM anchors, pointers) on every frame, with both record stores;
+a session saved mid-shot and reopened in another process goes on with the same outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from samroto.core.memory_modes import explanations
+from samroto.core.memory_modes.distractor_aware import DATA_KEY, _box_overlap, describe
+from samroto.core.model.sam2 import SAM2Model
+from samroto.core.video_session import SessionOptions, VideoSession
+
+from .conftest import assert_close, micro_model
+
+HERE = Path(__file__).resolve().parent
+DAM = HERE.parents[0] / "fixtures" / "memory_modes" / "distractor_aware"
+CLIPS = ("occlusion", "distractor")
+MODE = "distractor-aware"
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("dam_generate", DAM / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_clip(clip: str) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """The fixture's spec and arrays, and the clip's frames (regenerated, checked against the hash)."""
+    spec = json.loads((DAM / f"{clip}_sam2.1.json").read_text())
+    ref = dict(np.load(DAM / f"{clip}_sam2.1.npz"))
+    frames, _ = _generator().make_clip(spec["clip"]["kind"], spec["clip"]["seed"])
+    digest = hashlib.sha256(frames.tobytes()).hexdigest()
+    assert digest == spec["frames_sha256"], "the clip generator gives other pixels here than where the fixtures were made"
+    return spec, ref, frames
+
+
+def edited_model(spec: dict) -> SAM2Model:
+    model = micro_model(spec["variant"])
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, edit in spec["checkpoint_edit"].items():
+            op, value = edit.split()
+            state[key].mul_(float(value)) if op == "mul" else state[key].add_(float(value))
+    return model
+
+
+def open_session(model: SAM2Model, spec: dict, frames: np.ndarray, state_dir: Path | None) -> VideoSession:
+    return VideoSession(model, frames, video_size=tuple(spec["video_size_hw"]), fill_hole_area=0,
+                        options=SessionOptions(memory_mode=MODE), state_dir=state_dir,
+                        keep_in_memory=state_dir is None, record_window=4)
+
+
+def prompt(session: VideoSession, spec: dict) -> None:
+    h, w = spec["video_size_hw"]
+    for p in spec["prompts_frame0"]:
+        if "bbox_xywh" in p:
+            x, y, bw, bh = p["bbox_xywh"]
+            session.add_box(0, p["obj_id"], [x, y, x + bw, y + bh])
+        else:
+            e = p["ellipse"]
+            yy, xx = np.mgrid[0:h, 0:w]
+            session.add_mask(0, p["obj_id"], ((yy - e["cy"]) / e["ry"]) ** 2 + ((xx - e["cx"]) / e["rx"]) ** 2 <= 1)
+
+
+def frame_state(session: VideoSession, frames: range) -> dict[str, np.ndarray | list]:
+    """What the test compares, read from the session: per frame and object (fixture order)."""
+    obj_ids = session.obj_ids
+    out: dict[str, Any] = {"lowres": [], "score": [], "iou": [], "memory": []}
+    for t in frames:
+        stored = [session.frame_output(o, t) for o in obj_ids]
+        assert all(s is not None for s in stored), f"frame {t}: an object has no output"
+        out["lowres"].append(np.stack([s.lowres_logits for s in stored if s is not None]))
+        out["score"].append([s.score for s in stored if s is not None])
+        out["iou"].append([s.iou for s in stored if s is not None])
+        data = [session._objects[o].data.get(t, {}) for o in obj_ids]
+        out["memory"].append({str(o): describe(d[DATA_KEY]) if DATA_KEY in d else None for o, d in zip(obj_ids, data)})
+    return out
+
+
+def compare(ours: dict, spec: dict, ref: dict[str, np.ndarray], frames: range) -> None:
+    step = spec["lowres_step"]
+    for i, t in enumerate(frames):
+        assert_close(ours["lowres"][i], ref["lowres_q"][t] * step, f"frame {t}: low-res logits")
+        assert_close(np.array(ours["score"][i]), ref["score"][t], f"frame {t}: object scores")
+        if t > 0:
+            assert_close(np.array(ours["iou"][i]), ref["ious"][t].max(axis=1), f"frame {t}: predicted IoU")
+            expected = spec["memory_after_frame"][t]
+            for obj, got in ours["memory"][i].items():
+                # the reference lists its prompt frame first (memory and pointers): ours are keyframes
+                want = {"memory": [e for e in expected[obj]["memory"] if e[1] != "init"],
+                        "pointers": expected[obj]["pointers"][1:],
+                        "deferred_drm": expected[obj]["deferred_drm"], "last_drm_add": expected[obj]["last_drm_add"]}
+                assert got == want, f"frame {t} object {obj}: memory after the frame"
+
+
+@pytest.mark.parametrize("store", ["in_memory", "on_disk"])
+@pytest.mark.parametrize("clip", CLIPS)
+def test_matches_the_reference(clip: str, store: str, tmp_path: Path) -> None:
+    spec, ref, frames = load_clip(clip)
+    session = open_session(edited_model(spec), spec, frames, tmp_path / "state" if store == "on_disk" else None)
+    try:
+        prompt(session, spec)
+        order = [r.frame for r in session.propagate()]
+        assert order == list(range(spec["num_frames"]))
+        compare(frame_state(session, range(spec["num_frames"])), spec, ref, range(spec["num_frames"]))
+    finally:
+        session.close()
+
+
+def _continue_in_this_process(state_dir: str, clip: str, start: int, out: str) -> None:
+    """Run by the reopening test in a fresh process: reopen, check the mode, track on from `start`."""
+    spec, _, frames = load_clip(clip)
+    session = VideoSession.open(state_dir, edited_model(spec), frames=frames)
+    try:
+        assert session.options.memory_mode == MODE and session.memory_mode.name == MODE
+        list(session.propagate(start))
+        state = frame_state(session, range(start, spec["num_frames"]))
+        np.savez(out, lowres=np.stack(state["lowres"]), score=np.array(state["score"]), iou=np.array(state["iou"]))
+        Path(out + ".json").write_text(json.dumps(state["memory"]))
+    finally:
+        session.close()
+
+
+def test_saved_mid_shot_and_reopened_in_another_process_goes_on_the_same(tmp_path: Path) -> None:
+    clip, cut = "distractor", 12  # the memory holds anchors and a deferred one around here
+    spec, ref, frames = load_clip(clip)
+    state_dir = tmp_path / "state"
+    session = open_session(edited_model(spec), spec, frames, state_dir)
+    prompt(session, spec)
+    list(session.propagate(0, max_frames=cut))
+    session.save()
+    session.close()
+    out = str(tmp_path / "continued.npz")
+    code = ("import sys; from tests.core.test_memory_mode_distractor_aware import _continue_in_this_process as go; "
+            "go(*sys.argv[1:3], int(sys.argv[3]), sys.argv[4])")
+    done = subprocess.run([sys.executable, "-c", code, str(state_dir), clip, str(cut + 1), out],
+                          cwd=HERE.parents[1], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = dict(np.load(out))
+    ours = {"lowres": got["lowres"], "score": got["score"], "iou": got["iou"],
+            "memory": json.loads(Path(out + ".json").read_text())}
+    compare(ours, spec, ref, range(cut + 1, spec["num_frames"]))
+
+
+def test_listed_with_an_explanation_and_box_overlap_as_vot_rasterises() -> None:
+    assert MODE in explanations() and "look-alike" in explanations()[MODE]
+    assert _box_overlap((0, 0, 9, 9), (5, 0, 14, 9)) == pytest.approx(1 / 3)
+    assert _box_overlap((0, 0, 0, 0), (0, 0, 1, 0)) == 1.0  # a one-row union box counts as identical
+    assert _box_overlap((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(4 / 14)
