@@ -161,3 +161,75 @@ def test_listed_with_an_explanation_and_box_overlap_as_vot_rasterises() -> None:
     assert _box_overlap((0, 0, 9, 9), (5, 0, 14, 9)) == pytest.approx(1 / 3)
     assert _box_overlap((0, 0, 0, 0), (0, 0, 1, 0)) == 1.0  # a one-row union box counts as identical
     assert _box_overlap((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(4 / 14)
+
+
+def test_running_memory_stays_bounded_and_never_holds_an_empty_frame() -> None:
+    """Over a long run of synthetic frames (blobs that come, go and grow, look-alike candidates), what
+    a frame's record carries stays small and bounded: memory flat however long the shot."""
+    from samroto.core.memory_modes import MemoryContext, TrackedFrame, create_mode
+    from samroto.core.memory_modes.distractor_aware import ObjectMemory
+    from samroto.core.model.config import load_config_file
+    from samroto.core.model.sam2 import HeadOutput
+
+    from .conftest import FIXTURES
+
+    config = load_config_file(str(FIXTURES / "micro_config.json"), variant="sam2.1")
+    mode = create_mode(MODE)
+    rng = np.random.default_rng(0)
+    state = mode.new_state()
+    data: dict[int, dict] = {}
+    committed = {0: True}
+    empty, lengths = set(), []
+    yy, xx = np.mgrid[0:16, 0:16]
+    for t in range(1, 400):
+        ctx = MemoryContext(obj_id=1, frame=t, reverse=False, num_frames=400, config=config, committed=committed,
+                            unselected=frozenset(), data=data, state=state)
+        choice = mode.choose_memory(ctx)
+        assert all(f not in empty for f, _ in choice.spatial + choice.pointers), f"frame {t}: an empty frame in memory"
+        blobs = []
+        for _ in range(3):
+            cy, cx, r = rng.uniform(2, 14), rng.uniform(2, 14), rng.uniform(1.5, 4)
+            blobs.append(np.where((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r, 5.0, -5.0))
+        ious = rng.uniform(0.7, 1.0, 3)
+        best = int(np.argmax(ious))
+        lowres = blobs[best] if rng.random() > 0.2 else np.full((16, 16), -1024.0)
+        if lowres.max() < 0:
+            empty.add(t)
+        heads = HeadOutput(multimasks=torch.tensor(np.stack(blobs)[None], dtype=torch.float32),
+                           ious=torch.tensor(ious[None], dtype=torch.float32),
+                           lowres=torch.tensor(lowres[None, None], dtype=torch.float32),
+                           highres=torch.zeros(1, 1, 1, 1), obj_ptr=torch.zeros(1, 1), object_score=torch.ones(1, 1),
+                           best_iou=torch.tensor([ious[best]], dtype=torch.float32))
+        tracked = TrackedFrame(obj_id=1, frame=t, reverse=False, heads=heads, lowres=heads.lowres, video_size=(32, 32),
+                               config=config)
+        data[t] = mode.frame_data(tracked, state)
+        committed[t] = False
+        memory = ObjectMemory.from_text(data[t][DATA_KEY])
+        assert len(memory.anchors()) <= 3 and len(memory.elements) <= config.num_maskmem
+        assert len(memory.pointers) < config.max_obj_ptrs_in_encoder and len(memory.areas) <= 10
+        assert not {f for f, _ in memory.elements} & empty and not set(memory.pointers) & empty
+        lengths.append(len(data[t][DATA_KEY]))
+    assert empty and any(ObjectMemory.from_text(d[DATA_KEY]).anchors() for d in data.values()), "exercise both rules"
+    assert max(lengths) < 120, max(lengths)
+
+
+def test_corrections_and_backward_passes_keep_memory_in_the_direction_of_travel() -> None:
+    """Beyond the reference (forward only, one prompt frame): a correction becomes a keyframe that the
+    next frames step over, and a backward pass builds its own memory from frames after the one tracked."""
+    spec, _, frames = load_clip("distractor")
+    session = open_session(edited_model(spec), spec, frames[:8], None)
+    try:
+        prompt(session, spec)
+        list(session.propagate())
+        session.add_points(4, 1, [[60, 60]], [1])
+        list(session.propagate(4))
+        after_correction = describe(session._objects[1].data[6][DATA_KEY])
+        assert all(f != 4 for f, _ in after_correction["memory"]) and 5 in after_correction["pointers"]
+        assert any(f < 4 for f, _ in after_correction["memory"]), "the memory before the keyframe goes on"
+        list(session.propagate(7, max_frames=3, reverse=True))
+        for t in (5, 6, 7):
+            data = session._objects[1].data[t]
+            assert data["rev"] is True, t
+            assert all(f >= t for f, _ in describe(data[DATA_KEY])["memory"]), f"frame {t}: memory from behind"
+    finally:
+        session.close()
