@@ -28,11 +28,12 @@ The base class is exact SAM 2; `tests/core/test_video_parity.py` runs through th
 from __future__ import annotations
 
 from .base import FrameData, MemoryChoice, MemoryContext, MemoryMode, ObjectState, TrackedFrame
+from .presence import PresenceMemory
 from .sam2 import Sam2Memory
 
 DEFAULT_MODE = "sam2"
 
-_MODES: dict[str, type[MemoryMode]] = {cls.name: cls for cls in (Sam2Memory,)}
+_MODES: dict[str, type[MemoryMode]] = {cls.name: cls for cls in (Sam2Memory, PresenceMemory)}
 
 
 class UnknownMemoryMode(ValueError):
