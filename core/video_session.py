@@ -144,6 +144,7 @@ class VideoSession:
         feature_cache_frames: int | None = None,
         record_window: int | None = None,
         image_size: int | None = None,
+        memory_mode: str | None = None,
     ) -> None:
         """
         frames: a frame source, a video file, an image-sequence pattern (`plate.####.exr`) or an
@@ -156,6 +157,7 @@ class VideoSession:
         image_size: track at another internal resolution than the model's (e.g. 512): a PREVIEW, much
             faster on a CPU; `preview` tells. The same weights are used; final mattes come from a
             session at the model's own size.
+        memory_mode: which tracked frames enter memory (`core.memory_modes`; default exact SAM 2).
         """
         if device is not None and not _same_device(torch.device(device), model.device):
             raise SessionError(f"the model is on {model.device}, not {device}: move the model first")
@@ -165,6 +167,7 @@ class VideoSession:
             feature_cache_frames=feature_cache_frames,
             record_window=record_window,
             precision=precision,
+            memory_mode=memory_mode,
         )
         try:
             if self.options.precision == "auto":

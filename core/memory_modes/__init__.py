@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from .base import FrameData, MemoryChoice, MemoryContext, MemoryMode, ObjectState, TrackedFrame
 from .distractor_aware import DistractorAwareMemory
+from .presence import PresenceMemory
 from .sam2 import Sam2Memory
 
 DEFAULT_MODE = "sam2"
 
-_MODES: dict[str, type[MemoryMode]] = {cls.name: cls for cls in (Sam2Memory, DistractorAwareMemory)}
+_MODES: dict[str, type[MemoryMode]] = {cls.name: cls for cls in (Sam2Memory, PresenceMemory, DistractorAwareMemory)}
 
 
 class UnknownMemoryMode(ValueError):

@@ -91,8 +91,8 @@ class ObjectMemory:
 
 class DistractorAwareMemory(MemoryMode):
     name = "distractor-aware"
-    explanation = ("DAM4SAM (SAM2.1++): memory skips frames where the object is lost and keeps anchor frames "
-                   "when a look-alike is near; for occlusions, crowds and similar objects.")
+    explanation = ("Look-alikes, crowds and occlusions: memory skips frames where the object is lost and keeps "
+                   "anchor frames when a similar object is near (DAM4SAM).")
 
     def __init__(self, settings: DistractorAwareSettings | None = None) -> None:
         self.settings = settings or DistractorAwareSettings()
