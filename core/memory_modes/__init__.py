@@ -1,8 +1,10 @@
 """Memory modes: which tracked frames an object remembers. Exact SAM 2 is the default.
 
-A mode is a `MemoryMode` subclass with a `name` and a one-line `explanation` of when to use it
-(shown by the command line help, the worker's `hello` and the add-ons), registered in `_MODES`
-below. A session (`SessionOptions.memory_mode`) makes one instance and consults it at three points:
+A mode is a `MemoryMode` subclass, registered in `_MODES` below with its name, a one-line
+explanation of when to use it (shown by the command line help, the worker's `hello` and the
+add-ons; `bridge/protocol.py` MEMORY_MODES keeps the add-ons' copy, a test compares them) and how to
+load its class (imported on first use: this registry is torch-free, sidecars and help read it).
+A session (`SessionOptions.memory_mode`) makes one instance and consults it at three points:
 
 (a) Recording. After the session tracks a frame (never on a prompt), it calls
     `frame_data(TrackedFrame, state)` for each object tracked there. The `TrackedFrame` holds that
@@ -27,14 +29,35 @@ The base class is exact SAM 2; `tests/core/test_video_parity.py` runs through th
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
 from .base import FrameData, MemoryChoice, MemoryContext, MemoryMode, ObjectState, TrackedFrame
-from .distractor_aware import DistractorAwareMemory
-from .presence import PresenceMemory
-from .sam2 import Sam2Memory
+
+
+@dataclass(frozen=True)
+class ModeEntry:
+    name: str
+    explanation: str  # one line: when to use it
+    load: Callable[[], type[MemoryMode]]
+
+
+def _lazy(module: str, cls: str) -> Callable[[], type[MemoryMode]]:
+    return lambda: getattr(importlib.import_module(module, __package__), cls)
+
 
 DEFAULT_MODE = "sam2"
 
-_MODES: dict[str, type[MemoryMode]] = {cls.name: cls for cls in (Sam2Memory, PresenceMemory, DistractorAwareMemory)}
+_MODES: dict[str, ModeEntry] = {entry.name: entry for entry in (
+    ModeEntry("sam2", "Exact SAM 2 (the default): memory is the last six tracked frames, whatever they hold.",
+              _lazy(".sam2", "Sam2Memory")),
+    ModeEntry("presence", "Occlusions and objects that leave the frame: only frames where the object is clearly "
+                          "present enter memory (SAM 3's filter).", _lazy(".presence", "PresenceMemory")),
+    ModeEntry("distractor-aware", "Look-alikes, crowds and occlusions: memory skips frames where the object is lost "
+                                  "and keeps anchor frames when a similar object is near (DAM4SAM).",
+              _lazy(".distractor_aware", "DistractorAwareMemory")),
+)}
 
 
 class UnknownMemoryMode(ValueError):
@@ -48,7 +71,7 @@ def mode_names() -> list[str]:
 
 def explanations() -> dict[str, str]:
     """Mode name -> one line saying when to use it."""
-    return {name: cls.explanation for name, cls in _MODES.items()}
+    return {name: entry.explanation for name, entry in _MODES.items()}
 
 
 def check_mode(name: str) -> str:
@@ -60,7 +83,7 @@ def check_mode(name: str) -> str:
 
 def create_mode(name: str) -> MemoryMode:
     """A fresh instance of mode `name`."""
-    return _MODES[check_mode(name)]()
+    return _MODES[check_mode(name)].load()()
 
 
 __all__ = [
@@ -69,6 +92,7 @@ __all__ = [
     "MemoryChoice",
     "MemoryContext",
     "MemoryMode",
+    "ModeEntry",
     "ObjectState",
     "TrackedFrame",
     "UnknownMemoryMode",

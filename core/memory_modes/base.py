@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ..model.config import SAM2Config
-from ..model.sam2 import HeadOutput
+
+if TYPE_CHECKING:  # torch only where a mode runs: the registry is read by torch-free code (sidecars, help)
+    from ..model.sam2 import HeadOutput
 
 # per-frame mode data and per-object mode state are small JSON values (saved in record headers and
 # in the session's prompts.json)
@@ -21,7 +23,7 @@ class TrackedFrame:
     obj_id: int
     frame: int  # frame index in the shot (0-based), not the plate number
     reverse: bool
-    heads: HeadOutput  # this object's heads (batch of 1): every candidate mask, IoUs, score, pointer
+    heads: "HeadOutput"  # this object's heads (batch of 1): every candidate mask, IoUs, score, pointer
     lowres: Any  # 1*1*s*s float32 logits as stored (after hole filling), a torch tensor on the device
     video_size: tuple[int, int] = (0, 0)  # the shot's (H, W): where masks are judged (areas, boxes)
     config: SAM2Config | None = None
@@ -62,7 +64,6 @@ class MemoryMode:
     """Exact SAM 2 unless a subclass says otherwise (see the package docstring for the contract)."""
 
     name: ClassVar[str] = ""
-    explanation: ClassVar[str] = ""
 
     def new_state(self) -> ObjectState:
         """The state of a new object."""

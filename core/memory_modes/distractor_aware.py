@@ -91,8 +91,6 @@ class ObjectMemory:
 
 class DistractorAwareMemory(MemoryMode):
     name = "distractor-aware"
-    explanation = ("Look-alikes, crowds and occlusions: memory skips frames where the object is lost and keeps "
-                   "anchor frames when a similar object is near (DAM4SAM).")
 
     def __init__(self, settings: DistractorAwareSettings | None = None) -> None:
         self.settings = settings or DistractorAwareSettings()

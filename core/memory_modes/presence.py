@@ -44,8 +44,6 @@ def presence_score(object_score: torch.Tensor, ious: torch.Tensor) -> torch.Tens
 
 class PresenceMemory(MemoryMode):
     name = "presence"
-    explanation = ("Occlusions and objects that leave the frame: only frames where the object is clearly "
-                   "present enter memory (SAM 3's filter).")
 
     def frame_data(self, tracked: TrackedFrame, state: ObjectState) -> FrameData:
         return {"presence": float(presence_score(tracked.heads.object_score, tracked.heads.ious))}

@@ -7,4 +7,3 @@ from .base import MemoryMode
 
 class Sam2Memory(MemoryMode):
     name = "sam2"
-    explanation = "Exact SAM 2 (the default): memory is the last six tracked frames, whatever they hold."

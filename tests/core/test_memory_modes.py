@@ -21,7 +21,6 @@ class RecordingMode(MemoryMode):
     keyframes (so its outputs must differ from exact SAM 2)."""
 
     name = "test-recording"
-    explanation = "Test only."
 
     def new_state(self) -> ObjectState:
         return {"tracked": 0}
@@ -37,7 +36,8 @@ class RecordingMode(MemoryMode):
 
 @pytest.fixture
 def recording_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(memory_modes._MODES, RecordingMode.name, RecordingMode)
+    entry = memory_modes.ModeEntry(RecordingMode.name, "Test only.", lambda: RecordingMode)
+    monkeypatch.setitem(memory_modes._MODES, RecordingMode.name, entry)
 
 
 def test_the_registry_lists_modes_with_explanations_and_refuses_unknown_names() -> None:
@@ -94,3 +94,13 @@ def test_the_mode_chooses_the_memory(recording_mode: None) -> None:
         session.close()
     assert np.allclose(outputs["sam2"][0], outputs["test-recording"][0])  # the prompted frame
     assert not np.allclose(outputs["sam2"][-1], outputs["test-recording"][-1], atol=1e-3)
+
+
+def test_the_registry_is_read_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from samroto.core import memory_modes, sidecar; "
+            "assert memory_modes.check_mode('presence') and 'torch' not in sys.modules, sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
