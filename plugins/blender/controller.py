@@ -50,6 +50,7 @@ class Runtime:
     popups: List[str] = field(default_factory=list)  # errors shown in a popup (kept for tests and the panel)
     last_ping: float = 0.0  # monotonic time of the last successful quick ping
     building: Optional[Any] = None  # the running chunked mask build (mask_builder.Build)
+    holding: bool = False  # an operator runs: jobs wait for its end (`hold_jobs`)
 
 
 runtime = Runtime()
@@ -235,7 +236,26 @@ def prompt_book(clip: bpy.types.MovieClip) -> PromptBook:
 def _runner() -> remote.Runner:
     if runtime.runner is None or not runtime.runner.alive:
         runtime.runner = remote.Runner(tasks.post)
+        if runtime.holding:
+            runtime.runner.hold()
     return runtime.runner
+
+
+def hold_jobs() -> None:
+    """An operator starts: the jobs it submits reach the network thread only when `release_jobs`
+    runs, after Blender has finished the operator call (its undo push included). A network thread
+    that runs Python meanwhile corrupts Blender's memory when Python called the operator inside
+    `context.temp_override` (scripts, tests): Blender releases the GIL for the call and reads the
+    override's members without taking it back as long as any thread holds it (Python 3.11)."""
+    runtime.holding = True
+    if runtime.runner is not None:
+        runtime.runner.hold()
+
+
+def release_jobs() -> None:
+    runtime.holding = False
+    if runtime.runner is not None:
+        runtime.runner.release()
 
 
 def _check_online_access(settings: remote.Settings) -> None:

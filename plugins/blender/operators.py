@@ -7,7 +7,7 @@ from typing import Any, Optional, Set
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import controller, plates, remote
+from . import controller, plates, remote, tasks
 from .props import DIRECTION_ITEMS
 
 
@@ -25,7 +25,10 @@ def _has_clip(context: bpy.types.Context) -> bool:
 
 def _started(operator: bpy.types.Operator, action: Any) -> Set[str]:
     """Run `action()`; turn artist-facing failures into an error report (`self.report`, which
-    Blender shows in the status bar and the Info log; the panel keeps the last message)."""
+    Blender shows in the status bar and the Info log; the panel keeps the last message).
+    The jobs `action` submits start once the operator call has returned (`controller.hold_jobs`)."""
+    controller.hold_jobs()
+    tasks.post(controller.release_jobs)  # runs on the main thread after the operator call
     try:
         action()
     except (remote.AddonError, plates.PlateError, ValueError, RuntimeError) as exc:

@@ -547,6 +547,8 @@ class Runner:
         self._post = post
         self._jobs: "queue.Queue[Optional[Tuple[Job, Callable[[Job], Any], Any, Any]]]" = queue.Queue()
         self.connection: Optional[Connection] = None
+        # jobs submitted while held (see `hold`), in order; None when not held
+        self._on_hold: Optional[List[Tuple[Job, Callable[[Job], Any], Any, Any]]] = None
         self._thread = threading.Thread(target=self._loop, name="samroto-network", daemon=True)
         self._thread.start()
 
@@ -558,8 +560,25 @@ class Runner:
                on_error: Optional[Callable[[Job], None]] = None) -> Job:
         """Queue `work(job)`; afterwards `on_done(job)` or `on_error(job)` runs on the main thread."""
         job = Job(label)
-        self._jobs.put((job, work, on_done, on_error))
+        if self._on_hold is not None:
+            self._on_hold.append((job, work, on_done, on_error))
+        else:
+            self._jobs.put((job, work, on_done, on_error))
         return job
+
+    def hold(self) -> None:
+        """Keep the jobs submitted from now on off the network thread until `release()` (they keep
+        their order). Waking the thread inside an operator that Python called with
+        `context.temp_override` corrupts memory in Blender: Blender runs the operator with the GIL
+        released and reads the override without taking it back while another thread runs Python."""
+        if self._on_hold is None:
+            self._on_hold = []
+
+    def release(self) -> None:
+        """Hand the held jobs to the network thread (main thread, outside any operator)."""
+        held, self._on_hold = self._on_hold, None
+        for item in held or []:
+            self._jobs.put(item)
 
     def _loop(self) -> None:
         while True:
@@ -593,5 +612,6 @@ class Runner:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the queued jobs, close the connection and end the thread."""
+        self.release()  # held jobs run first
         self._jobs.put(None)
         self._thread.join(timeout)

@@ -118,7 +118,7 @@ def test_the_mask_is_layer_shape_keys_an_edit_is_kept_and_sent_back(native: Dict
     shapes = native["shapes"]
     assert shapes["propagate"] == ["done", None]
     # after tracking: the mattes are loaded, no shapes are built unless asked
-    assert shapes["built_by_default"] is False and len(shapes["images"]) == 2  # Chair, Cup
+    assert shapes["built_by_default"] is False and len(shapes["images"]) == 3  # Chair, Cup, Hat
     # shape keys on every tracked frame, no F-curves; the animation moves
     assert shapes["fcurves"] is False and shapes["keyed"] == list(range(1, 13)) and shapes["animated"]
     assert shapes["layers"] == ["Chair"]
@@ -187,3 +187,12 @@ def test_the_worker_checks_and_the_panel(native: Dict[str, Any]) -> None:
             "add_matte_strip"} <= set(ui["operators"])
     assert ui["remove_confirms"] and "UNDO" in ui["remove_undo"] and ui["handlers"] == [True, True]
     assert ui["auto_results"] == [True, False]
+
+
+def test_removing_an_object_is_undone_with_its_prompts(native: Dict[str, Any]) -> None:
+    removal = native["removal"]
+    assert removal["op"] == ["FINISHED"]
+    assert "Hat" not in removal["objects_after"] and "3" not in removal["worker_after"]
+    # Ctrl+Z: the object is back, and so are its prompts on the worker
+    assert "Hat" in removal["objects_undone"]
+    assert removal["worker_undone"] == {"1009": {"points": [[60.0, 70.0]], "labels": [1]}}

@@ -220,6 +220,27 @@ def test_the_runner_runs_jobs_in_order_and_reports_on_the_main_thread(remote) ->
     assert not runner.alive
 
 
+def test_held_jobs_wait_for_the_release_in_order(remote) -> None:
+    # an operator holds the jobs it submits: the network thread must not run Python before Blender
+    # has finished the operator call (see Runner.hold)
+    inbox: List[Callable[[], None]] = []
+    runner = remote.Runner(inbox.append)
+    ran: List[str] = []
+    try:
+        runner.hold()
+        held = [runner.submit(name, lambda job, name=name: ran.append(name)) for name in ("remove", "barrier")]
+        time.sleep(0.2)
+        assert ran == [] and [job.state for job in held] == ["queued", "queued"]
+        runner.release()
+        _pump(inbox, lambda: all(job.finished for job in held))
+        assert ran == ["remove", "barrier"]
+        runner.hold()
+        last = runner.submit("at stop", lambda job: ran.append("at stop"))
+    finally:
+        runner.stop()  # held jobs still run before the thread ends
+    assert last.state == "done" and ran[-1] == "at stop" and not runner.alive
+
+
 def test_describe_turns_bridge_errors_into_sentences(remote, addon_module) -> None:
     client = addon_module("bridge.client")
     assert "does not support that yet" in remote.describe(client.NotImplementedByWorker("not_implemented", "x"))
