@@ -176,6 +176,13 @@ def test_refused_prompts_are_no_step_and_removed_objects_come_back(micro: SAM2Mo
         session.undo()
         assert state(session) == before and session.locks() == {1: [[1, 2]]}
 
+        # locked frames are never rewritten, so a propagation's step holds nothing of them
+        session.lock(2, 1, 2)
+        locked = state(session)
+        list(session.propagate(0, max_frames=3))
+        assert session.undo() == {"step": "propagate forward from frame 0", "frames": [3]}
+        assert state(session) == locked
+
 
 def test_before_and_after(micro: SAM2Model, tmp_path: Path) -> None:
     with new_session(micro, tmp_path, "disk") as session:

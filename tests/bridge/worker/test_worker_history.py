@@ -29,7 +29,7 @@ def snapshot(session_folder: Path, mattes: Path) -> dict[str, bytes]:
 def test_undo_redo_and_before_over_the_socket_survive_a_worker_restart(tmp_path: Path) -> None:
     plate = make_plate(tmp_path / "plate")
     config_dir, sessions, mattes = tmp_path / "config", tmp_path / "sessions", tmp_path / "mattes"
-    first = start_worker_process(config_dir, sessions, tmp_path / "worker1.log")
+    first = start_worker_process(config_dir, sessions, tmp_path / "worker1.log", "--history-steps", "6")
     try:
         with Client(first.address, token=token_of(config_dir), timeout=30.0) as client:
             assert {"history", "frame.before"} <= set(client.hello().capabilities)
@@ -54,7 +54,7 @@ def test_undo_redo_and_before_over_the_socket_survive_a_worker_restart(tmp_path:
             assert history == {"undo": ["points on frame 1002 (object 1)", "points on frame 1008 (object 1)",
                                         "propagate both from frame 1002", "points on frame 1005 (object 1)",
                                         "span re-track from frame 1005"],
-                               "redo": [], "limit": 20, "keyframes": {1: [1002, 1005, 1008]}, "locks": {}}
+                               "redo": [], "limit": 6, "keyframes": {1: [1002, 1005, 1008]}, "locks": {}}
 
             # before/after: the span replaced what the two-way propagation had made
             before = shot.frame_result(1006, before=True)
