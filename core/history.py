@@ -55,6 +55,9 @@ class Journaled(Protocol):
     def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
         """A record's bytes as stored now, or None when there is none."""
 
+    def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
+        """Put the record's bytes in file `dest` (a hard link where it can); False when there is none."""
+
     def history_restore_record(self, obj_id: int, idx: int, pending: bool, data: bytes | None) -> None:
         """Store these record bytes (or remove the record when None) and update the indexes."""
 
@@ -219,8 +222,8 @@ class History:
         if (folder / f"{name}.rec").exists() or (folder / f"{name}.none").exists():
             return  # journaled already: the first overwrite is the one to keep
         folder.mkdir(parents=True, exist_ok=True)
-        data = self.target.history_record_bytes(obj_id, idx, pending)
-        _put_item(folder, name, ".rec", data)
+        if not self.target.history_save_record(obj_id, idx, pending, folder / f"{name}.rec"):
+            _put_item(folder, name, ".rec", None)
 
     def files_will_change(self, paths: "list[str] | list[Path]") -> None:
         """Keep what files hold before the step writes or removes them (mattes, mask prompts). Right

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import queue
 import shutil
 import threading
@@ -282,6 +283,23 @@ class DiskStore(RecordStore):
             return self._path(*key).read_bytes()  # the bytes `encode_record` wrote
         except FileNotFoundError:
             return None
+
+    def link_record(self, obj_id: int, frame: int, *, pending: bool, dest: Path) -> bool | None:
+        """Hard-link a record's file to `dest` when the file is what the store holds (nothing queued for
+        it): True linked, False no record, None when the bytes must be copied instead (`peek_bytes`).
+        Files are only ever replaced by a rename, never changed in place, so the link keeps the old
+        record whatever is written later: the undo journal costs no copy."""
+        key = (obj_id, frame, pending)
+        with self._lock:
+            if key in self._unwritten or self._deletes_queued > 0:
+                return None
+        try:
+            os.link(self._path(*key), dest)
+            return True
+        except FileNotFoundError:
+            return False if not dest.exists() else None
+        except OSError:
+            return None  # a file system without hard links
 
     def _evict(self) -> None:
         counts: dict[int, int] = {}

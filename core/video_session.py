@@ -1078,6 +1078,17 @@ class VideoSession:
     def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
         return self.store.peek_bytes(obj_id, idx, pending=pending)
 
+    def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
+        if isinstance(self.store, DiskStore):
+            linked = self.store.link_record(obj_id, idx, pending=pending, dest=dest)
+            if linked is not None:
+                return linked
+        data = self.store.peek_bytes(obj_id, idx, pending=pending)
+        if data is None:
+            return False
+        write_bytes_atomic(dest, data, durable=False)
+        return True
+
     def history_restore_record(self, obj_id: int, idx: int, pending: bool, data: bytes | None) -> None:
         obj = self._objects.get(obj_id)
         if data is None:
