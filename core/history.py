@@ -53,9 +53,6 @@ class Journaled(Protocol):
     def history_apply_meta(self, meta: dict[str, Any]) -> None:
         """Make prompts, clicks, locks and objects what `meta` says (records are restored after)."""
 
-    def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
-        """A record's bytes as stored now, or None when there is none."""
-
     def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
         """Put the record's bytes in file `dest` (a hard link where it can); False when there is none."""
 
@@ -392,11 +389,6 @@ class History:
                 records[(int(obj_text), kind == "p")] = _read_item(frame_dir, name, ".rec")
             return meta, records
         return None
-
-    def remove(self) -> None:
-        """Forget the whole history (its folder goes)."""
-        self._undo, self._redo, self._open = [], [], None
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _put_item(folder: Path, name: str, suffix: str, data: bytes | None) -> None:

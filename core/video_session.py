@@ -1080,9 +1080,6 @@ class VideoSession:
             locks[obj_id] = {i for a, b in entry["locks"] for i in range(int(a), int(b) + 1)}
         self._objects, self._prompts, self._points, self._locks = objects, prompts, points, locks
 
-    def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
-        return self.store.peek_bytes(obj_id, idx, pending=pending)
-
     def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
         if isinstance(self.store, DiskStore):
             linked = self.store.link_record(obj_id, idx, pending=pending, dest=dest)
