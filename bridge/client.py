@@ -143,6 +143,14 @@ class WorkerInfo:
     capabilities: List[str]
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
 
+    def memory_modes(self) -> Dict[str, str]:
+        """Memory modes the worker offers (name -> when to use it), default first; a worker that
+        predates them offers exact SAM 2 only."""
+        modes = self.raw.get("memory_modes")
+        if not isinstance(modes, list):
+            return {protocol.DEFAULT_MEMORY_MODE: dict(protocol.MEMORY_MODES)[protocol.DEFAULT_MEMORY_MODE]}
+        return {str(m.get("name")): str(m.get("explanation", "")) for m in modes if isinstance(m, dict)}
+
 
 @dataclass
 class FrameUpdate:
@@ -596,7 +604,7 @@ class Client:
                      *, name: Optional[str] = None, matte_dir: Optional[str] = None, matte_format: str = "exr",
                      track_resolution: Optional[int] = None, ocio: Optional[str] = None,
                      colorspace: Optional[str] = None, display: Optional[str] = None, view: Optional[str] = None,
-                     matting: Optional[str] = None,
+                     matting: Optional[str] = None, memory_mode: Optional[str] = None,
                      timeout: Optional[float] = None) -> "RemoteSession":
         """Open a new session on a plate the worker reads: an image-sequence pattern
         (`shot.####.exr`, `shot.%04d.png`) limited to `first`-`last`, or a video file.
@@ -612,7 +620,9 @@ class Client:
         own settings, the plate's header and the config's defaults; `session.info["colour"]` says
         what the worker chose.
         matting: "vitmatte-small" or "vitmatte-base": the session's mattes get production alpha from a
-        learned matting pass (the worker must have the checkpoint: `samroto download vitmatte-small`)."""
+        learned matting pass (the worker must have the checkpoint: `samroto download vitmatte-small`).
+        memory_mode: which tracked frames enter memory ("sam2", exact SAM 2, the default; "presence":
+        only frames where the object is clearly present); `hello().memory_modes()` lists them."""
         if not isinstance(plate, (str, dict)):
             plate = os.fspath(plate)
         body: Dict[str, Any] = {"plate": plate, "first": first, "last": last, "name": name,
@@ -625,6 +635,8 @@ class Client:
             body["colour"] = colour
         if matting is not None:
             body["matting"] = str(matting)
+        if memory_mode is not None:
+            body["memory_mode"] = str(memory_mode)
         reply = self.request(protocol.OPEN_SESSION, body, timeout=timeout or max(self.timeout, 60.0))
         return RemoteSession(self, reply.body)
 

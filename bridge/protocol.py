@@ -171,3 +171,15 @@ DEFAULT_PREVIEW_SIZE = 128  # longest side of the RLE mask previews in `frame` m
 
 # Learned matting passes a session or request may ask for (`matting`); "none" turns a session's off.
 MATTING_MODELS = ("vitmatte-small", "vitmatte-base")
+
+# Memory modes a session may be opened with (`memory_mode`), default first, with when to use each.
+# The worker's `hello` lists its own (`memory_modes`); this copy is for hosts that show the choice
+# before they reach a worker. It must say what samroto.core.memory_modes says (a test checks).
+MEMORY_MODES = (
+    ("sam2", "Exact SAM 2 (the default): memory is the last six tracked frames, whatever they hold."),
+    ("presence", "Occlusions and objects that leave the frame: only frames where the object is clearly "
+                 "present enter memory (SAM 3's filter)."),
+    ("distractor-aware", "Look-alikes, crowds and occlusions: memory skips frames where the object is lost and "
+                         "keeps anchor frames when a similar object is near (DAM4SAM)."),
+)
+DEFAULT_MEMORY_MODE = MEMORY_MODES[0][0]

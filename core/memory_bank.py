@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ class FrameRecord:
     tracked: bool  # propagation went over this frame (a new prompt here is a correction, not a first prompt)
     reverse: bool  # tracked backward (decides which neighbours form its memory on a correction)
     memory: torch.Tensor | None = None  # 1*D*h*w bfloat16, None until encoded
+    # what the session's memory mode recorded when the frame was tracked (small JSON values;
+    # empty for prompted frames and for exact SAM 2)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def nbytes(self) -> int:
         total = self.lowres.nbytes + self.score.nbytes + self.obj_ptr.nbytes
@@ -78,6 +81,7 @@ class ObjectIndex:
     committed: dict[int, bool] = field(default_factory=dict)  # frame -> keyframe
     pending: set[int] = field(default_factory=set)  # prompted frames whose memory is not encoded yet
     tracked: dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
+    data: dict[int, dict[str, Any]] = field(default_factory=dict)  # frame -> memory-mode data of its record
 
     def keyframes(self) -> list[int]:
         return sorted(f for f, key in self.committed.items() if key)
@@ -117,8 +121,9 @@ class RecordStore(abc.ABC):
     def close(self) -> None:
         """Release resources."""
 
-    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
-        """(object, frame, pending, record flags) for every stored record (used to rebuild indexes)."""
+    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, Any]]]:
+        """(object, frame, pending, record flags and `data`) for every stored record (used to rebuild
+        indexes)."""
         return iter(())
 
 
@@ -146,9 +151,10 @@ class InMemoryStore(RecordStore):
     def clear(self) -> None:
         self._records.clear()
 
-    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
+    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, Any]]]:
         for (obj, frame, pending), rec in list(self._records.items()):
-            yield obj, frame, pending, {"keyframe": rec.keyframe, "tracked": rec.tracked, "reverse": rec.reverse}
+            yield obj, frame, pending, {"keyframe": rec.keyframe, "tracked": rec.tracked, "reverse": rec.reverse,
+                                        "data": rec.data}
 
 
 class DiskStore(RecordStore):
@@ -350,7 +356,7 @@ class DiskStore(RecordStore):
                 self._writer.join(timeout=60)
             self._writer = None
 
-    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, bool]]]:
+    def scan(self) -> Iterator[tuple[int, int, bool, dict[str, Any]]]:
         self._drain()
         for folder in sorted(self.root.glob("obj_*")):
             obj_id = int(folder.name[4:])
@@ -359,7 +365,8 @@ class DiskStore(RecordStore):
                     header = _read_header(path)
                 except (OSError, ValueError):
                     continue  # an unreadable record is as if the frame was never tracked
-                flags = {k: bool(header[k]) for k in ("keyframe", "tracked", "reverse")}
+                flags: dict[str, Any] = {k: bool(header[k]) for k in ("keyframe", "tracked", "reverse")}
+                flags["data"] = header.get("data", {})
                 yield obj_id, int(path.stem[1:]), path.stem[0] == "p", flags
 
     def cached_records(self) -> int:
@@ -397,6 +404,8 @@ def encode_record(record: FrameRecord) -> bytes:
         "tracked": record.tracked,
         "reverse": record.reverse,
     }
+    if record.data:
+        header["data"] = record.data
     return b"".join([json.dumps(header).encode() + b"\n", *blobs])
 
 
@@ -434,4 +443,5 @@ def decode_record(data: bytes, where: str = "record") -> FrameRecord:
         tracked=bool(header["tracked"]),
         reverse=bool(header["reverse"]),
         memory=tensors.get("memory"),
+        data=header.get("data", {}),
     )

@@ -28,7 +28,9 @@ Format, version 1 (`*.json`, UTF-8)::
       },
       "session": {"fill_hole_area": 8, "non_overlap_masks": false},   # optional, these defaults;
                                             #   also "matting": "vitmatte-small" | "vitmatte-base" for a
-                                            #   learned matting pass on the mattes (default none)
+                                            #   learned matting pass on the mattes (default none), and
+                                            #   "memory_mode": "sam2" (default) | "presence" | ... (which
+                                            #   tracked frames enter memory: samroto.core.memory_modes)
       "objects": [                          # required, at least one object
         {
           "obj_id": 1,                      # required, a unique integer
@@ -80,6 +82,7 @@ import numpy as np
 
 from .colour import ColourError, ColourSettings
 from .fileio import write_json_atomic
+from .memory_modes import DEFAULT_MODE, UnknownMemoryMode, check_mode
 
 if TYPE_CHECKING:
     from .video_session import VideoSession
@@ -306,11 +309,14 @@ class SessionSettings:
     fill_hole_area: int = 8
     non_overlap_masks: bool = False
     matting: str | None = None  # a learned matting pass for the shot's mattes (MATTING_MODELS)
+    memory_mode: str = DEFAULT_MODE  # which tracked frames enter memory (core.memory_modes)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"fill_hole_area": self.fill_hole_area, "non_overlap_masks": self.non_overlap_masks}
         if self.matting is not None:
             out["matting"] = self.matting
+        if self.memory_mode != DEFAULT_MODE:
+            out["memory_mode"] = self.memory_mode
         return out
 
 
@@ -502,7 +508,7 @@ def _parse_model(value: Any) -> ModelSpec:
 
 def _parse_session(value: Any) -> SessionSettings:
     session = _mapping(value, "session")
-    _known_keys(session, "session.", {"fill_hole_area", "non_overlap_masks", "matting"})
+    _known_keys(session, "session.", {"fill_hole_area", "non_overlap_masks", "matting", "memory_mode"})
     fill = _int(session.get("fill_hole_area", 8), "session.fill_hole_area", minimum=0)
     non_overlap = session.get("non_overlap_masks", False)
     if not isinstance(non_overlap, bool):
@@ -510,7 +516,14 @@ def _parse_session(value: Any) -> SessionSettings:
     matting = session.get("matting")
     if matting is not None and matting not in MATTING_MODELS:
         raise SidecarError(f"session.matting: expected one of {', '.join(MATTING_MODELS)} or null, got {matting!r}")
-    return SessionSettings(fill_hole_area=fill, non_overlap_masks=non_overlap, matting=matting)
+    memory_mode = session.get("memory_mode", DEFAULT_MODE)
+    try:
+        if not isinstance(memory_mode, str):
+            raise UnknownMemoryMode(f"a memory mode is a name, got {memory_mode!r}")
+        check_mode(memory_mode)
+    except UnknownMemoryMode as exc:
+        raise SidecarError(f"session.memory_mode: {exc}") from None
+    return SessionSettings(fill_hole_area=fill, non_overlap_masks=non_overlap, matting=matting, memory_mode=memory_mode)
 
 
 def _parse_object(value: Any, where: str, sidecar: Sidecar) -> ObjectPrompts:
@@ -748,7 +761,8 @@ def session_to_sidecar(
         objects=objects,
         model=model_spec,
         session=SessionSettings(
-            fill_hole_area=session.options.fill_hole_area, non_overlap_masks=session.options.non_overlap_masks
+            fill_hole_area=session.options.fill_hole_area, non_overlap_masks=session.options.non_overlap_masks,
+            memory_mode=session.options.memory_mode,
         ),
         metadata=dict(metadata or {}),
     )

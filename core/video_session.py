@@ -36,6 +36,7 @@ from .frames import ArrayFrames, FrameSource, open_frames
 from .prefetch import FramePrefetcher
 from .history import MAX_HISTORY_STEPS, History, HistoryError
 from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore, decode_record
+from .memory_modes import DEFAULT_MODE, MemoryContext, ObjectState, TrackedFrame, UnknownMemoryMode, check_mode, create_mode
 from .model.sam2 import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
 from .model.preprocess import PinnedBuffers, host_pixels, model_input_from_host
 from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
@@ -100,6 +101,8 @@ class SessionOptions:
     # "auto": the device's (bf16 autocast on Ampere and later GPUs, fp16 on Volta/Turing, float32
     # elsewhere); or "float32", "bfloat16", "float16" where the device runs it
     precision: str = "auto"
+    # which tracked frames enter an object's memory (`core.memory_modes`); "sam2" is exact SAM 2
+    memory_mode: str = DEFAULT_MODE
     # undo steps kept (prompts, locks, propagations; 0: no history); the journal keeps only what
     # each step overwrote, on disk next to the records
     history_steps: int = 20
@@ -108,6 +111,10 @@ class SessionOptions:
     history_max_mb: float = 8192.0
 
     def __post_init__(self) -> None:
+        try:
+            check_mode(self.memory_mode)
+        except UnknownMemoryMode as exc:
+            raise SessionError(str(exc)) from None
         if self.fill_hole_area < 0:
             raise SessionError("fill_hole_area must be >= 0")
         if not 0 <= self.history_steps <= MAX_HISTORY_STEPS:
@@ -149,6 +156,7 @@ class VideoSession:
         feature_cache_frames: int | None = None,
         record_window: int | None = None,
         image_size: int | None = None,
+        memory_mode: str | None = None,
         history_steps: int | None = None,
     ) -> None:
         """
@@ -162,6 +170,7 @@ class VideoSession:
         image_size: track at another internal resolution than the model's (e.g. 512): a PREVIEW, much
             faster on a CPU; `preview` tells. The same weights are used; final mattes come from a
             session at the model's own size.
+        memory_mode: which tracked frames enter memory (`core.memory_modes`; default exact SAM 2).
         """
         if device is not None and not _same_device(torch.device(device), model.device):
             raise SessionError(f"the model is on {model.device}, not {device}: move the model first")
@@ -171,6 +180,7 @@ class VideoSession:
             feature_cache_frames=feature_cache_frames,
             record_window=record_window,
             precision=precision,
+            memory_mode=memory_mode,
             history_steps=history_steps,
         )
         try:
@@ -216,6 +226,9 @@ class VideoSession:
         self._points: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
         # frames (indices) per object that propagation must not rewrite (`lock`)
         self._locks: dict[int, set[int]] = {}
+        # the memory mode the session consults, and each object's state for it
+        self.memory_mode = create_mode(self.options.memory_mode)
+        self._mode_states: dict[int, ObjectState] = {}
         self._features: OrderedDict[int, FrameFeatures] = OrderedDict()
         # memory-conditioned features of (object, frame, direction) for repeated correction clicks,
         # valid while the object's memory bank is unchanged (`_bank_version`)
@@ -328,6 +341,7 @@ class VideoSession:
             self._prompts[obj_id] = {}
             self._points[obj_id] = {}
             self._locks[obj_id] = set()
+            self._mode_states[obj_id] = self.memory_mode.new_state()
         return index
 
     def _to_model_coords(self, xy: np.ndarray) -> torch.Tensor:
@@ -556,6 +570,7 @@ class VideoSession:
         self._prompts.pop(obj_id, None)
         self._points.pop(obj_id, None)
         self._locks.pop(obj_id, None)
+        self._mode_states.pop(obj_id, None)
         self.store.delete_object(obj_id)
         self._save_prompts()
 
@@ -666,6 +681,11 @@ class VideoSession:
         self.store.put(obj_id, idx, record, pending=pending)
         if not pending:
             self._bank_version[obj_id] = self._bank_version.get(obj_id, 0) + 1
+            data = self._objects[obj_id].data
+            if record.data:
+                data[idx] = record.data
+            else:
+                data.pop(idx, None)
 
     def _run_heads(
         self,
@@ -707,8 +727,9 @@ class VideoSession:
 
     def _memory_bank_for(self, obj_id: int, idx: int, reverse: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The memory bank an object attends to on frame `idx` (the reference's
-        `_prepare_memory_conditioned_features`): keyframes, up to 6 previous frames in the direction of
-        travel, and the object pointers of keyframes in the past and of up to 15 previous frames."""
+        `_prepare_memory_conditioned_features`): the keyframes attended to, with the pointers of those
+        in the past, then the non-keyframe memories and pointers the memory mode chooses (exact SAM 2:
+        up to 6 previous frames in the direction of travel and the pointers of up to 15)."""
         model = self.model
         c = model.config
         obj = self._objects[obj_id]
@@ -716,35 +737,21 @@ class VideoSession:
         if not keyframes:
             raise SessionError(f"object {obj_id} has no keyframe yet: prompt it on some frame first")
         selected, unselected = _select_keyframes(idx, keyframes, c.max_cond_frames_in_attn)
-        spatial: list[tuple[torch.Tensor, int]] = []
-        for k in selected:
-            spatial.append((self._stored_memory(obj_id, k), 0))
-        stride = c.memory_temporal_stride
-        for t_pos in range(1, c.num_maskmem):
-            t_rel = c.num_maskmem - t_pos  # frames before the current one
-            if t_rel == 1:
-                prev = idx + 1 if reverse else idx - 1
-            elif not reverse:
-                prev = ((idx - 2) // stride) * stride - (t_rel - 2) * stride
-            else:
-                prev = -(-(idx + 2) // stride) * stride + (t_rel - 2) * stride
-            if obj.committed.get(prev) is False or prev in unselected:
-                spatial.append((self._stored_memory(obj_id, prev), t_pos))
-
-        max_ptrs = min(self.num_frames, c.max_obj_ptrs_in_encoder)
+        choice = self.memory_mode.choose_memory(MemoryContext(
+            obj_id=obj_id, frame=idx, reverse=reverse, num_frames=self.num_frames, config=c,
+            committed=obj.committed, unselected=frozenset(unselected), data=obj.data,
+            state=self._mode_states[obj_id],
+        ))
+        spatial: list[tuple[torch.Tensor, int]] = [(self._stored_memory(obj_id, k), 0) for k in selected]
+        spatial += [(self._stored_memory(obj_id, t), t_pos) for t, t_pos in choice.spatial]
         sign = -1 if reverse else 1
         pointers: list[tuple[int, torch.Tensor]] = []
         for k in selected:
             if (k >= idx) if reverse else (k <= idx):
                 distance = (idx - k) * sign if c.use_signed_tpos_enc_to_obj_ptrs else abs(idx - k)
                 pointers.append((distance, self.store.get(obj_id, k, pending=False).obj_ptr))
-        for t_diff in range(1, max_ptrs):
-            t = idx + t_diff if reverse else idx - t_diff
-            if t < 0 or t >= self.num_frames:
-                break
-            if obj.committed.get(t) is False or t in unselected:
-                pointers.append((t_diff, self.store.get(obj_id, t, pending=False).obj_ptr))
-        return model.assemble_memory(spatial, pointers, self.num_frames)
+        pointers += [(position, self.store.get(obj_id, t, pending=False).obj_ptr) for t, position in choice.pointers]
+        return model.assemble_memory(spatial, pointers, self.num_frames, pointer_normaliser=choice.pointer_normaliser)
 
     def _stored_memory(self, obj_id: int, idx: int) -> torch.Tensor:
         record = self.store.get(obj_id, idx, pending=False)
@@ -898,6 +905,8 @@ class VideoSession:
         finally:
             self._prefetcher.stop()
             self._prefetcher = None
+            if not self._closed:
+                self._save_prompts()  # with each object's memory-mode state
 
     def _track_frame(self, idx: int, reverse: bool, only: frozenset[int] | None = None) -> FrameResult:
         """Track every object (or those in `only`) on one frame; objects whose memory banks have the
@@ -961,7 +970,10 @@ class VideoSession:
                 best_iou=heads.best_iou[i : i + 1],
             )
             record = self._record_from_heads(one, keyframe=False, tracked=True, reverse=reverse)
-            out[obj_id] = replace(record, memory=self._stored_bfloat16(encoded[i : i + 1]))
+            tracked = TrackedFrame(obj_id=obj_id, frame=idx, reverse=reverse, heads=one, lowres=record.lowres,
+                                   video_size=(self.height, self.width), config=model.config)
+            data = self.memory_mode.frame_data(tracked, self._mode_states[obj_id])
+            out[obj_id] = replace(record, memory=self._stored_bfloat16(encoded[i : i + 1]), data=data)
         return out
 
     def _stored_bfloat16(self, memory: torch.Tensor) -> torch.Tensor:
@@ -1064,6 +1076,7 @@ class VideoSession:
                         for idx, (c, lab) in sorted(self._points[obj_id].items())
                     },
                     "locks": [[a, b] for a, b in _runs(self._locks[obj_id])],
+                    "memory_state": self._mode_states[obj_id],
                 }
                 for obj_id in self._objects
             ]
@@ -1074,6 +1087,7 @@ class VideoSession:
         prompts: dict[int, dict[int, Prompt]] = {}
         points: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
         locks: dict[int, set[int]] = {}
+        states: dict[int, ObjectState] = {}
         for entry in meta["objects"]:
             obj_id = int(entry["obj_id"])
             objects[obj_id] = self._objects.get(obj_id) or ObjectIndex()
@@ -1084,7 +1098,9 @@ class VideoSession:
                 for idx, c in entry["clicks"].items()
             }
             locks[obj_id] = {i for a, b in entry["locks"] for i in range(int(a), int(b) + 1)}
+            states[obj_id] = entry["memory_state"] if "memory_state" in entry else self.memory_mode.new_state()
         self._objects, self._prompts, self._points, self._locks = objects, prompts, points, locks
+        self._mode_states = states
 
     def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
         if isinstance(self.store, DiskStore):
@@ -1107,6 +1123,7 @@ class VideoSession:
                 else:
                     obj.committed.pop(idx, None)
                     obj.tracked.pop(idx, None)
+                    obj.data.pop(idx, None)
             return
         record = decode_record(data).to(self.model.device)
         if record.memory is not None and self._policy.bfloat16_on_host:
@@ -1121,6 +1138,10 @@ class VideoSession:
                     obj.tracked[idx] = record.reverse
                 else:
                     obj.tracked.pop(idx, None)
+                if record.data:
+                    obj.data[idx] = record.data
+                else:
+                    obj.data.pop(idx, None)
 
     def history_flush(self) -> None:
         self.store.flush()
@@ -1152,6 +1173,7 @@ class VideoSession:
                         for idx, (c, lab) in sorted(self._points[obj_id].items())
                     },
                     "locks": [[self._number(a), self._number(b)] for a, b in _runs(self._locks[obj_id])],
+                    "memory_state": self._mode_states[obj_id],
                 }
                 for obj_id in self._objects
             ],
@@ -1241,6 +1263,8 @@ class VideoSession:
                 self._points[obj_id][int(idx)] = (coords, labels)
             for first, last in entry.get("locks", []):
                 self._locks[obj_id].update(range(self._index(int(first)), self._index(int(last)) + 1))
+            if "memory_state" in entry:
+                self._mode_states[obj_id] = entry["memory_state"]
         # the records are the truth about what was tracked: they are written as frames are tracked,
         # so a session killed mid-propagation resumes with every frame it finished
         for obj_id, idx, pending, flags in self.store.scan():
@@ -1253,6 +1277,8 @@ class VideoSession:
                 obj.committed[idx] = flags["keyframe"]
                 if flags["tracked"]:
                     obj.tracked[idx] = flags["reverse"]
+                if flags.get("data"):
+                    obj.data[idx] = flags["data"]
 
     def prompts(self) -> dict[int, dict[int, dict[str, Any]]]:
         """Every object's prompts by plate frame number, in plate pixels (for export to a sidecar)."""

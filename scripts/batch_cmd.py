@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import DEFAULT_MODEL, add_colour_arguments, add_model_arguments, colour_from_args
+from .common import DEFAULT_MODEL, add_colour_arguments, add_memory_argument, add_model_arguments, colour_from_args
 
 if TYPE_CHECKING:
     from samroto.core.sidecar import ModelSpec
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missing", choices=["error", "hold", "skip"], default="error",
                         help="frames missing from an image sequence: error (default: the shot fails, listing "
                              "them), hold (use the previous frame's picture), skip (no matte for them)")
+    add_memory_argument(parser, default=None, default_help="default: each sidecar's session.memory_mode, else sam2")
     parser.add_argument("--keep-state", action="store_true",
                         help="keep each finished shot's session state under <out>/.samroto/")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
@@ -170,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     options = BatchOptions(out_dir=str(args.out.resolve()), format=args.format, soft=not args.binary,
                            restart=args.overwrite, keep_state=args.keep_state, threads=args.threads,
                            refine_edges=args.refine_edges, smooth_edges=args.smooth_edges, missing=args.missing,
-                           colour=colour.to_dict() if colour is not None else None, matting=args.matting)
+                           colour=colour.to_dict() if colour is not None else None, matting=args.matting,
+                           memory_mode=args.memory)
 
     def on_result(result: "ShotResult") -> None:
         # each shot as it ends (stderr); quiet: only the summary lists the shots

@@ -125,6 +125,12 @@ class BatchOptions:
     flat: bool = False  # mattes straight in out_dir (`samroto matte`) instead of out_dir/<shot>/
     matting: str | None = None  # learned matting pass for shots whose sidecar names none (session.matting)
     layered_exr: bool = False  # also one EXR per frame with every object's alpha as <object>.A
+    memory_mode: str | None = None  # every shot's memory mode (core.memory_modes); None: each sidecar's own
+
+
+def shot_memory_mode(sidecar: "Sidecar", options: BatchOptions) -> str:
+    """The memory mode a shot tracks with: the batch's, else its sidecar's (default exact SAM 2)."""
+    return options.memory_mode or sidecar.session.memory_mode
 
 
 @dataclass
@@ -158,6 +164,7 @@ def shot_manifest(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions,
     data = sidecar.to_dict()
     data["shot"]["plate"] = sidecar.plate_path  # the same file, however the sidecar names it
     data.pop("metadata", None)  # notes do not change mattes
+    data.get("session", {}).pop("memory_mode", None)  # the mode the shot runs with is recorded below
     manifest = {
         "sidecar": data,
         "model": model.identity,
@@ -178,6 +185,9 @@ def shot_manifest(sidecar: "Sidecar", model: ModelChoice, options: BatchOptions,
         manifest["matting"] = matting
     if options.layered_exr:
         manifest["layered_exr"] = True
+    memory_mode = shot_memory_mode(sidecar, options)
+    if memory_mode != "sam2":
+        manifest["memory_mode"] = memory_mode
     return manifest
 
 
@@ -386,7 +396,8 @@ class ShotRunner:
                 frames.close()
                 frames = open_plate()
             else:
-                if sorted(session.obj_ids) == sorted(obj.obj_id for obj in sidecar.objects):
+                if (sorted(session.obj_ids) == sorted(obj.obj_id for obj in sidecar.objects)
+                        and session.options.memory_mode == shot_memory_mode(sidecar, self.options)):
                     return session, True
                 session.close()  # closes the frames too
                 frames = open_plate()
@@ -403,6 +414,7 @@ class ShotRunner:
             non_overlap_masks=sidecar.session.non_overlap_masks,
             precision=self.precision,
             image_size=self.options.image_size,
+            memory_mode=shot_memory_mode(sidecar, self.options),
             history_steps=0,  # headless: nothing to undo, so no journal written per frame
         )
         try:

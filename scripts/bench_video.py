@@ -5,7 +5,8 @@ Prints, for the tiny configuration at 1024 with random weights by default:
 - first-mask latency: opening a session on a long plate (1000 frames made from the clip) and getting the
   first mask;
 - propagation time per frame for 1 and 3 objects, and peak RSS after 50 frames and at the end;
-- the preview speed-up (tracking at 512 instead of 1024).
+- the preview speed-up (tracking at 512 instead of 1024);
+- with `--memory MODE`: propagation per frame in that memory mode beside exact SAM 2, for each object count.
 Each measurement that reports memory runs in its own process, so peak RSS is its own.
 """
 
@@ -36,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview-size", type=int, default=512, help="internal size of the preview mode")
     parser.add_argument("--long-plate", type=int, default=1000, help="length of the plate for first-mask latency")
     parser.add_argument("--compile", action="store_true", help="torch.compile image encoder and memory attention")
+    parser.add_argument("--memory", default="sam2", metavar="MODE",
+                        help="also measure propagation in this memory mode, beside exact SAM 2 (sam2, presence, ...)")
     parser.add_argument(
         "--only",
         choices=["latency", "propagate", "preview"],
@@ -129,7 +132,7 @@ def _measure_propagation(args: argparse.Namespace, objects: int) -> dict:
     model = _load(args)
     source = open_frames(str(args.clip), first=0, last=min(args.frames, 10**9) - 1)
     with tempfile.TemporaryDirectory() as tmp, VideoSession(
-        model, source, precision=args.precision, state_dir=Path(tmp) / "state"
+        model, source, precision=args.precision, state_dir=Path(tmp) / "state", memory_mode=args.memory
     ) as session:
         for obj_id, (x, y) in enumerate(_prompts(source.width, source.height, objects), start=1):
             session.add_points(source.frame_numbers[0], obj_id, [[x, y]], [1])
@@ -144,6 +147,7 @@ def _measure_propagation(args: argparse.Namespace, objects: int) -> dict:
     steady = times[1:] if len(times) > 1 else times  # the first frame is the prompted keyframe
     return {
         "objects": objects,
+        "memory_mode": args.memory,
         "frames": len(times),
         "image_size": model.image_size,
         "s_per_frame": statistics.mean(steady),
@@ -179,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.clip.is_file():
         raise SystemExit(f"no clip at {args.clip}: pass --clip")
+    from samroto.core.memory_modes import UnknownMemoryMode, check_mode
+
+    try:
+        check_mode(args.memory)
+    except UnknownMemoryMode as exc:
+        raise SystemExit(f"--memory: {exc}") from None
 
     print(f"# samroto bench video: {args.model or args.config + ' (random weights)'}, device {args.device}, "
           f"precision {args.precision}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -191,13 +201,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"correction click on a tracked frame: first {lat['correction_first_s'] * 1000:.0f} ms, "
           f"then median {lat['correction_repeat_median_s'] * 1000:.0f} ms")
     full: dict[int, dict] = {}
+    modes = ["sam2"] if args.memory == "sam2" else ["sam2", args.memory]
     for count in [int(c) for c in args.objects.split(",")]:
-        r = _child(args, "propagate", ["--objects", str(count)])
-        full[count] = r
-        rss50 = f"{r['peak_rss_mb_after_50']:.0f} MB" if r["peak_rss_mb_after_50"] else "n/a"
-        print(f"propagation, {count} object(s), {r['frames']} frames at {r['image_size']}: "
-              f"{r['s_per_frame']:.2f} s/frame (median {r['s_per_frame_median']:.2f}); "
-              f"peak RSS after 50 frames {rss50}, at the end {r['peak_rss_mb_end']:.0f} MB")
+        for mode in modes:
+            r = _child(args, "propagate", ["--objects", str(count), "--memory", mode])
+            rss50 = f"{r['peak_rss_mb_after_50']:.0f} MB" if r["peak_rss_mb_after_50"] else "n/a"
+            if mode == "sam2":
+                full[count] = r
+                beside = ""
+            else:
+                beside = f" ({r['s_per_frame'] / full[count]['s_per_frame']:.2f}x exact SAM 2)"
+            print(f"propagation, memory {mode}, {count} object(s), {r['frames']} frames at {r['image_size']}: "
+                  f"{r['s_per_frame']:.3f} s/frame (median {r['s_per_frame_median']:.3f}){beside}; "
+                  f"peak RSS after 50 frames {rss50}, at the end {r['peak_rss_mb_end']:.0f} MB")
     first = min(full)
     preview = _child(args, "preview", ["--objects", str(first), "--image-size", str(args.preview_size)])
     print(f"PREVIEW at {preview['image_size']}, {first} object(s): {preview['s_per_frame']:.2f} s/frame, "

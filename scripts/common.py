@@ -148,6 +148,21 @@ def add_matting_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also write one EXR per frame holding every object's alpha as <object>.A")
 
 
+def memory_modes_help() -> str:
+    """The memory modes and when to use each, for `--memory` help texts."""
+    from samroto.core.memory_modes import explanations
+
+    return "; ".join(f"{name}: {line.rstrip('.')}" for name, line in explanations().items())
+
+
+def add_memory_argument(parser: argparse.ArgumentParser, *, default: str | None, default_help: str) -> None:
+    """`--memory MODE`: which tracked frames enter each object's memory (samroto.core.memory_modes)."""
+    from samroto.core.memory_modes import mode_names
+
+    parser.add_argument("--memory", choices=mode_names(), default=default, metavar="MODE",
+                        help=f"which tracked frames enter memory ({default_help}). {memory_modes_help()}")
+
+
 def matting_error(args: argparse.Namespace) -> str | None:
     """Why `--matting` cannot run (a missing or unknown checkpoint, with how to get it), or None."""
     if not getattr(args, "matting", None):

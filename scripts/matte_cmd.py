@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import (add_colour_arguments, add_matting_arguments, add_model_arguments, colour_from_args, matting_error,
+from .common import (add_colour_arguments, add_matting_arguments, add_memory_argument, add_model_arguments,
+                     colour_from_args, matting_error,
                      parse_box, parse_xy)
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-edges", action="store_true",
                         help="snap the mattes to the plate's edges at full resolution (guided filter)")
     parser.add_argument("--smooth-edges", action="store_true", help="calm edge chatter from frame to frame")
+    add_memory_argument(parser, default="sam2", default_help="default sam2, exact SAM 2")
     parser.add_argument("--quiet", action="store_true", help="no progress (results and errors are still printed)")
     parser.add_argument("--review", action="store_true",
                         help="also write <out>/<name>_review.html: confidence plots and the frames to review")
@@ -235,7 +237,7 @@ def _sidecar(args: argparse.Namespace, shot: str, frame: int, points: list[tuple
                       colour=colour.to_dict() if colour is not None else None),
         objects=[ObjectPrompts(obj_id=1, prompts=[prompt])],
         model=ModelSpec(checkpoint=args.model, config=args.config),
-        session=SessionSettings(fill_hole_area=args.fill_holes),
+        session=SessionSettings(fill_hole_area=args.fill_holes, memory_mode=args.memory),
         source="the command line",
     )
 

@@ -81,7 +81,9 @@ class Engine(Protocol):
     def open_frames(self, plate: Any, first: Optional[int], last: Optional[int],
                     view: Optional[dict] = None) -> Any: ...
     def pushed_frames(self, folder: Path, frame_numbers: Sequence[int], height: int, width: int) -> Any: ...
-    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike: ...
+    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None,
+                       memory_mode: Optional[str] = None) -> SessionLike: ...
+    def memory_modes(self) -> "dict[str, str]": ...
     def reopen_session(self, state_dir: Path, frames: Any) -> SessionLike: ...
     def check_track_resolution(self, size: int) -> None: ...
     def matte_writer(self, out_dir: Path, name: str, fmt: str, *, frames: Any = None,
@@ -170,13 +172,20 @@ class ModelEngine:
 
         return PushedFrames(folder, int(frame_numbers[0]), int(frame_numbers[-1]), height, width)
 
-    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike:
+    def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None,
+                       memory_mode: Optional[str] = None) -> SessionLike:
         from ...core.video_session import SessionOptions, VideoSession
 
         options = SessionOptions().with_overrides(history_steps=self.history_steps, history_max_mb=self.history_max_mb)
         # the model already sits on the device; the session follows it
         return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size,
-                            options=options)
+                            options=options, memory_mode=memory_mode)
+
+    def memory_modes(self) -> "dict[str, str]":
+        """Memory mode name -> when to use it (the default first)."""
+        from ...core.memory_modes import explanations
+
+        return explanations()
 
     def check_track_resolution(self, size: int) -> None:
         """A preview resolution the model can run at (a multiple of 32, below its own)."""

@@ -292,6 +292,10 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
         except ValueError as exc:
             raise bad(str(exc)) from None
     matting = _matting_choice(ctx, body, None)
+    memory_mode = get_field(body, "memory_mode", str, "sam2")
+    modes = ctx.backend.memory_modes()
+    if memory_mode not in modes:
+        raise bad("unknown memory_mode %r; valid: %s" % (memory_mode, ", ".join(modes)))
     max_frames = ctx.limits.max_frames
     if first is not None and last is not None:
         if first > last:
@@ -322,7 +326,7 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
         record = ctx.registry.new_record(name=name, plate=plate, numbers=list(frames.frame_numbers),
                                          height=frames.height,
                               width=frames.width, matte_dir=matte_dir, matte_format=matte_format, source=source,
-                              track_resolution=track_resolution, matting=matting)
+                              track_resolution=track_resolution, matting=matting, memory_mode=memory_mode)
         record.frames = frames
     elif isinstance(plate, dict) and plate.get("kind") == "pushed":
         first_p, last_p = get_int(plate, "first"), get_int(plate, "last")
@@ -339,7 +343,7 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
         record = ctx.registry.new_record(name=slug(given, is_path=False) if given else "pushed", plate=spec,
                                          numbers=numbers,
                               height=height, width=width, matte_dir=matte_dir, matte_format=matte_format,
-                              track_resolution=track_resolution, matting=matting)
+                              track_resolution=track_resolution, matting=matting, memory_mode=memory_mode)
         (record.folder / PUSHED_DIR).mkdir()
         record.frames = ctx.backend.pushed_frames(record.folder / PUSHED_DIR, numbers, height, width)
     else:
@@ -347,7 +351,9 @@ def _open_session(ctx: HandlerContext, job: Job) -> tuple:
                    "{'kind': 'pushed', 'first', 'last', 'height', 'width'}")
     ctx.registry.make_room(record)
     try:
-        kwargs = {"image_size": track_resolution} if track_resolution is not None else {}
+        kwargs: dict = {"image_size": track_resolution} if track_resolution is not None else {}
+        if memory_mode != "sam2":
+            kwargs["memory_mode"] = memory_mode
         record.session = ctx.backend.create_session(record.frames, record.folder / STATE_DIR, **kwargs)
         record.live.save()
     except Exception:

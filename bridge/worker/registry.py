@@ -102,7 +102,8 @@ class SessionRegistry:
 
     def new_record(self, *, name: str, plate: Any, numbers: Sequence[int], height: int, width: int,
                    matte_dir: Optional[str], matte_format: str, source: Optional[dict] = None,
-                   track_resolution: Optional[int] = None, matting: Optional[str] = None) -> SessionRecord:
+                   track_resolution: Optional[int] = None, matting: Optional[str] = None,
+                   memory_mode: str = "sam2") -> SessionRecord:
         """A new session folder (private: 0700) and its `session.json`."""
         if not len(numbers):
             raise bad("the plate has no frames")
@@ -117,7 +118,7 @@ class SessionRegistry:
                                last=int(numbers[-1]), frame_count=len(numbers), height=int(height),
                                width=int(width), matte_dir=matte_dir, matte_format=matte_format,
                                created=time.time(), source=source, folder=folder,
-                               track_resolution=track_resolution, matting=matting)
+                               track_resolution=track_resolution, matting=matting, memory_mode=memory_mode)
         write_json_atomic(folder / SESSION_FILE, record.persisted())
         return record
 

@@ -413,6 +413,8 @@ class Worker:
             "device": self.engine.device,
             "capabilities": list(self.CAPABILITIES),
             "requests": list(protocol.REQUEST_TYPES),
+            # memory modes a session may be opened with (`open_session` `memory_mode`), default first
+            "memory_modes": [{"name": name, "explanation": line} for name, line in self._memory_modes().items()],
             "epoch": self.epoch,
             "limits": {"max_message_bytes": limits.max_message_bytes, "max_body_bytes": limits.max_body_bytes,
                        "max_buffers": limits.max_buffers, "max_containers": limits.max_containers,
@@ -424,6 +426,10 @@ class Worker:
             "session_dir": str(self.config.session_dir),
             "pid": os.getpid(),
         })
+
+    def _memory_modes(self) -> dict:
+        modes = getattr(self.engine, "memory_modes", None)
+        return modes() if modes is not None else dict(protocol.MEMORY_MODES[:1])
 
     def _status(self) -> dict:
         status = self.scheduler.status()

@@ -67,6 +67,7 @@ class SessionRecord:
     source: Optional[dict] = None  # the frame source's describe(): how to reopen the plate
     track_resolution: Optional[int] = None  # a PREVIEW session tracks at this internal size
     matting: Optional[str] = None  # the learned matting pass its mattes get by default (vitmatte-small, ...)
+    memory_mode: str = "sam2"  # which tracked frames enter memory (core.memory_modes)
     folder: Path = field(repr=False, default=Path("."))
     session: Optional[SessionLike] = field(repr=False, default=None)
     frames: Any = field(repr=False, default=None)
@@ -88,6 +89,7 @@ class SessionRecord:
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
             "loaded": self.session is not None,
             "track_resolution": self.track_resolution, "preview": self.preview, "matting": self.matting,
+            "memory_mode": self.memory_mode,
             "obj_ids": [int(o) for o in self.session.obj_ids] if self.session is not None else None,
             "propagating": self.stream.request_id if self.stream is not None else None,
             # every colour choice made for the plate (config, colourspace, display, view)
@@ -100,6 +102,7 @@ class SessionRecord:
             "frame_count": self.frame_count, "height": self.height, "width": self.width,
             "matte_dir": self.matte_dir, "matte_format": self.matte_format, "created": self.created,
             "source": self.source, "track_resolution": self.track_resolution, "matting": self.matting,
+            "memory_mode": self.memory_mode,
         }
 
     @property

@@ -280,13 +280,15 @@ class SAM2Model(nn.Module):
         """D*h*w sine encoding of a memory map (the same for every frame)."""
         return self.memory_encoder.position_encoding.encode(height, width, device)
 
-    def pointer_positions(self, relative_positions: list[int], num_frames: int, device: torch.device) -> torch.Tensor:
-        """P*D temporal encodings of object pointers at the given signed/absolute frame distances."""
+    def pointer_positions(self, relative_positions: list[int], num_frames: int, device: torch.device,
+                          normaliser: int | None = None) -> torch.Tensor:
+        """P*D temporal encodings of object pointers at the given signed/absolute frame distances,
+        divided by `normaliser` (default: SAM 2's pointer window)."""
         c = self.config
         if not c.add_tpos_enc_to_obj_ptrs:
             return torch.zeros(len(relative_positions), c.mem_dim, device=device)
         # normalised by the pointer window; note it depends on the shot length below 16 frames
-        t_diff_max = max(min(num_frames, c.max_obj_ptrs_in_encoder) - 1, 1)
+        t_diff_max = max(min(num_frames, c.max_obj_ptrs_in_encoder) - 1, 1) if normaliser is None else normaliser
         positions = torch.tensor(relative_positions, dtype=torch.float32, device=device) / t_diff_max
         dim = c.hidden_dim if c.proj_tpos_enc_in_obj_ptrs else c.mem_dim
         encoding = sine_1d(positions, dim)
@@ -299,6 +301,8 @@ class SAM2Model(nn.Module):
         spatial: list[tuple[torch.Tensor, int]],
         pointers: list[tuple[int, torch.Tensor]],
         num_frames: int,
+        *,
+        pointer_normaliser: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Concatenate a frame's memories into keys for memory attention.
 
@@ -322,7 +326,7 @@ class SAM2Model(nn.Module):
             rel, ptrs = zip(*pointers)
             ptr = torch.stack([p.to(device, non_blocking=True) for p in ptrs], dim=1).to(self.dtype)  # B*P*C
             b, p, hidden = ptr.shape
-            pos = self.pointer_positions(list(rel), num_frames, device).to(self.dtype)  # P*D
+            pos = self.pointer_positions(list(rel), num_frames, device, pointer_normaliser).to(self.dtype)  # P*D
             split = hidden // c.mem_dim
             # each pointer becomes `split` consecutive tokens of mem_dim, sharing its temporal position
             tokens.append(ptr.reshape(b, p * split, c.mem_dim))

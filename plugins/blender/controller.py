@@ -370,6 +370,7 @@ class SessionArgs:
     colour: plates.ClipColour = field(default_factory=plates.ClipColour)  # how Blender shows the clip
     objects: Tuple[int, ...] = ()  # the clip's object ids (the worker's others are removed on sync)
     sync: bool = False  # compare the worker's prompts with `prompts` before using the session
+    memory_mode: str = "sam2"  # which tracked frames enter memory (chosen when the session opens)
 
 
 def _with_session(connection: remote.Connection, args: SessionArgs, work: Callable[[RemoteSession], Any]) -> Any:
@@ -394,7 +395,8 @@ def _session(connection: remote.Connection, args: SessionArgs) -> RemoteSession:
     # no session name: the worker names the session and the matte files after the plate (`shot_obj1_matte.####.png`)
     session, resumed = remote.open_session(connection.client, args.plate, session_id=args.session_id,
                                            matte_dir=args.matte_dir, matte_format=args.matte_format,
-                                           track_resolution=args.track_resolution, colour=args.colour)
+                                           track_resolution=args.track_resolution, colour=args.colour,
+                                           memory_mode=args.memory_mode)
     info = dict(session.info)
     tasks.post(lambda: _session_opened(args.key, info))
     # a new session, or one resumed after a restart, a file load or an undo: it must hold what is drawn
@@ -442,6 +444,9 @@ def _session_opened(key: str, info: Dict[str, Any]) -> None:
         _forget_results(clip)  # the other kind's mattes, images and layers must not pass for this one's
     state.preview_session = preview
     state.track_resolution = int(info.get("track_resolution") or 0)
+    mode = str(info.get("memory_mode") or "sam2")
+    if mode in {item[0] for item in remote.memory_mode_items()}:
+        state.memory_mode = mode  # a resumed session keeps its mode
     known = {item.obj_id for item in state.objects}
     for obj_id in info.get("obj_ids") or []:  # objects of a resumed session made elsewhere
         if int(obj_id) not in known:
@@ -457,7 +462,8 @@ def _session_args(clip: bpy.types.MovieClip) -> SessionArgs:
     track_resolution = int(state.preview_resolution) if state.preview_mode else None
     return SessionArgs(state.key, plate, state.session_id, override, state.matte_format, state.prompts,
                        track_resolution, clip_colour(clip, bpy.context.scene),
-                       tuple(item.obj_id for item in state.objects), state.key in runtime.needs_sync)
+                       tuple(item.obj_id for item in state.objects), state.key in runtime.needs_sync,
+                       memory_mode=str(state.memory_mode))
 
 
 def clip_colour(clip: bpy.types.MovieClip, scene: Optional[bpy.types.Scene]) -> plates.ClipColour:

@@ -130,6 +130,7 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
         col = layout.column()
         col.enabled = not state.session_id  # both are fixed when the session opens
         col.prop(state, "matte_format")
+        col.prop(state, "memory_mode")
         col.prop(state, "matte_dir_override")
 
 

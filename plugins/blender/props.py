@@ -6,7 +6,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty,
                        IntProperty, PointerProperty, StringProperty)
 
-from .remote import DEFAULT_ADDRESS, Settings
+from .remote import DEFAULT_ADDRESS, Settings, memory_mode_items
 
 ADDON_PACKAGE = __package__ or "samroto"
 
@@ -123,6 +123,9 @@ class SamrotoClipState(bpy.types.PropertyGroup):
                 "matte's edge band on the worker (needs `samroto download vitmatte-small` there)"),
                ("vitmatte-base", "ViTMatte base", "Like small, slower, finer (needs `samroto download vitmatte-base`)")],
         description="Learned matting pass the worker runs on the mattes it writes (hair, motion blur, soft edges)")
+    memory_mode: EnumProperty(  # type: ignore[valid-type]
+        name="Memory", default="sam2", items=memory_mode_items(),
+        description="Which tracked frames enter each object's memory (chosen when the session is opened)")
     auto_results: BoolProperty(  # type: ignore[valid-type]
         name="Load mattes after tracking",
         description="After each propagation load the matte images (the Mask shapes are built on request: Build "

@@ -259,15 +259,26 @@ def describe(exc: BaseException) -> str:
 # Sessions, prompts, propagation, shapes
 
 
+MEMORY_MODE_LABELS = {"sam2": "Exact SAM 2", "presence": "Presence"}
+
+
+def memory_mode_items() -> List[Tuple[str, str, str]]:
+    """(identifier, label, explanation) of every memory mode, the default first (a Blender enum's items)."""
+    return [(name, MEMORY_MODE_LABELS.get(name, name.replace("-", " ").capitalize()), explanation)
+            for name, explanation in protocol.MEMORY_MODES]
+
+
 def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name: Optional[str] = None,
                  matte_dir: Optional[str] = None, matte_format: str = "png",
                  track_resolution: Optional[int] = None,
-                 colour: Optional[ClipColour] = None) -> Tuple[RemoteSession, bool]:
+                 colour: Optional[ClipColour] = None,
+                 memory_mode: str = protocol.DEFAULT_MEMORY_MODE) -> Tuple[RemoteSession, bool]:
     """Resume the clip's session when the worker still has it (and it is of the kind asked for),
     else open a new one. Returns (session, resumed). `matte_format`: "png" (16-bit grey, which
     Blender reads exactly) or "exr" (half-float alpha only: Blender leaves the colour channels of
     such files undefined). `track_resolution`: open a PREVIEW session tracking at that size.
-    `colour`: the clip's colourspace and the scene's view, for the worker's OpenColorIO."""
+    `colour`: the clip's colourspace and the scene's view, for the worker's OpenColorIO.
+    `memory_mode`: which tracked frames enter memory (a session in another mode is not resumed)."""
     colour = colour or ClipColour()
     if session_id:
         try:
@@ -276,7 +287,8 @@ def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name
             pass
         else:
             # a preview must not stand in for the final session, nor the other way round
-            same_kind = (session.info.get("track_resolution") or None) == track_resolution
+            same_kind = ((session.info.get("track_resolution") or None) == track_resolution
+                         and (session.info.get("memory_mode") or protocol.DEFAULT_MEMORY_MODE) == memory_mode)
             same_frames = plate.kind == MOVIE or (session.first, session.last) == (plate.first, plate.last)
             if same_frames and same_kind and _same_colour(session.info, colour):
                 return session, True
@@ -286,7 +298,10 @@ def open_session(client: Client, plate: ClipPlate, *, session_id: str = "", name
         return client.open_session(plate.pattern, first, last, name=name, matte_dir=matte_dir,
                                    matte_format=matte_format, track_resolution=track_resolution,
                                    ocio=colour.config or None, colorspace=colour.colorspace or None,
-                                   display=colour.display or None, view=colour.view or None), False
+                                   display=colour.display or None, view=colour.view or None,
+                                   # only when chosen: a worker that predates memory modes still opens the rest
+                                   memory_mode=None if memory_mode == protocol.DEFAULT_MEMORY_MODE else memory_mode,
+                                   ), False
     except RemoteError as exc:
         raise AddonError("The worker cannot open %s (frames %d-%d): %s" % (plate.pattern, plate.first, plate.last,
                                                                           exc.message)) from None
@@ -305,8 +320,11 @@ def _same_colour(info: Dict[str, Any], colour: ClipColour) -> bool:
 def open_final_session(client: Client, plate: ClipPlate, preview: RemoteSession, *, matte_dir: Optional[str] = None,
                        matte_format: str = "png", colour: Optional[ClipColour] = None) -> RemoteSession:
     """A full-resolution session on the preview's plate holding the preview's prompts (propagate
-    it for the final mattes). The preview session stays on the worker as it was."""
-    final, _ = open_session(client, plate, matte_dir=matte_dir, matte_format=matte_format, colour=colour)
+    it for the final mattes), tracking with the preview's memory mode. The preview session stays on
+    the worker as it was."""
+    memory_mode = str(preview.info.get("memory_mode") or protocol.DEFAULT_MEMORY_MODE)
+    final, _ = open_session(client, plate, matte_dir=matte_dir, matte_format=matte_format, colour=colour,
+                            memory_mode=memory_mode)
     try:
         final.import_prompts(preview.export_prompts())
     except RemoteError as exc:

@@ -3,6 +3,7 @@ stores) and the files a step wrote bit for bit; history is bounded, reopens, and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -106,6 +107,30 @@ def test_undo_after_a_span_retrack_restores_every_record_and_matte(micro: SAM2Mo
         assert not session.frame_output(1, CORRECTED).keyframe
         # and tracking goes on from there as if the correction had never been made
         list(session.propagate(0, max_frames=2))
+
+
+@pytest.mark.parametrize("mode", ["distractor-aware", "presence"])
+def test_undo_restores_the_memory_modes_state_and_frame_data(micro: SAM2Model, tmp_path: Path, mode: str) -> None:
+    with new_session(micro, tmp_path, "disk", memory_mode=mode) as session:
+        session.add_points(1, 1, [[80, 60]], [1])
+        session.add_points(7, 1, [[70, 55]], [1])
+        list(session.propagate(1))
+
+        def mode_state() -> Any:
+            return json.dumps([session._mode_states, {o: obj.data for o, obj in session._objects.items()}],
+                              sort_keys=True, default=str)
+
+        before, before_mode = state(session), mode_state()
+        session.add_points(CORRECTED, 1, [[60, 50], [20, 100]], [1, 0])
+        list(session.propagate(CORRECTED, span=True))
+        after, after_mode = state(session), mode_state()
+        assert after["records"] != before["records"]
+        session.undo()
+        session.undo()
+        assert state(session) == before and mode_state() == before_mode
+        session.redo()
+        session.redo()
+        assert state(session) == after and mode_state() == after_mode
 
 
 def test_history_reopens_with_the_session_and_undoes_bit_identically(micro: SAM2Model, tmp_path: Path) -> None:

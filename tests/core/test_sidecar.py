@@ -114,6 +114,9 @@ def test_mask_rle_errors_name_the_field() -> None:
          r"prompts\[0\]: a mask prompt stands alone"),
         (lambda d: d.update(model={"checkpoint": ""}), r"model\.checkpoint: expected"),
         (lambda d: d.update(session={"fill_hole_area": -1}), r"session\.fill_hole_area: expected an integer >= 0"),
+        (lambda d: d.update(session={"memory_mode": "crowds"}),
+         r"session\.memory_mode: unknown memory mode 'crowds'; valid: sam2, presence"),
+        (lambda d: d.update(session={"memory_mode": ["presence"]}), r"session\.memory_mode: a memory mode is a name"),
     ],
 )
 def test_bad_sidecars_are_refused_naming_the_field(tmp_path: Path, edit, message: str) -> None:  # noqa: ANN001
@@ -297,3 +300,13 @@ def test_mask_files_must_be_regular_and_inside_the_allowed_folders(tmp_path: Pat
             Sidecar.from_dict(with_mask(path), mask_roots=(inside,))
         texts.add(str(info.value).replace(str(path), "<path>"))
     assert len(texts) == 1  # the same words whether the file exists or not
+
+
+def test_the_memory_mode_is_exported_and_replayed(model: SAM2Model, plate: str, tmp_path: Path) -> None:
+    with VideoSession(model, plate, state_dir=tmp_path / "interactive", memory_mode="presence") as session:
+        session.add_points(102, 1, [[38, 45]], [1])
+        data = session_to_sidecar(session)
+    assert data["session"]["memory_mode"] == "presence"
+    loaded = Sidecar.from_dict(data, source="test")
+    assert loaded.session.memory_mode == "presence"
+    assert "memory_mode" not in Sidecar.from_dict(minimal(), source="test").to_dict()["session"]  # the default

@@ -360,3 +360,26 @@ def test_quiet_batch_names_each_shot_once_strips_names_and_skips_other_json(tmp_
         "sh010_obj1_matte.0001.exr", "sh010_obj1_matte.0002.exr"]
     # a JSON file named on the command line is a job: it fails, it is not skipped
     assert main(["batch", str(jobs / "notes.json"), "--out", str(out), "--quiet", *MICRO]) == 1
+
+
+def test_the_memory_mode_comes_from_the_sidecar_or_the_flag_and_is_part_of_the_fingerprint(
+        shots: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    shutil.copy(shots / "c.json", jobs / "c.json")
+    out = tmp_path / "out"
+    assert main(["batch", str(jobs), "--out", str(out), "--quiet", "--memory", "presence", *MICRO]) == 0
+    manifest = json.loads((out / ".samroto" / "shot_c" / "manifest.json").read_text())["manifest"]
+    assert manifest["memory_mode"] == "presence"
+    # the same mode named by the sidecar instead of the flag: the same run, nothing to do
+    rewrite_json(jobs / "c.json", lambda d: d.setdefault("session", {}).update(memory_mode="presence"))
+    capsys.readouterr()
+    assert main(["batch", str(jobs), "--out", str(out), "--quiet", *MICRO]) == 0
+    assert "0 frames written" in capsys.readouterr().out
+    # exact SAM 2 over mattes made in presence mode: refused unless --restart
+    assert main(["batch", str(jobs), "--out", str(out), "--quiet", "--memory", "sam2", *MICRO]) == 1
+    assert "changed since the mattes" in capsys.readouterr().out
+    # an unknown mode in a sidecar names the field and the valid modes
+    rewrite_json(jobs / "c.json", lambda d: d["session"].update(memory_mode="crowds"))
+    assert main(["batch", str(jobs), "--out", str(tmp_path / "out2"), "--quiet", *MICRO]) == 1
+    assert "session.memory_mode: unknown memory mode 'crowds'; valid: sam2, presence" in capsys.readouterr().out

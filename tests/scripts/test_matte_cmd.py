@@ -315,3 +315,17 @@ def test_colour_flags_are_checked_before_the_model_loads(tmp_path: Path, capsys:
     assert exit_status([*args, "--ocio", "none", "--view", "ACES 2.0 - SDR 100 nits (Rec.709)"]) == 2
     assert "the view is a curve, one of ['srgb', 'rec709', 'linear']" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_matte_memory_mode(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    plate = make_plate(tmp_path / "plate", count=4)
+    out = tmp_path / "mattes"
+    assert main(["matte", plate, "--point", "60,60", "--memory", "presence", "--out", str(out), *MICRO]) == 0
+    assert exr_names(out) == [f"plate_obj1_matte.{f}.exr" for f in range(1001, 1005)]
+    recorded = json.loads((out / ".samroto" / "plate" / "manifest.json").read_text())["manifest"]
+    assert recorded["memory_mode"] == "presence"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["matte", plate, "--point", "60,60", "--memory", "crowds", "--out", str(out), *MICRO])
+    error = capsys.readouterr().err
+    assert "--memory: invalid choice: 'crowds'" in error and "sam2" in error and "presence" in error

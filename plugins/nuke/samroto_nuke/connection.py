@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .plate import UnsupportedInput
 from .prompts import NoPrompts
@@ -39,6 +39,22 @@ def load_client() -> ModuleType:
             "SamRoto cannot load its worker client (%s missing). Reinstall the plug-in with "
             "`python -m samroto.scripts.install_nuke_plugin --dest <folder on NUKE_PATH>`, which bundles the client "
             "and installs pyzmq and msgpack for this Nuke's Python" % missing) from None
+
+
+def load_protocol() -> ModuleType:
+    """The bridge protocol module (stdlib only: loads without pyzmq), bundled or `samroto.bridge.protocol`."""
+    bundled = os.path.join(os.path.dirname(_BUNDLED), "protocol.py")
+    name = __name__.rsplit(".", 1)[0] + ".bridge.protocol" if os.path.isfile(bundled) else "samroto.bridge.protocol"
+    return importlib.import_module(name)
+
+
+def memory_modes() -> List[Tuple[str, str]]:
+    """(name, when to use it) of every memory mode, the default first; exact SAM 2 alone when the
+    client cannot be loaded (the node still builds)."""
+    try:
+        return [(str(name), str(line)) for name, line in load_protocol().MEMORY_MODES]
+    except (ImportError, AttributeError):
+        return [("sam2", "Exact SAM 2.")]
 
 
 class WorkerUnreachable(RuntimeError):

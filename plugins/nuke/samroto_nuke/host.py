@@ -53,7 +53,7 @@ from .roto_plan import RotoPlan
 from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, ALPHA_SOURCES, BOX_ENABLE_KNOB,
                        BOX_KNOB, CLICK_ADDS_KNOB, CLICK_KINDS, ConnectionSettings, DEFAULT_PREVIEW_RESOLUTION,
                        FINAL_KNOB, HOLES_KNOB, HOLE_MODES, MARKER_KNOB, MATTE_DIR_KNOB, MATTING_CHOICES, MATTING_KNOB,
-                       MODE_KNOB, NODE_CLASS_LABEL,
+                       MEMORY_KNOB, MODE_KNOB, NODE_CLASS_LABEL,
                        OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB, PREVIEW_RESOLUTION_KNOB,
                        PREVIEW_TILE_COLOR, PROMPT_SOURCES, PROMPT_SOURCE_KNOB, PluginSettings, PromptLayout,
                        QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB, RANGE_KNOB, RANGE_LAST_KNOB, RANGE_MODES,
@@ -248,6 +248,12 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
                        "worker (it needs the checkpoint: samroto download vitmatte-small)")
     matting.setFlag(nuke.STARTLINE)
     node.addKnob(matting)
+    modes = connection.memory_modes()
+    memory = nuke.Enumeration_Knob(MEMORY_KNOB, "memory", [name for name, _ in modes])
+    memory.setTooltip("which tracked frames enter each object's memory; takes effect when a session opens (the "
+                      "first prompt, Reset session, another plate). " + " ".join("%s: %s" % mode for mode in modes))
+    memory.clearFlag(nuke.STARTLINE)
+    node.addKnob(memory)
     for i, (name, label, action) in enumerate(ACTIONS):
         button = nuke.PyScript_Knob(name, label, "import samroto_nuke.host\n"
                                                  "samroto_nuke.host.on_button(nuke.thisNode(), %r)" % action)
@@ -564,8 +570,10 @@ def read_settings(node: nuke.Node) -> PluginSettings:
     resolution = int(_knob(node, PREVIEW_RESOLUTION_KNOB, nuke.Int_Knob).value())
     matting_knob = node.knob(MATTING_KNOB)  # absent on nodes made before the matting choice existed
     matting = str(matting_knob.value()) if matting_knob is not None else "none"
+    memory_knob = node.knob(MEMORY_KNOB)  # absent on nodes made before memory modes existed
+    memory_mode = str(memory_knob.value()) if memory_knob is not None else "sam2"
     track = TrackSettings(matte_dir=matte_dir, preview_resolution=resolution if preview else None,
-                          matting=None if matting == "none" else matting)
+                          matting=None if matting == "none" else matting, memory_mode=memory_mode)
     address = worker_address(_knob(node, WORKER_KNOB, nuke.String_Knob).value(), load_preferences())
     return PluginSettings(connection=ConnectionSettings(address=address), track=track, roto=roto,
                           layout=_layout(node))

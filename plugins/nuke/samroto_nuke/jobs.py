@@ -299,7 +299,9 @@ class JobRunner:
                                           matte_dir=track.matte_dir, matte_format=track.matte_format,
                                           track_resolution=track.preview_resolution, ocio=job.colour.config or None,
                                           colorspace=job.colour.colorspace or None,
-                                          display=job.colour.display or None, view=job.colour.view or None)
+                                          display=job.colour.display or None, view=job.colour.view or None,
+                                          # only when chosen: a worker that predates memory modes opens the rest
+                                          memory_mode=None if track.memory_mode == "sam2" else track.memory_mode)
             if job.inherit_session_id and job.action != "reset":
                 self._inherit(client, session, job.inherit_session_id)
         self._post(self._observer.session_opened, session.id)  # new or resumed: the node's session now
@@ -338,7 +340,10 @@ class JobRunner:
         final = client.open_session(job.plate.plate, job.plate.first, job.plate.last, name=session_name(job),
                                     matte_dir=track.matte_dir, matte_format=track.matte_format,
                                     ocio=job.colour.config or None, colorspace=job.colour.colorspace or None,
-                                    display=job.colour.display or None, view=job.colour.view or None)
+                                    display=job.colour.display or None, view=job.colour.view or None,
+                                    # the preview's memory mode (only when it is not the default)
+                                    memory_mode=None if preview.info.get("memory_mode", "sam2") == "sam2"
+                                    else str(preview.info["memory_mode"]))
         try:
             result.obj_ids = final.import_prompts(sidecar)
         except Exception:

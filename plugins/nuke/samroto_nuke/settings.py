@@ -33,6 +33,8 @@ PREVIEW_KNOB = "samroto_preview"     # checkbox: new sessions track at a lower r
 PREVIEW_RESOLUTION_KNOB = "samroto_preview_resolution"
 MATTING_KNOB = "samroto_matting"     # menu: a learned matting pass on the mattes' edges ("none" or a model)
 MATTING_CHOICES: Tuple[str, ...] = ("none", "vitmatte-small", "vitmatte-base")
+MEMORY_KNOB = "samroto_memory"       # menu: which tracked frames enter memory (bridge protocol MEMORY_MODES)
+DEFAULT_MEMORY_MODE = "sam2"         # exact SAM 2
 SESSION_RESOLUTION_KNOB = "samroto_session_resolution"  # hidden; the session's preview size (0: final)
 MODE_KNOB = "samroto_mode"           # read-only text line: PREVIEW or final mattes
 FINAL_KNOB = "samroto_final"         # button: full-resolution mattes from a preview's prompts
@@ -144,8 +146,11 @@ class TrackSettings:
     matte_format: str = "exr"
     preview_resolution: Optional[int] = None
     matting: Optional[str] = None  # "vitmatte-small" / "vitmatte-base": production alpha from a matting pass
+    memory_mode: str = DEFAULT_MEMORY_MODE  # for new sessions; the worker checks the name
 
     def __post_init__(self) -> None:
+        if not self.memory_mode:
+            raise ValueError("memory_mode must name a memory mode (sam2, presence, ...)")
         if self.matting is not None and self.matting not in MATTING_CHOICES[1:]:
             raise ValueError("matting must be one of %s, got %r" % (", ".join(MATTING_CHOICES), self.matting))
         if self.preview_resolution is not None and not (self.preview_resolution >= 64

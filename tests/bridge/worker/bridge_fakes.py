@@ -239,8 +239,14 @@ class FakeEngine:
 
     def create_session(self, frames: Any, state_dir: Path, **options: Any) -> FakeSession:
         session = FakeSession(frames, state_dir, self.delay)
+        session.created_with = options
         self.sessions.append(session)
         return session
+
+    def memory_modes(self) -> dict:
+        from samroto.core.memory_modes import explanations
+
+        return explanations()
 
     def reopen_session(self, state_dir: Path, frames: Any) -> FakeSession:
         session = FakeSession.open(state_dir, frames, self.delay)

@@ -517,3 +517,22 @@ def test_an_unwritable_matte_folder_ends_the_stream_with_a_clear_error(fake_work
         assert run.state == "error"
         updates = list(shot.propagate(write_mattes=False))
         assert len(updates) == 12 and all(not u.matte_paths for u in updates)
+
+
+def test_memory_modes_are_offered_in_hello_and_taken_by_open_session(fake_worker: InProcessWorker,
+                                                                     tmp_path: Path) -> None:
+    from samroto.core.memory_modes import explanations
+
+    with _client(fake_worker) as client:
+        modes = client.hello().memory_modes()
+        assert modes == explanations() and list(modes)[0] == "sam2" and "presence" in modes
+        with pytest.raises(BadRequest, match="unknown memory_mode 'nope'; valid: sam2, presence"):
+            client.open_session("fake:plate", 1001, 1012, memory_mode="nope")
+        session = client.open_session("fake:plate", 1001, 1012, matte_dir=str(tmp_path / "m"), memory_mode="presence")
+        assert session.info["memory_mode"] == "presence"
+        assert fake_worker.engine.sessions[-1].created_with == {"memory_mode": "presence"}
+        listed = {s["session"]: s for s in client.list_sessions()}
+        assert listed[session.id]["memory_mode"] == "presence"
+        default = _open(client, tmp_path)
+        assert default.info["memory_mode"] == "sam2"
+        assert fake_worker.engine.sessions[-1].created_with == {}  # exact SAM 2 needs no option

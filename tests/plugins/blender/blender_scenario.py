@@ -430,7 +430,9 @@ def preview_then_final(bpy: Any, args: argparse.Namespace, controller: Any, task
     state.preview_mode = True
     state.auto_shapes = True
     state.preview_resolution = 100
-    out: Dict[str, Any] = {}
+    state.memory_mode = "presence"  # chosen in the panel before the session opens; the final session keeps it
+    out: Dict[str, Any] = {"memory_items": [[item.identifier, item.name, item.description] for item in
+                                            state.bl_rna.properties["memory_mode"].enum_items]}
     job = wait(controller.open_session(bpy.context, clip))
     out["bad_size"] = [job.state, job.error]
     state.preview_resolution = 128  # a multiple of 32 below the micro model's 256
@@ -473,6 +475,8 @@ def preview_then_final(bpy: Any, args: argparse.Namespace, controller: Any, task
             "mask": state.mask_name, "mask_preview": mask.get("samroto_preview") if mask else None,
             "layers": [layer.name for layer in mask.layers] if mask else None,
             "worker_preview": session_is_preview(args.address, state.session_id),
+            "memory_mode": state.memory_mode,
+            "worker_memory_mode": session_info(args.address, state.session_id).get("memory_mode"),
             "worker_frames": frames_with_output(args.address, state.session_id, cup.obj_id, state.first, state.last),
         }
 
@@ -503,6 +507,17 @@ def session_colour(address: str, session_id: str) -> Dict[str, Any]:
     client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
     try:
         return dict(client.resume_session(session_id).info["colour"])
+    finally:
+        client.close()
+
+
+def session_info(address: str, session_id: str) -> Dict[str, Any]:
+    """What the worker itself says about the session."""
+    from samroto.bridge import Client, auth
+
+    client = Client(address, token=auth.read_token(auth.token_path()), timeout=60)
+    try:
+        return dict(client.resume_session(session_id).info)
     finally:
         client.close()
 

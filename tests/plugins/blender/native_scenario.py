@@ -16,6 +16,7 @@ checks. Every observation goes into the JSON file for the test to check.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import json
 import os
@@ -25,6 +26,9 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, Dict, List
+
+# a crash inside Blender prints the Python stack of every thread instead of a bare exit -11
+faulthandler.enable(all_threads=True)
 
 MODULE = "bl_ext.user_default.samroto"
 REPO = Path(__file__).resolve().parents[3]

@@ -273,6 +273,13 @@ def test_a_preview_is_labelled_and_compute_final_mattes_makes_the_final_ones(sce
     assert final["mask"] == preview["mask"][:-len(" (preview)")] and final["mask_preview"] is False
     assert final["build"] == ["done", None] and final["layers"] == ["Cup"]
     assert final["tracked"] == ["%d-%d" % (FIRST, LAST)] and final["worker_frames"] == list(range(FIRST, LAST + 1))
+    # the memory mode chosen in the panel (its items explain each mode) reaches both sessions
+    from samroto.core.memory_modes import explanations
+
+    assert [(item[0], item[2]) for item in run["memory_items"]] == list(explanations().items())
+    assert run["memory_items"][0][1] == "Exact SAM 2"
+    assert (preview["memory_mode"], preview["worker_memory_mode"]) == ("presence", "presence")
+    assert (final["memory_mode"], final["worker_memory_mode"]) == ("presence", "presence")
     # the preview's mask and matte files stay, labelled, beside the final ones
     assert preview["mask"] in run["masks"] and final["mask"] in run["masks"]
     for frame in range(FIRST, LAST + 1):

@@ -273,3 +273,24 @@ def test_started_worker_gets_the_device_setting(remote) -> None:
     assert remote.worker_argv("samroto worker --device=cpu", "cuda")[-1] == "--device=cpu"
     with pytest.raises(remote.AddonError, match="Unknown worker device 'tpu'"):
         remote.worker_argv("samroto worker", "tpu")
+
+
+def test_the_memory_mode_is_offered_and_a_session_is_resumed_only_in_its_mode(
+        remote, plates, fake_worker: InProcessWorker) -> None:
+    from samroto.core.memory_modes import explanations
+
+    items = remote.memory_mode_items()
+    assert [(name, explanation) for name, _, explanation in items] == list(explanations().items())
+    assert items[0][:2] == ("sam2", "Exact SAM 2") and ("presence", "Presence") in [item[:2] for item in items]
+    connection = remote.connect(settings_for(remote, fake_worker))
+    client = connection.client
+    try:
+        presence, resumed = remote.open_session(client, _fake_plate(plates), memory_mode="presence")
+        assert not resumed and presence.info["memory_mode"] == "presence"
+        again, resumed = remote.open_session(client, _fake_plate(plates), session_id=presence.id,
+                                             memory_mode="presence")
+        assert resumed and again.id == presence.id
+        exact, resumed = remote.open_session(client, _fake_plate(plates), session_id=presence.id)
+        assert not resumed and exact.id != presence.id and exact.info["memory_mode"] == "sam2"
+    finally:
+        client.close()

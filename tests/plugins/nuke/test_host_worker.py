@@ -847,3 +847,31 @@ def test_the_reads_colourspace_and_the_viewers_display_and_view_reach_the_worker
         client.close()
     assert colour == {"config": "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3", "colorspace": "ACEScg",
                       "display": "Display P3 - Display", "view": "Un-tone-mapped"}
+
+
+def test_the_memory_menu_reaches_the_preview_and_its_final_session(nuke: object, worker_env: WorkerProcess,
+                                                                  plate: str) -> None:
+    from samroto_nuke.settings import MEMORY_KNOB
+
+    control = fake_nuke.control
+    node = samroto_on(control.make_read(plate, FIRST, LAST, width=WIDTH, height=HEIGHT))
+    node[MEMORY_KNOB].setValue("presence")
+    node[PREVIEW_KNOB].setValue(True)
+    node[PREVIEW_RESOLUTION_KNOB].setValue(128)
+    click(node, 80.0, 60.0)
+    control.current_frame = FIRST
+    assert press(node, "prompts").state == "done"
+
+    def memory_mode() -> str:
+        client = connection.connect(ConnectionSettings())
+        try:
+            return str({str(s["session"]): s for s in client.list_sessions()}[node[SESSION_KNOB].value()]["memory_mode"])
+        finally:
+            client.close()
+
+    preview_id = node[SESSION_KNOB].value()
+    assert memory_mode() == "presence"
+    assert press(node, "forward").state == "done"
+    result = press(node, "final")
+    assert result.state == "done", result.message
+    assert node[SESSION_KNOB].value() != preview_id and memory_mode() == "presence"
