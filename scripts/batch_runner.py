@@ -415,6 +415,7 @@ class ShotRunner:
             precision=self.precision,
             image_size=self.options.image_size,
             memory_mode=shot_memory_mode(sidecar, self.options),
+            history_steps=0,  # headless: nothing to undo, so no journal written per frame
         )
         try:
             apply_prompts(session, sidecar)

@@ -62,7 +62,9 @@ class SessionLike(Protocol):
     def span_frames(self, start: int, obj_id: Optional[int] = None) -> list: ...
     def lock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> Mapping[int, list]: ...
     def unlock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> Mapping[int, list]: ...
-    def frame_result(self, frame: int) -> Any: ...
+    def frame_result(self, frame: int, *, before: bool = False) -> Any: ...
+    # 1.3 (sessions with history): step(label), journal_files(paths), undo(), redo(), history();
+    # handlers reach them with getattr, so sessions without history still serve
     def frame_output(self, obj_id: int, frame: int) -> Any: ...
     def prompts(self) -> Mapping[int, Mapping[int, Any]]: ...
     def save(self) -> None: ...
@@ -92,11 +94,16 @@ class ModelEngine:
     """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
 
     def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None,
-                 colour: Any = None) -> None:
+                 colour: Any = None, history_steps: Optional[int] = None,
+                 history_max_mb: Optional[float] = None) -> None:
         """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it (the checkpoint);
         config: the configuration it was loaded with, when not an official one;
         precision: "float32", or "bfloat16"/"float16" autocast on CUDA;
-        colour: `ColourSettings` for plates whose client leaves them open (the worker's --ocio, ...)."""
+        colour: `ColourSettings` for plates whose client leaves them open (the worker's --ocio, ...);
+        history_steps, history_max_mb: undo steps new sessions keep and the size cap of their journal
+        (None: `SessionOptions`' defaults)."""
+        self.history_steps = history_steps
+        self.history_max_mb = history_max_mb
         self.model = model
         self.colour = colour
         self.model_name = name
@@ -167,11 +174,12 @@ class ModelEngine:
 
     def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None,
                        memory_mode: Optional[str] = None) -> SessionLike:
-        from ...core.video_session import VideoSession
+        from ...core.video_session import SessionOptions, VideoSession
 
+        options = SessionOptions().with_overrides(history_steps=self.history_steps, history_max_mb=self.history_max_mb)
         # the model already sits on the device; the session follows it
         return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size,
-                            memory_mode=memory_mode)
+                            options=options, memory_mode=memory_mode)
 
     def memory_modes(self) -> "dict[str, str]":
         """Memory mode name -> when to use it (the default first)."""
