@@ -623,7 +623,18 @@ def pushed_plate(first: int, last: int, *, width: int, height: int) -> Dict[str,
 
 _CHANGES_SESSION = (protocol.PUSH_FRAMES, protocol.ADD_POINTS, protocol.ADD_BOX, protocol.ADD_MASK,
                     protocol.ADD_STROKE, protocol.CLEAR_PROMPTS, protocol.REMOVE_OBJECT, protocol.RESET,
-                    protocol.CLOSE)
+                    protocol.CLOSE, protocol.UNDO, protocol.REDO)
+
+
+def _history_from(body: Dict[str, Any]) -> Dict[str, Any]:
+    """The wire form of `history` (lists of `{obj_id, ...}`) as dicts keyed by object id."""
+    return {
+        "undo": [str(label) for label in body.get("undo", [])],
+        "redo": [str(label) for label in body.get("redo", [])],
+        "limit": int(body.get("limit", 0)),
+        "keyframes": {int(item["obj_id"]): [int(f) for f in item["frames"]] for item in body.get("keyframes", [])},
+        "locks": {int(item["obj_id"]): [[int(a), int(b)] for a, b in item["ranges"]] for item in body.get("locks", [])},
+    }
 
 
 class RemoteSession:
@@ -790,16 +801,49 @@ class RemoteSession:
             return [self._current.request_id]
         return list(self._request(protocol.CANCEL).body.get("cancelled", []))
 
-    def get_frame(self, frame: int, *, what: str = "mask") -> FrameMattes:
+    def get_frame(self, frame: int, *, what: str = "mask", before: bool = False) -> FrameMattes:
         """A frame's stored outputs as arrays: what="mask" (uint8 0/1), "alpha" (float16) or
-        "logits" (float32), N*H*W in the order of `obj_ids`."""
-        reply = self._request(protocol.GET_FRAME, {"frame": int(frame), "what": what})
+        "logits" (float32), N*H*W in the order of `obj_ids`.
+
+        before: the frame's previous result instead, what the newest step that changed the frame
+        replaced (its objects then, in their order; no objects when no step in the history changed
+        it): toggle it with the current one to compare (workers of protocol 1.3)."""
+        body: Dict[str, Any] = {"frame": int(frame), "what": what}
+        if before:
+            body["before"] = True
+        reply = self._request(protocol.GET_FRAME, body)
         return FrameMattes(frame=int(reply.body.get("frame", frame)), obj_ids=[int(o) for o in reply.body["obj_ids"]],
                            scores=[float(s) for s in reply.body.get("scores", [])], mattes=reply.arrays.get("mattes"))
 
-    def frame_result(self, frame: int) -> FrameMattes:
-        """Like `VideoSession.frame_result`: every object's mask logits on a frame (N*H*W float32)."""
-        return self.get_frame(frame, what="logits")
+    def frame_result(self, frame: int, before: bool = False) -> FrameMattes:
+        """Like `VideoSession.frame_result`: every object's mask logits on a frame (N*H*W float32);
+        `before`: the previous result (see `get_frame`)."""
+        return self.get_frame(frame, what="logits", before=before)
+
+    def history(self) -> Dict[str, Any]:
+        """The session's undo history (workers of protocol 1.3): {"undo": [labels, oldest first],
+        "redo": [labels, next first], "limit": steps kept, "keyframes": {obj_id: [plate frames]},
+        "locks": {obj_id: [[first, last], ...]}}."""
+        return _history_from(self._request(protocol.HISTORY).body)
+
+    def undo(self) -> Dict[str, Any]:
+        """Undo the session's newest step (a prompt change, a lock or unlock, a propagation, a cancelled
+        one too): prompts, keyframes, locks, results and the mattes it wrote go back to what they were.
+        Returns {"step": label, "frames": [plate frames whose results changed], "history": as
+        `history()`}. Raises `BadRequest` (code `bad_request`) when there is nothing to undo; a running
+        propagation of this object is cancelled first (and is then the step undone)."""
+        return self._swap(protocol.UNDO)
+
+    def redo(self) -> Dict[str, Any]:
+        """Redo the step undone last; same reply as `undo`. A new step after an undo drops what could
+        be redone (`BadRequest` "nothing to redo")."""
+        return self._swap(protocol.REDO)
+
+    def _swap(self, mtype: str) -> Dict[str, Any]:
+        reply = self._request(mtype, timeout=max(self.client.timeout, 60.0))
+        self.obj_ids = [int(o) for o in reply.body.get("obj_ids", self.obj_ids)]
+        return {"step": str(reply.body.get("step", "")), "frames": [int(f) for f in reply.body.get("frames", [])],
+                "history": _history_from(reply.body.get("history", {}))}
 
     def write_mattes(self, frames: Optional[Sequence[int]] = None, *, matte_dir: Optional[str] = None,
                      matte_format: Optional[str] = None, refine_edges: bool = False,

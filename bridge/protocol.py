@@ -15,7 +15,8 @@ from typing import Tuple
 # 1.1: every request but `hello` carries the worker's `epoch` (from `hello`) in its signed header,
 # and the connection itself is authenticated (ZAP: PLAIN on loopback, CURVE authorised keys elsewhere).
 # 1.2: `propagate` takes `span` (re-track only what a correction changed), `lock` and `unlock`.
-PROTOCOL_VERSION: Tuple[int, int] = (1, 2)
+# 1.3: `undo`, `redo` and `history`; `get_frame` takes `before` (the result a step replaced).
+PROTOCOL_VERSION: Tuple[int, int] = (1, 3)
 
 
 def version_string(version: Tuple[int, int] = PROTOCOL_VERSION) -> str:
@@ -62,20 +63,23 @@ CLOSE = "close"
 DELETE_SESSION = "delete_session"
 LOCK = "lock"  # 1.2: an object's frames that propagation keeps (tracks through, never rewrites)
 UNLOCK = "unlock"  # 1.2
+UNDO = "undo"  # 1.3: undo the session's newest step (a prompt change, a lock, a propagation)
+REDO = "redo"  # 1.3
+HISTORY = "history"  # 1.3: the steps to undo and redo, keyframes and locked ranges
 PING = "ping"
 
 REQUEST_TYPES: Tuple[str, ...] = (
     HELLO, STATUS, LIST_SESSIONS, OPEN_SESSION, PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK,
     ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET, PROPAGATE, CANCEL, CREDIT, GET_FRAME,
     WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE, DELETE_SESSION, PING,
-    GET_REVIEW, LOCK, UNLOCK,
+    GET_REVIEW, LOCK, UNLOCK, UNDO, REDO, HISTORY,
 )
 
 # Requests that need an open session (header `session` set).
 SESSION_REQUEST_TYPES: Tuple[str, ...] = (
     PUSH_FRAMES, ADD_POINTS, ADD_BOX, ADD_MASK, ADD_STROKE, CLEAR_PROMPTS, REMOVE_OBJECT, RESET,
     PROPAGATE, GET_FRAME, WRITE_MATTES, GET_SHAPES, EXPORT_PROMPTS, IMPORT_PROMPTS, SAVE, CLOSE,
-    GET_REVIEW, LOCK, UNLOCK,
+    GET_REVIEW, LOCK, UNLOCK, UNDO, REDO, HISTORY,
 )
 
 # Replies and stream messages (worker -> client). Every one carries `re`: the request id.

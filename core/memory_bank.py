@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 import queue
 import shutil
 import threading
@@ -105,6 +106,11 @@ class RecordStore(abc.ABC):
     def clear(self) -> None:
         """Forget everything."""
 
+    @abc.abstractmethod
+    def peek_bytes(self, obj_id: int, frame: int, *, pending: bool) -> bytes | None:
+        """A stored record as its file bytes (`encode_record`), or None when absent; leaves the
+        in-memory window as it is (the undo journal reads what a step is about to overwrite)."""
+
     def flush(self) -> None:
         """Make every record durable (no-op in memory)."""
 
@@ -128,6 +134,10 @@ class InMemoryStore(RecordStore):
 
     def delete(self, obj_id: int, frame: int, *, pending: bool) -> None:
         self._records.pop((obj_id, frame, pending), None)
+
+    def peek_bytes(self, obj_id: int, frame: int, *, pending: bool) -> bytes | None:
+        record = self._records.get((obj_id, frame, pending))
+        return None if record is None else encode_record(record)
 
     def delete_object(self, obj_id: int) -> None:
         for key in [k for k in self._records if k[0] == obj_id]:
@@ -171,6 +181,8 @@ class DiskStore(RecordStore):
         )
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
+        # deletions queued and not yet applied: until then a file on disk may be stale
+        self._deletes_queued = 0
 
     def _path(self, obj_id: int, frame: int, pending: bool) -> Path:
         return self.root / f"obj_{obj_id}" / f"{'p' if pending else 'f'}{frame:08d}.rec"
@@ -213,6 +225,9 @@ class DiskStore(RecordStore):
         elif op == "clear":
             for child in self.root.glob("obj_*"):
                 shutil.rmtree(child, ignore_errors=True)
+        if op in ("delete", "delete_object", "clear"):
+            with self._lock:
+                self._deletes_queued -= 1
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -255,6 +270,37 @@ class DiskStore(RecordStore):
             self._evict()
         return record
 
+    def peek_bytes(self, obj_id: int, frame: int, *, pending: bool) -> bytes | None:
+        key = (obj_id, frame, pending)
+        with self._lock:
+            record = self._cache.get(key) or self._unwritten.get(key)
+            stale_files = self._deletes_queued > 0
+        if record is not None:
+            return encode_record(record)
+        if stale_files:
+            self._drain()  # a queued deletion may be about to remove the file
+        try:
+            return self._path(*key).read_bytes()  # the bytes `encode_record` wrote
+        except FileNotFoundError:
+            return None
+
+    def link_record(self, obj_id: int, frame: int, *, pending: bool, dest: Path) -> bool | None:
+        """Hard-link a record's file to `dest` when the file is what the store holds (nothing queued for
+        it): True linked, False no record, None when the bytes must be copied instead (`peek_bytes`).
+        Files are only ever replaced by a rename, never changed in place, so the link keeps the old
+        record whatever is written later: the undo journal costs no copy."""
+        key = (obj_id, frame, pending)
+        with self._lock:
+            if key in self._unwritten or self._deletes_queued > 0:
+                return None
+        try:
+            os.link(self._path(*key), dest)
+            return True
+        except FileNotFoundError:
+            return False if not dest.exists() else None
+        except OSError:
+            return None  # a file system without hard links
+
     def _evict(self) -> None:
         counts: dict[int, int] = {}
         for obj_id, _, _ in self._cache:
@@ -270,6 +316,7 @@ class DiskStore(RecordStore):
         with self._lock:
             self._cache.pop(key, None)
             self._unwritten.pop(key, None)
+            self._deletes_queued += 1
         self._submit("delete", key, None)
 
     def delete_object(self, obj_id: int) -> None:
@@ -278,12 +325,14 @@ class DiskStore(RecordStore):
                 del self._cache[key]
             for key in [k for k in self._unwritten if k[0] == obj_id]:
                 del self._unwritten[key]
+            self._deletes_queued += 1
         self._submit("delete_object", obj_id, None)
 
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
             self._unwritten.clear()
+            self._deletes_queued += 1
         self._submit("clear", None, None)
 
     def flush(self) -> None:
@@ -324,6 +373,12 @@ _DTYPES = {"float32": (np.float32, torch.float32), "bfloat16": (np.uint16, torch
 
 
 def _write_record(path: Path, record: FrameRecord) -> None:
+    # no fsync per frame: a killed process loses nothing the kernel has; `flush()` makes it durable
+    write_bytes_atomic(path, encode_record(record), durable=False)
+
+
+def encode_record(record: FrameRecord) -> bytes:
+    """A record as the bytes of its file (exact: decoding gives the same tensors bit for bit)."""
     tensors = {"lowres": record.lowres, "score": record.score, "obj_ptr": record.obj_ptr}
     if record.memory is not None:
         tensors["memory"] = record.memory
@@ -342,8 +397,7 @@ def _write_record(path: Path, record: FrameRecord) -> None:
         "tracked": record.tracked,
         "reverse": record.reverse,
     }
-    # no fsync per frame: a killed process loses nothing the kernel has; `flush()` makes it durable
-    write_bytes_atomic(path, b"".join([json.dumps(header).encode() + b"\n", *blobs]), durable=False)
+    return b"".join([json.dumps(header).encode() + b"\n", *blobs])
 
 
 def _read_header(path: Path) -> dict:
@@ -352,11 +406,15 @@ def _read_header(path: Path) -> dict:
 
 
 def _read_record(path: Path) -> FrameRecord:
-    data = path.read_bytes()
+    return decode_record(path.read_bytes(), str(path))
+
+
+def decode_record(data: bytes, where: str = "record") -> FrameRecord:
+    """The record `encode_record` made these bytes from (tensors on the CPU)."""
     newline = data.index(b"\n")
     header = json.loads(data[:newline])
     if header.get("format") != RECORD_FORMAT:
-        raise ValueError(f"{path}: record format {header.get('format')} is not {RECORD_FORMAT}")
+        raise ValueError(f"{where}: record format {header.get('format')} is not {RECORD_FORMAT}")
     offset = newline + 1
     tensors: dict[str, torch.Tensor] = {}
     for spec in header["fields"]:

@@ -15,6 +15,7 @@ Frames are addressed by the plate's own frame numbers everywhere in this API.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 from .fileio import write_bytes_atomic, write_json_atomic
 from .frames import ArrayFrames, FrameSource, open_frames
 from .prefetch import FramePrefetcher
-from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore
+from .history import MAX_HISTORY_STEPS, History, HistoryError
+from .memory_bank import DiskStore, FrameRecord, InMemoryStore, ObjectIndex, RecordStore, decode_record
 from .model.sam2 import NO_OBJECT_SCORE, FrameFeatures, HeadOutput, SAM2Model, non_overlapping
 from .model.preprocess import PinnedBuffers, host_pixels, model_input_from_host
 from .model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
@@ -98,10 +100,15 @@ class SessionOptions:
     # "auto": the device's (bf16 autocast on Ampere and later GPUs, fp16 on Volta/Turing, float32
     # elsewhere); or "float32", "bfloat16", "float16" where the device runs it
     precision: str = "auto"
+    # undo steps kept (prompts, locks, propagations; 0: no history); the journal keeps only what
+    # each step overwrote, on disk next to the records
+    history_steps: int = 20
 
     def __post_init__(self) -> None:
         if self.fill_hole_area < 0:
             raise SessionError("fill_hole_area must be >= 0")
+        if not 0 <= self.history_steps <= MAX_HISTORY_STEPS:
+            raise SessionError(f"history_steps must be 0 to {MAX_HISTORY_STEPS}, not {self.history_steps}")
         if self.precision != "auto" and self.precision not in DTYPES:
             raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {self.precision!r}")
         if self.feature_cache_frames < 1:
@@ -137,6 +144,7 @@ class VideoSession:
         feature_cache_frames: int | None = None,
         record_window: int | None = None,
         image_size: int | None = None,
+        history_steps: int | None = None,
     ) -> None:
         """
         frames: a frame source, a video file, an image-sequence pattern (`plate.####.exr`) or an
@@ -158,6 +166,7 @@ class VideoSession:
             feature_cache_frames=feature_cache_frames,
             record_window=record_window,
             precision=precision,
+            history_steps=history_steps,
         )
         try:
             if self.options.precision == "auto":
@@ -212,8 +221,24 @@ class VideoSession:
         # reused page-locked buffers for uploads: frames ahead, the one loading and the one uploading
         self._pinned = PinnedBuffers(PREFETCH_AHEAD + 3) if model.device.type == "cuda" else None
         self._closed = False
+        self._history = self._make_history(keep_in_memory)
         if self.state_dir is not None and not keep_in_memory:
             self._write_manifest()
+
+    def _make_history(self, keep_in_memory: bool) -> History:
+        """The undo journal: in the state folder (it reopens with the session), or, for a session
+        kept in memory, in a private temporary folder removed with the session."""
+        self._remove_history_dir: weakref.finalize | None = None
+        if keep_in_memory:
+            root = Path(tempfile.mkdtemp(prefix="samroto-history-"))
+            self._remove_history_dir = weakref.finalize(self, shutil.rmtree, str(root), True)
+        else:
+            assert self.state_dir is not None
+            root = self.state_dir / "history"
+        try:
+            return History(root, self, limit=self.options.history_steps)
+        except HistoryError as exc:
+            raise SessionError(str(exc)) from None
 
     # --- basic properties ----------------------------------------------------------------------
 
@@ -318,7 +343,8 @@ class VideoSession:
         labs = _as_labels(labels, len(pts))
         if len(pts) == 0:
             raise SessionError("add_points needs at least one point")
-        return self._add_point_prompt(frame, obj_id, pts, labs, box=None, clear=clear)
+        with self._step(f"points on frame {int(frame)} (object {int(obj_id)})"):
+            return self._add_point_prompt(frame, obj_id, pts, labs, box=None, clear=clear)
 
     def add_box(
         self,
@@ -339,7 +365,8 @@ class VideoSession:
             raise SessionError("points and labels must be given together")
         pts = _as_points(points) if points is not None else np.zeros((0, 2), np.float32)
         labs = _as_labels(labels, len(pts)) if labels is not None else np.zeros((0,), np.int32)
-        return self._add_point_prompt(frame, obj_id, pts, labs, box=b, clear=True)
+        with self._step(f"box on frame {int(frame)} (object {int(obj_id)})"):
+            return self._add_point_prompt(frame, obj_id, pts, labs, box=b, clear=True)
 
     def _add_point_prompt(
         self, frame: int, obj_id: int, pts: np.ndarray, labs: np.ndarray, *, box: np.ndarray | None, clear: bool
@@ -386,6 +413,10 @@ class VideoSession:
     def add_mask(self, frame: int, obj_id: int, mask: np.ndarray) -> FrameResult:
         """A mask prompt (H*W at the shot's resolution; non-zero = object). Replaces the frame's prompts."""
         self._check_open()
+        with self._step(f"mask on frame {int(frame)} (object {int(obj_id)})"):
+            return self._add_mask(frame, obj_id, mask)
+
+    def _add_mask(self, frame: int, obj_id: int, mask: np.ndarray) -> FrameResult:
         m = np.asarray(mask)
         if m.ndim != 2:
             raise SessionError(f"a mask prompt is H*W, got shape {m.shape}")
@@ -419,6 +450,10 @@ class VideoSession:
     def clear_prompts(self, frame: int, obj_id: int) -> FrameResult:
         """Remove an object's prompts on a frame; a keyframe becomes an ordinary tracked frame again."""
         self._check_open()
+        with self._step(f"clear prompts on frame {int(frame)} (object {int(obj_id)})"):
+            return self._clear_prompts(frame, obj_id)
+
+    def _clear_prompts(self, frame: int, obj_id: int) -> FrameResult:
         idx = self._index(frame)
         obj = self._object(obj_id)
         obj_id = int(obj_id)
@@ -426,10 +461,11 @@ class VideoSession:
         self._points[obj_id].pop(idx, None)
         prompt = self._prompts[obj_id].pop(idx, None)
         if prompt is not None and prompt.mask_file and self.state_dir is not None:
+            self._history.files_will_change([self.state_dir / prompt.mask_file])
             (self.state_dir / prompt.mask_file).unlink(missing_ok=True)
         if idx in obj.pending:
             obj.pending.discard(idx)
-            self.store.delete(obj_id, idx, pending=True)
+            self._delete_record(obj_id, idx, pending=True)
         if obj.committed.get(idx):
             record = self.store.get(obj_id, idx, pending=False)
             # no longer a keyframe, and no longer counted as tracked (a new prompt here starts afresh)
@@ -465,17 +501,24 @@ class VideoSession:
                 f"object {int(obj_id)} has no settled result on frame {self._number(missing[0])} "
                 f"({len(missing)} frame(s) of the range): propagate before locking"
             )
-        self._locks[int(obj_id)].update(frames)
-        self._save_prompts()
+        with self._step(f"lock {self._range_label(frames)} (object {int(obj_id)})"):
+            self._locks[int(obj_id)].update(frames)
+            self._save_prompts()
         return self.locks()
 
     def unlock(self, obj_id: int, first: int | None = None, last: int | None = None) -> dict[int, list[list[int]]]:
         """Unlock an object's frames `first`..`last` (default: the whole shot)."""
         self._check_open()
         self._object(obj_id)
-        self._locks[int(obj_id)].difference_update(self._frame_range(first, last))
-        self._save_prompts()
+        frames = self._frame_range(first, last)
+        with self._step(f"unlock {self._range_label(frames)} (object {int(obj_id)})"):
+            self._locks[int(obj_id)].difference_update(frames)
+            self._save_prompts()
         return self.locks()
+
+    def _range_label(self, frames: range) -> str:
+        first, last = self._number(frames[0]), self._number(frames[-1])
+        return f"frame {first}" if first == last else f"frames {first}-{last}"
 
     def locks(self) -> dict[int, list[list[int]]]:
         """Locked ranges per object, as [first, last] plate frame numbers (inclusive)."""
@@ -487,11 +530,22 @@ class VideoSession:
 
     def remove_object(self, obj_id: int) -> None:
         self._check_open()
-        self._object(obj_id)
+        obj = self._object(obj_id)
         obj_id = int(obj_id)
+        with self._step(f"remove object {obj_id}"):
+            self._remove_object(obj_id, obj)
+
+    def _remove_object(self, obj_id: int, obj: ObjectIndex) -> None:
         for prompt in self._prompts.get(obj_id, {}).values():
             if prompt.mask_file and self.state_dir is not None:
+                self._history.files_will_change([self.state_dir / prompt.mask_file])
                 (self.state_dir / prompt.mask_file).unlink(missing_ok=True)
+        if self._history.recording:
+            # every record goes: the journal keeps each one (undo brings the object back whole)
+            for idx in obj.pending:
+                self._history.record_will_change(obj_id, idx, True)
+            for idx in obj.committed:
+                self._history.record_will_change(obj_id, idx, False)
         del self._objects[obj_id]
         self._prompts.pop(obj_id, None)
         self._points.pop(obj_id, None)
@@ -500,11 +554,12 @@ class VideoSession:
         self._save_prompts()
 
     def reset(self) -> None:
-        """Forget every object, prompt and tracked frame."""
+        """Forget every object, prompt and tracked frame (one undo step)."""
         self._check_open()
-        for obj_id in list(self._objects):
-            self.remove_object(obj_id)
-        self.store.clear()
+        with self._step("reset"):
+            for obj_id in list(self._objects):
+                self.remove_object(obj_id)
+            self.store.clear()
 
     # --- outputs -------------------------------------------------------------------------------
 
@@ -536,13 +591,19 @@ class VideoSession:
             iou=record.iou_value(),
         )
 
-    def frame_result(self, frame: int) -> FrameResult:
-        """Every object's current output on a frame, at the shot's resolution."""
+    def frame_result(self, frame: int, *, before: bool = False) -> FrameResult:
+        """Every object's current output on a frame, at the shot's resolution.
+
+        before: the frame's previous result instead, what the newest step that changed this frame
+        overwrote (the objects of that time, in their order); no objects when no step in the undo
+        history changed the frame."""
         idx = self._index(frame)
+        if before:
+            return self._before_result(idx)
         records = [self._latest(obj_id, idx) for obj_id in self._objects]
         return self._result(idx, records)
 
-    def _result(self, idx: int, records: list[FrameRecord | None]) -> FrameResult:
+    def _result(self, idx: int, records: list[FrameRecord | None], obj_ids: list[int] | None = None) -> FrameResult:
         """Upsampled to the plate on the device; the frame's one wait for the device is the copy of
         the logits (with scores and IoUs) to the host at the end."""
         n = len(records)
@@ -569,7 +630,7 @@ class VideoSession:
         host_meta = torch.cat(meta)[:n].cpu().numpy()
         return FrameResult(
             frame=self._number(idx),
-            obj_ids=self.obj_ids,
+            obj_ids=self.obj_ids if obj_ids is None else obj_ids,
             logits=host_logits,
             scores=np.ascontiguousarray(host_meta[:, 0]),
             ious=np.ascontiguousarray(host_meta[:, 1]),
@@ -595,6 +656,7 @@ class VideoSession:
         )
 
     def _put(self, obj_id: int, idx: int, record: FrameRecord, *, pending: bool) -> None:
+        self._history.record_will_change(obj_id, idx, pending)
         self.store.put(obj_id, idx, record, pending=pending)
         if not pending:
             self._bank_version[obj_id] = self._bank_version.get(obj_id, 0) + 1
@@ -710,7 +772,7 @@ class VideoSession:
                     reverse=obj.tracked.get(idx, False),
                 )
                 self._put(obj_id, idx, committed, pending=False)
-                self.store.delete(obj_id, idx, pending=True)
+                self._delete_record(obj_id, idx, pending=True)
                 obj.committed[idx] = True
             obj.pending.clear()
             if not any(obj.committed.values()):
@@ -750,13 +812,17 @@ class VideoSession:
                 raise SessionError("span re-tracking goes both ways up to the neighbouring keyframes: "
                                    "max_frames and reverse do not apply")
             steps = self._span_steps(self._index(start), obj_id)
-            self._commit_pending()
+            with self._step(f"span re-track from frame {int(start)}"):
+                self._commit_pending()
+                yield from self._run_steps(steps)
         else:
             if obj_id is not None:
                 raise SessionError("obj_id selects the object of a span re-track (span=True)")
-            self._commit_pending()
-            steps = self._range_steps(start, max_frames, reverse)
-        yield from self._run_steps(steps)
+            where = f"from frame {int(start)}" if start is not None else "from the first keyframe"
+            with self._step(f"propagate {'backward' if reverse else 'forward'} {where}"):
+                self._commit_pending()
+                steps = self._range_steps(start, max_frames, reverse)
+                yield from self._run_steps(steps)
 
     def _range_steps(
         self, start: int | None, max_frames: int | None, reverse: bool
@@ -899,6 +965,158 @@ class VideoSession:
             return to_host_bfloat16(memory, self._policy)
         return memory.to(torch.bfloat16).clone()
 
+    # --- undo and redo -------------------------------------------------------------------------
+
+    def step(self, label: str) -> "contextlib.AbstractContextManager[None]":
+        """Make every change inside one undo step named `label` (e.g. a stroke the caller turns into
+        several prompts); steps inside it join it."""
+        self._check_open()
+        return self._step(label)
+
+    def _step(self, label: str) -> "contextlib.AbstractContextManager[None]":
+        return self._history.step(label)
+
+    def journal_files(self, paths: "Sequence[str | os.PathLike[str]]") -> None:
+        """Files the running step (or the one that just ended) is about to write or remove outside the
+        records, e.g. mattes: undo puts back what they held, and removes those the step created."""
+        self._history.files_will_change([Path(p) for p in paths])
+
+    def undo(self) -> dict[str, Any]:
+        """Undo the newest step: prompts, keyframes, locks, records and journaled files go back to what
+        they were before it. Returns {"step": label, "frames": plate frames whose results changed}."""
+        return self._swap_step(self._history.undo)
+
+    def redo(self) -> dict[str, Any]:
+        """Redo the step undone last (a new step after an undo drops what could be redone)."""
+        return self._swap_step(self._history.redo)
+
+    def _swap_step(self, swap: Any) -> dict[str, Any]:
+        self._check_open()
+        try:
+            label, frames = swap()
+        except HistoryError as exc:
+            raise SessionError(str(exc)) from None
+        self._conditioned.clear()
+        for obj_id in self._objects:
+            self._bank_version[obj_id] = self._bank_version.get(obj_id, 0) + 1
+        self._save_prompts()
+        return {"step": label, "frames": [self._number(i) for i in frames]}
+
+    def history(self) -> dict[str, Any]:
+        """{"undo": labels oldest first, "redo": labels next first, "limit": steps kept,
+        "keyframes": {obj_id: [plate frames]}, "locks": {obj_id: [[first, last], ...]}}."""
+        undo, redo = self._history.labels()
+        keyframes = {obj_id: [self._number(i) for i in sorted(set(obj.keyframes()) | obj.pending)]
+                     for obj_id, obj in self._objects.items()}
+        return {"undo": undo, "redo": redo, "limit": self.options.history_steps, "keyframes": keyframes,
+                "locks": self.locks()}
+
+    def _delete_record(self, obj_id: int, idx: int, *, pending: bool) -> None:
+        self._history.record_will_change(obj_id, idx, pending)
+        self.store.delete(obj_id, idx, pending=pending)
+
+    def _before_result(self, idx: int) -> FrameResult:
+        found = self._history.before(idx)
+        if found is None:
+            empty = np.zeros((0,), np.float32)
+            return FrameResult(frame=self._number(idx), obj_ids=[], logits=np.zeros((0, self.height, self.width),
+                               np.float32), scores=empty, ious=empty.copy())
+        meta, journaled = found
+        obj_ids = [int(entry["obj_id"]) for entry in meta["objects"]]
+
+        def record(obj_id: int, pending: bool) -> FrameRecord | None:
+            if (obj_id, pending) in journaled:
+                data = journaled[(obj_id, pending)]
+                return None if data is None else decode_record(data)
+            # the step left this one as it was, and no later step touched the frame: it is current
+            obj = self._objects.get(obj_id)
+            if obj is None or idx not in (obj.pending if pending else obj.committed):
+                return None
+            return self.store.get(obj_id, idx, pending=pending)
+
+        records = []
+        for obj_id in obj_ids:
+            prompted = record(obj_id, True)
+            records.append(prompted if prompted is not None else record(obj_id, False))
+        return self._result(idx, records, obj_ids)
+
+    # what the journal asks of the session (`history.Journaled`)
+
+    def history_meta(self) -> dict[str, Any]:
+        return {
+            "objects": [
+                {
+                    "obj_id": obj_id,
+                    "prompts": {str(idx): p.to_dict() for idx, p in sorted(self._prompts[obj_id].items())},
+                    "clicks": {
+                        str(idx): {"coords": c[0].tolist(), "labels": lab[0].tolist()}
+                        for idx, (c, lab) in sorted(self._points[obj_id].items())
+                    },
+                    "locks": [[a, b] for a, b in _runs(self._locks[obj_id])],
+                }
+                for obj_id in self._objects
+            ]
+        }
+
+    def history_apply_meta(self, meta: dict[str, Any]) -> None:
+        objects: OrderedDict[int, ObjectIndex] = OrderedDict()
+        prompts: dict[int, dict[int, Prompt]] = {}
+        points: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        locks: dict[int, set[int]] = {}
+        for entry in meta["objects"]:
+            obj_id = int(entry["obj_id"])
+            objects[obj_id] = self._objects.get(obj_id) or ObjectIndex()
+            prompts[obj_id] = {int(idx): Prompt(**p) for idx, p in entry["prompts"].items()}
+            points[obj_id] = {
+                int(idx): (torch.tensor(c["coords"], dtype=torch.float32).reshape(1, -1, 2),
+                           torch.tensor(c["labels"], dtype=torch.int32).reshape(1, -1))
+                for idx, c in entry["clicks"].items()
+            }
+            locks[obj_id] = {i for a, b in entry["locks"] for i in range(int(a), int(b) + 1)}
+        self._objects, self._prompts, self._points, self._locks = objects, prompts, points, locks
+
+    def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
+        return self.store.peek_bytes(obj_id, idx, pending=pending)
+
+    def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
+        if isinstance(self.store, DiskStore):
+            linked = self.store.link_record(obj_id, idx, pending=pending, dest=dest)
+            if linked is not None:
+                return linked
+        data = self.store.peek_bytes(obj_id, idx, pending=pending)
+        if data is None:
+            return False
+        write_bytes_atomic(dest, data, durable=False)
+        return True
+
+    def history_restore_record(self, obj_id: int, idx: int, pending: bool, data: bytes | None) -> None:
+        obj = self._objects.get(obj_id)
+        if data is None:
+            self.store.delete(obj_id, idx, pending=pending)
+            if obj is not None:
+                if pending:
+                    obj.pending.discard(idx)
+                else:
+                    obj.committed.pop(idx, None)
+                    obj.tracked.pop(idx, None)
+            return
+        record = decode_record(data).to(self.model.device)
+        if record.memory is not None and self._policy.bfloat16_on_host:
+            record = replace(record, memory=record.memory.cpu())  # where `_stored_bfloat16` keeps it
+        self.store.put(obj_id, idx, record, pending=pending)
+        if obj is not None:
+            if pending:
+                obj.pending.add(idx)
+            else:
+                obj.committed[idx] = record.keyframe
+                if record.tracked:
+                    obj.tracked[idx] = record.reverse
+                else:
+                    obj.tracked.pop(idx, None)
+
+    def history_flush(self) -> None:
+        self.store.flush()
+
     # --- persistence ---------------------------------------------------------------------------
 
     def _write_manifest(self) -> None:
@@ -938,6 +1156,7 @@ class VideoSession:
         rel = f"masks/obj_{obj_id}_f{self._number(idx)}.png"
         path = self.state_dir / rel
         path.parent.mkdir(exist_ok=True)
+        self._history.files_will_change([path])
         ok, png = cv2.imencode(".png", (mask.astype(bool) * 255).astype(np.uint8))
         if not ok:
             raise SessionError("could not encode the mask prompt as PNG")
@@ -1039,6 +1258,8 @@ class VideoSession:
         self._closed = True
         self._features.clear()
         self.store.close()
+        if self._remove_history_dir is not None:
+            self._remove_history_dir()  # a session kept in memory: its journal goes with it
         if self._owns_state_dir and self._remove_private_dir is not None:
             self._remove_private_dir()
         if not isinstance(self.frames, ArrayFrames):

@@ -403,6 +403,7 @@ class ShotRunner:
             non_overlap_masks=sidecar.session.non_overlap_masks,
             precision=self.precision,
             image_size=self.options.image_size,
+            history_steps=0,  # headless: nothing to undo, so no journal written per frame
         )
         try:
             apply_prompts(session, sidecar)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from samroto.bridge import auth, protocol
+from samroto.core.history import MAX_HISTORY_STEPS
 from samroto.core.sidecar import PromptLimits
 
 from .common import (
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt entries in one imported sidecar (default %(default)s)")
     limits.add_argument("--max-frames", type=int, default=100_000, metavar="N",
                         help="frames in one session's range (default %(default)s)")
+    limits.add_argument("--history-steps", type=int, default=20, metavar="N",
+                        help="undo steps kept per new session, 0 to %d (0: no undo; default %%(default)s)"
+                        % MAX_HISTORY_STEPS)
     limits.add_argument("--read-root", action="append", type=Path, default=[], metavar="DIR",
                         help="a folder requests may read mask files from, besides the plate's folder and the "
                         "session folder (repeat for more)")
@@ -98,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: --max-message-mb, --max-body-mb, --max-queued-mb, --max-objects, --max-points, --max-prompts, "
               "--max-frames, --client-timeout and --stop-grace must be positive", file=sys.stderr)
         return 2
+    if not 0 <= args.history_steps <= MAX_HISTORY_STEPS:
+        print(f"error: --history-steps must be 0 to {MAX_HISTORY_STEPS}", file=sys.stderr)
+        return 2
     missing = [str(p) for p in args.read_root if not p.is_dir()]
     if missing:
         print("error: --read-root folders do not exist: %s" % ", ".join(missing), file=sys.stderr)
@@ -123,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     # recorded in exported sidecars: names and absolute paths resolve from any folder
     engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
-                         config=portable_config(args.config), colour=colour)
+                         config=portable_config(args.config), colour=colour, history_steps=args.history_steps)
     engine.check_precision(log=log.warning)
     if args.compile:
         # compile now, for the full size and the add-ons' default preview size, so the first click

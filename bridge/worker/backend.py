@@ -62,7 +62,9 @@ class SessionLike(Protocol):
     def span_frames(self, start: int, obj_id: Optional[int] = None) -> list: ...
     def lock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> Mapping[int, list]: ...
     def unlock(self, obj_id: int, first: Optional[int] = None, last: Optional[int] = None) -> Mapping[int, list]: ...
-    def frame_result(self, frame: int) -> Any: ...
+    def frame_result(self, frame: int, *, before: bool = False) -> Any: ...
+    # 1.3 (sessions with history): step(label), journal_files(paths), undo(), redo(), history();
+    # handlers reach them with getattr, so sessions without history still serve
     def frame_output(self, obj_id: int, frame: int) -> Any: ...
     def prompts(self) -> Mapping[int, Mapping[int, Any]]: ...
     def save(self) -> None: ...
@@ -90,11 +92,13 @@ class ModelEngine:
     """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
 
     def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None,
-                 colour: Any = None) -> None:
+                 colour: Any = None, history_steps: Optional[int] = None) -> None:
         """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it (the checkpoint);
         config: the configuration it was loaded with, when not an official one;
         precision: "float32", or "bfloat16"/"float16" autocast on CUDA;
-        colour: `ColourSettings` for plates whose client leaves them open (the worker's --ocio, ...)."""
+        colour: `ColourSettings` for plates whose client leaves them open (the worker's --ocio, ...);
+        history_steps: undo steps new sessions keep (None: `SessionOptions`' default)."""
+        self.history_steps = history_steps
         self.model = model
         self.colour = colour
         self.model_name = name
@@ -167,7 +171,8 @@ class ModelEngine:
         from ...core.video_session import VideoSession
 
         # the model already sits on the device; the session follows it
-        return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size)
+        return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size,
+                            history_steps=self.history_steps)
 
     def check_track_resolution(self, size: int) -> None:
         """A preview resolution the model can run at (a multiple of 32, below its own)."""

@@ -8,6 +8,7 @@ Every size a request names is checked against its limit before anything is alloc
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -37,7 +38,7 @@ __all__ = ["HANDLERS", "MUTATING", "HandlerContext", "Job", "RequestError", "Req
 MUTATING = frozenset({
     protocol.IMPORT_PROMPTS, protocol.PUSH_FRAMES, protocol.ADD_POINTS, protocol.ADD_BOX, protocol.ADD_MASK, protocol.ADD_STROKE,
     protocol.CLEAR_PROMPTS, protocol.REMOVE_OBJECT, protocol.RESET, protocol.PROPAGATE, protocol.CLOSE,
-    protocol.DELETE_SESSION, protocol.LOCK, protocol.UNLOCK,
+    protocol.DELETE_SESSION, protocol.LOCK, protocol.UNLOCK, protocol.UNDO, protocol.REDO,
 })
 
 
@@ -86,9 +87,20 @@ def check_not_streaming(record: SessionRecord, mtype: str) -> None:
                            % (record.id, record.stream.request_id))
 
 
-def write_frame_mattes(writer: Any, result: Any) -> dict[int, str]:
-    """One frame's mattes through the session's matte output (confidence in the EXR headers)."""
+def write_frame_mattes(writer: Any, result: Any, session: Any = None) -> dict[int, str]:
+    """One frame's mattes through the session's matte output (confidence in the EXR headers). With
+    `session`, the files are journaled first: undoing the step puts back what they held."""
+    journal = getattr(session, "journal_files", None)
+    paths_for = getattr(writer, "paths_for", None)
+    if journal is not None and paths_for is not None:
+        journal(paths_for(int(result.frame), [int(o) for o in result.obj_ids]))
     return {int(k): str(v) for k, v in writer.write(result).items()}
+
+
+def history_step(session: Any, label: str) -> Any:
+    """One undo step around several session calls (a session without history: no step)."""
+    step = getattr(session, "step", None)
+    return step(label) if step is not None else contextlib.nullcontext()
 
 
 def finish_mattes(writer: Any) -> None:
@@ -463,12 +475,13 @@ def _add_stroke(ctx: HandlerContext, job: Job) -> tuple:
     current = _current_mask(record, frame, obj_id) if needs_mask and obj_id in record.live.obj_ids else None
     prompt = stroke_to_prompt(points, kind=kind, label=label, mode=mode, radius=radius, height=record.height,
                               width=record.width, current_mask=current)
-    if prompt.kind == "points":
-        result = record.live.add_points(frame, obj_id, prompt.points, prompt.labels, clear=False)
-    elif prompt.kind == "box":
-        result = record.live.add_box(frame, obj_id, prompt.box)
-    else:
-        result = record.live.add_mask(frame, obj_id, prompt.mask)
+    with history_step(record.live, "%s stroke on frame %d (object %d)" % (kind, frame, obj_id)):
+        if prompt.kind == "points":
+            result = record.live.add_points(frame, obj_id, prompt.points, prompt.labels, clear=False)
+        elif prompt.kind == "box":
+            result = record.live.add_box(frame, obj_id, prompt.box)
+        else:
+            result = record.live.add_mask(frame, obj_id, prompt.mask)
     ctx.registry.save(record)
     reply, arrays = _prompt_reply(record, result, body)
     return dict(reply, converted_to=prompt.kind), arrays
@@ -548,7 +561,8 @@ def _propagate(ctx: HandlerContext, job: Job) -> None:
         b = anchor if anchor is not None else hi
         plan.append((b, b - lo, True))
     total = len({f for a, n, rev in plan for f in (range(a - n, a + 1) if rev else range(a, a + n + 1))})
-    iterator = _propagation(record.live, plan, lo, hi)
+    where = ("from frame %d" % anchor) if anchor is not None else ("over frames %d-%d" % (lo, hi))
+    iterator = _propagation(record.live, plan, lo, hi, "propagate %s %s" % (direction, where))
     writer = ctx.registry.writer_for(record, out_dir, None, _matte_options(ctx, body, record)) if write_mattes else None
     ctx.streams.start_stream(job, record, iterator, total, credit, write_mattes, preview_size, writer)
     ctx.streams.send(job.identity, protocol.ACCEPTED, job.msg.request_id,
@@ -616,6 +630,47 @@ def _unlock(ctx: HandlerContext, job: Job) -> tuple:
     return _locks_body(locks), None
 
 
+def history_body(session: Any) -> dict:
+    """`history` on the wire: labels, the limit, keyframes and locked ranges per object (lists of
+    `{obj_id, ...}`: msgpack map keys are strings)."""
+    history = session.history()
+    return {
+        "undo": [str(label) for label in history["undo"]],
+        "redo": [str(label) for label in history["redo"]],
+        "limit": int(history["limit"]),
+        "keyframes": [{"obj_id": int(o), "frames": [int(f) for f in frames]}
+                      for o, frames in sorted(history["keyframes"].items())],
+        "locks": _locks_body(history["locks"])["locks"],
+    }
+
+
+def _history_of(record: SessionRecord) -> Any:
+    if not callable(getattr(record.live, "history", None)):
+        raise RequestError(protocol.E_NOT_IMPLEMENTED, "this worker's sessions keep no history")
+    return record.live
+
+
+@_handles(protocol.HISTORY)
+def _history(ctx: HandlerContext, job: Job) -> tuple:
+    return history_body(_history_of(ctx.registry.record(job.msg.session))), None
+
+
+@_handles(protocol.UNDO, protocol.REDO)
+def _undo_redo(ctx: HandlerContext, job: Job) -> tuple:
+    """Undo or redo one step. The session's matte outputs are dropped: their confidence records
+    reload from the restored report."""
+    record = ctx.registry.record(job.msg.session)
+    check_not_streaming(record, job.msg.type)
+    session = _history_of(record)
+    try:
+        swapped = session.undo() if job.msg.type == protocol.UNDO else session.redo()
+    finally:
+        record.outputs = {}
+        ctx.registry.save(record)
+    return {"step": str(swapped["step"]), "frames": [int(f) for f in swapped["frames"]],
+            "history": history_body(session), "obj_ids": [int(o) for o in session.obj_ids]}, None
+
+
 def _first_keyframe(session: SessionLike, lo: int, hi: int) -> Optional[int]:
     """Where propagation starts by default: the earliest prompted frame in [lo, hi], if any."""
     frames = [int(f) for per_obj in session.prompts().values() for f in per_obj]
@@ -623,22 +678,24 @@ def _first_keyframe(session: SessionLike, lo: int, hi: int) -> Optional[int]:
     return inside[0] if inside else None
 
 
-def _propagation(session: SessionLike, plan: list, lo: int, hi: int) -> Propagation:
-    """Chain the passes of one request; skip frames outside [lo, hi] and repeats (both directions)."""
+def _propagation(session: SessionLike, plan: list, lo: int, hi: int, label: str) -> Propagation:
+    """Chain the passes of one request; skip frames outside [lo, hi] and repeats (both directions).
+    The passes are one undo step (a cancelled run too, for what it wrote)."""
     seen: set[int] = set()
-    for start, max_frames, reverse in plan:
-        inner = session.propagate(start=start, max_frames=max_frames, reverse=reverse)
-        try:
-            for result in inner:
-                frame = int(result.frame)
-                if frame < lo or frame > hi:
-                    break
-                if frame in seen:
-                    continue
-                seen.add(frame)
-                yield result
-        finally:
-            inner.close()
+    with history_step(session, label):
+        for start, max_frames, reverse in plan:
+            inner = session.propagate(start=start, max_frames=max_frames, reverse=reverse)
+            try:
+                for result in inner:
+                    frame = int(result.frame)
+                    if frame < lo or frame > hi:
+                        break
+                    if frame in seen:
+                        continue
+                    seen.add(frame)
+                    yield result
+            finally:
+                inner.close()
 
 
 @_handles(protocol.GET_FRAME)
@@ -647,7 +704,13 @@ def _get_frame(ctx: HandlerContext, job: Job) -> tuple:
     body = job.msg.body
     frame = _frame_of(record, body)
     what = get_field(body, "what", str, "mask")
-    result = record.live.frame_result(frame)
+    if get_field(body, "before", bool, False):
+        # 1.3: the result the newest step that changed this frame replaced (no objects if none did)
+        if not callable(getattr(record.live, "history", None)):
+            raise RequestError(protocol.E_NOT_IMPLEMENTED, "this worker's sessions keep no history")
+        result = record.live.frame_result(frame, before=True)
+    else:
+        result = record.live.frame_result(frame)
     logits = np.asarray(result.logits, dtype=np.float32)
     data: np.ndarray
     if what == "mask":
@@ -837,7 +900,8 @@ def _import_prompts(ctx: HandlerContext, job: Job) -> tuple:
         sidecar = Sidecar.from_dict(data, source="the sidecar", limits=ctx.limits.prompts,
                                     mask_roots=_read_roots(ctx, record))
         _check_new_object(ctx, record, [o.obj_id for o in sidecar.objects])
-        apply_prompts(record.live, sidecar, before_each=stop_if_asked)
+        with history_step(record.live, "import prompts"):
+            apply_prompts(record.live, sidecar, before_each=stop_if_asked)
     except PromptLimitError as exc:
         raise over_limit(str(exc)) from None
     except SidecarError as exc:

@@ -330,7 +330,7 @@ class Scheduler:
             result = next(stream.iterator)
             paths: dict[int, str] = {}
             if stream.write_mattes and len(result.obj_ids):
-                paths = write_frame_mattes(stream.writer, result)
+                paths = write_frame_mattes(stream.writer, result, stream.record.live)
             body = frame_body(result, stream.preview_size, paths)
             body["preview"] = stream.record.preview
         except StopIteration:

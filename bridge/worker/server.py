@@ -106,7 +106,7 @@ class Worker:
 
     CAPABILITIES = ("propagate.both", "credit", "cancel", "push_frames", "strokes.brush", "strokes.lasso",
                     "mattes.exr", "mattes.png", "preview.rle", "persistence", "colour.ocio",
-                    "propagate.span", "locks")
+                    "propagate.span", "locks", "history", "frame.before")
 
     def __init__(self, config: WorkerConfig, engine: Engine) -> None:
         self.config = config

@@ -126,6 +126,16 @@ class MatteOutput:
             alphas.append(alpha if soft else (alpha > 0.5).astype(np.float32))
         return self._write(int(result.frame), obj_ids, np.stack(alphas), attributes)
 
+    def paths_for(self, frame: int, obj_ids: Sequence[int]) -> list[str]:
+        """Every file `write` (and then `finish`) may create or replace for these objects on this frame:
+        the mattes, the layered EXR and the confidence report (so an undo journal can keep them first)."""
+        paths = [self.writer.path_for(int(obj_id), int(frame)) for obj_id in obj_ids]
+        if self.layers is not None and len(obj_ids):
+            paths.append(self.layers.path_for(int(obj_ids[0]), int(frame)))
+        if self.options.confidence:
+            paths.append(os.path.join(os.fspath(self.writer.out_dir), f"{self.writer.shot}{SIDECAR_SUFFIX}"))
+        return paths
+
     def _write(self, frame: int, obj_ids: list[int], alphas: np.ndarray, attributes: dict | None) -> dict[int, str]:
         written = self.writer.write_alphas(frame, obj_ids, alphas, attributes)
         if self.layers is not None:
