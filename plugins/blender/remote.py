@@ -514,8 +514,8 @@ def step_history(session: RemoteSession, *, redo: bool = False) -> StepOutcome:
         reply = method()
     except NotImplementedByWorker:
         raise AddonError("This worker cannot undo (it needs a newer samroto): update samroto on the worker") from None
-    except BadRequest as exc:
-        raise AddonError("Nothing to %s: %s" % ("redo" if redo else "undo", exc.message)) from None
+    except BadRequest as exc:  # "nothing to undo" (or why not)
+        raise AddonError(exc.message[:1].upper() + exc.message[1:]) from None
     return StepOutcome(str(reply.get("step", "")), sorted(int(f) for f in reply.get("frames") or []),
                        dict(reply.get("history") or {}), worker_prompts(session))
 

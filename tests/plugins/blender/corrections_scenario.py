@@ -164,7 +164,7 @@ def run(args: argparse.Namespace, worker: Any) -> None:
     step("correct and span")
     span: Dict[str, Any] = {}
     RESULT["span"] = span
-    span["before_preview"] = worker_previews(clip, 1006)
+    span["before_preview"] = worker_previews(clip, 1005)  # inside the span, not a keyframe
     scene.frame_set(plate.scene_frame(1006))
     wait(controller.add_click(bpy.context, clip, chair_id, 1006, (30.0, 30.0), positive=False))
     after_prompt = matte_hashes(controller.find_object(clip, chair_id))
@@ -181,19 +181,28 @@ def run(args: argparse.Namespace, worker: Any) -> None:
     span["changed_by_span"] = changed(after_prompt, after_span)
     span["kept_beyond"] = all(after_span[f] == tracked[f] for f in tracked if f < 1004 or f > 1008)
     span["markers"] = markers()
-    span["after_preview"] = worker_previews(clip, 1006)
+    span["after_preview"] = worker_previews(clip, 1005)
 
     # --- before/after: the previous result of 1006 ----------------------------------------------
     step("before/after")
     before: Dict[str, Any] = {}
     RESULT["before"] = before
-    job = controller.set_before(bpy.context, clip, True)
-    wait(job)
-    before["job"] = [job.state, job.error]
-    shown = controller.shown_previews(clip, 1006) or {}
+    scene.frame_set(plate.scene_frame(1005))
+    with bpy.context.temp_override(edit_movieclip=clip):
+        before["operator"] = sorted(bpy.ops.samroto.before_after())
+    tasks.wait_for(lambda: 1005 in controller.runtime.before.get(key, {}), timeout=60)
+    tasks.drain(budget=None)
+    before["state"] = clip.samroto.show_before
+    shown = controller.shown_previews(clip, 1005) or {}
     before["shown"] = {str(o): p for o, p in shown.items()}
+    # another frame while "before" shows: its previous result is fetched (1002 never changed: none)
+    scene.frame_set(plate.scene_frame(1002))
+    tasks.wait_for(lambda: 1002 in controller.runtime.before.get(key, {}), timeout=60)
+    tasks.drain(budget=None)
+    before["unchanged_frame"] = controller.shown_previews(clip, 1002)
+    scene.frame_set(plate.scene_frame(1005))
     controller.set_before(bpy.context, clip, False)
-    shown = controller.shown_previews(clip, 1006) or {}
+    shown = controller.shown_previews(clip, 1005) or {}
     before["after_shown"] = {str(o): p for o, p in shown.items()}
 
     # --- undo the span, then the correction; redo both ------------------------------------------
@@ -209,8 +218,8 @@ def run(args: argparse.Namespace, worker: Any) -> None:
     undo["frames"] = job.result[0].frames if job.result else None
     undone = matte_hashes(item)
     undo["restored"] = changed(after_prompt, undone)
-    undo["shown"] = {str(o): p for o, p in (controller.runtime.previews.get(key, {}).get(1006) or {}).items()}
-    undo["worker_shown"] = worker_previews(clip, 1006)
+    undo["shown"] = {str(o): p for o, p in (controller.runtime.previews.get(key, {}).get(1005) or {}).items()}
+    undo["worker_shown"] = worker_previews(clip, 1005)
     undo["message"] = controller.runtime.message
     job = wait(controller.session_step(bpy.context, clip))  # the correction's prompt
     undo["prompt_job"] = [job.state, job.error]

@@ -87,3 +87,34 @@ def test_locks_are_respected_and_errors_reach_the_artist(scenario: Dict[str, Any
     assert locks["full_job"] == ["done", None, list(range(1003, 1013))] and locks["locked_kept"]
     assert locks["bad_range"] == "Frames 2000-2005 are outside the clip's frames 1001-1012"
     assert locks["unlock"] == ["done", None, {"1": [[1010, 1010], [1012, 1012]]}]
+
+
+def test_undo_brings_back_the_mattes_and_prompts_the_add_on_shows_and_redo_the_correction(
+        scenario: Dict[str, Any]) -> None:
+    undo = scenario["undo"]
+    # the first undo takes back the span re-track: its five frames, byte for byte
+    assert undo["job"] == ["done", None] and undo["step"] == "span re-track from frame 1006"
+    assert undo["frames"] == SPAN and undo["restored"] == []
+    assert undo["message"] == "Undid span re-track from frame 1006 (5 frames changed)"
+    # what the overlay draws on the current frame (1005) is the worker's, and the result before the span
+    assert undo["shown"] == undo["worker_shown"] == scenario["span"]["before_preview"]
+    # the second takes back the correction's click: the drawn prompts follow the worker's
+    assert undo["prompt_job"] == ["done", None] and undo["tracked_restored"] == []
+    assert undo["drawn"] == undo["worker"] and sorted(undo["drawn"]["1"]) == ["1003", "1009"]
+    assert undo["markers"] == [[3, "key: Chair"], [9, "key: Chair"]]
+    # redo twice: the correction and its span are back, byte for byte; then nothing is left to redo
+    assert undo["redo_job"] == ["done", None] and undo["redone"] == []
+    assert sorted(undo["redo_drawn"]["1"]) == ["1003", "1006", "1009"]
+    assert undo["redo_markers"] == [[3, "key: Chair"], [6, "key: Chair"], [9, "key: Chair"]]
+    assert undo["nothing_to_redo"] == ["failed", "Nothing to redo"]
+
+
+def test_before_after_shows_the_previous_result_of_the_frame(scenario: Dict[str, Any]) -> None:
+    before, span = scenario["before"], scenario["span"]
+    assert span["before_preview"] != span["after_preview"]  # the span changed frame 1005
+    assert before["operator"] == ["FINISHED"] and before["state"] is True
+    assert before["shown"] == span["before_preview"]  # "before": what the span overwrote
+    assert before["after_shown"] == span["after_preview"]  # toggled back: the current result
+    # a frame only the first track wrote: before it there was nothing
+    (empty,) = before["unchanged_frame"].values()
+    assert empty["counts"] == [empty["height"] * empty["width"]]
