@@ -118,7 +118,7 @@ def with_label_line(label: str, line: str) -> str:
 
 def before_pattern(matte_pattern: str) -> str:
     """Where a frame's previous result of an object is written for the viewer: a `samroto_before`
-    folder beside the object's mattes, same file names, as 8-bit PNG."""
+    folder beside the object's mattes, same file names, as 16-bit PNG."""
     folder, name = os.path.split(matte_pattern)
     stem = re.sub(r"\.[A-Za-z0-9]+$", "", name)
     return os.path.join(folder, BEFORE_FOLDER, stem + ".png")
@@ -130,27 +130,48 @@ def frame_file(pattern: str, frame: int) -> str:
     return pattern[:match.start()] + str(frame).rjust(len(match.group(0)), "0") + pattern[match.end():]
 
 
-def png_bytes(mask: bytes, width: int, height: int) -> bytes:
-    """An 8-bit grey PNG of a 0/1 mask (row-major, top row first): plain zlib, nothing to install
-    inside Nuke."""
-    if len(mask) != width * height:
-        raise ValueError("the mask has %d values for %dx%d" % (len(mask), width, height))
-    scaled = mask.translate(bytes([0, 255] + [255] * 254))
-    rows = b"".join(b"\x00" + scaled[y * width:(y + 1) * width] for y in range(height))
+def png_bytes(samples: bytes, width: int, height: int) -> bytes:
+    """A 16-bit grey + alpha PNG of big-endian samples (row-major, top row first; the matte in both,
+    so a Read's alpha carries it as the matte files' does): plain zlib, nothing to install in Nuke."""
+    if len(samples) != 2 * width * height:
+        raise ValueError("%d bytes are not %dx%d 16-bit samples" % (len(samples), width, height))
+    stride = 2 * width
+    rows = []
+    for y in range(height):
+        row = samples[y * stride:(y + 1) * stride]
+        pairs = bytearray(2 * stride)
+        for i in (0, 1):  # each sample twice: grey, then alpha
+            pairs[i::4] = row[i::2]
+            pairs[2 + i::4] = row[i::2]
+        rows.append(b"\x00" + bytes(pairs))
+    rows_data = b"".join(rows)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b"")
+    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)  # 16 bits, grey + alpha
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows_data, 6)) + \
+        chunk(b"IEND", b"")
 
 
-def write_before(pattern: str, frame: int, mask: bytes, width: int, height: int) -> str:
-    """Write one object's previous result on `frame` (atomically); returns the file."""
+def alpha_samples(alpha: Any) -> bytes:
+    """An object's H*W alpha (float16 from `get_frame(what="alpha")`: numpy, or raw little-endian
+    bytes where Nuke's Python has no numpy) as big-endian 16-bit samples."""
+    if hasattr(alpha, "astype"):  # numpy
+        scaled = (alpha.astype("float32").clip(0.0, 1.0) * 65535.0 + 0.5).astype(">u2")
+        return bytes(scaled.tobytes())
+    raw = alpha.tobytes() if hasattr(alpha, "tobytes") else bytes(alpha)  # the bridge's RawArray
+    code, size = {"float16": ("e", 2), "float32": ("f", 4), "uint8": ("B", 1)}[str(getattr(alpha, "dtype", "float16"))]
+    values = struct.unpack("<%d%s" % (len(raw) // size, code), raw)
+    return struct.pack(">%dH" % len(values), *(int(min(max(float(v), 0.0), 1.0) * 65535.0 + 0.5) for v in values))
+
+
+def write_before(pattern: str, frame: int, alpha: Any, width: int, height: int) -> str:
+    """Write one object's previous result (its alpha) on `frame`, atomically; returns the file."""
     path = frame_file(pattern, frame)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temp = path + ".part"
     with open(temp, "wb") as handle:
-        handle.write(png_bytes(mask, width, height))
+        handle.write(png_bytes(alpha_samples(alpha), width, height))
     os.replace(temp, path)
     return path

@@ -1278,8 +1278,8 @@ def show_marks(node: nuke.Node, plate: PlateSource, result: Optional[JobResult] 
         if history is not None:
             undo = [str(s) for s in result.history.get("undo") or []]
             redo = [str(s) for s in result.history.get("redo") or []]
-            history.setValue("undo: %s (%d) | redo: %s (%d)" % (undo[-1] if undo else "nothing", len(undo),
-                                                                redo[-1] if redo else "nothing", len(redo)))
+            history.setValue("undo (%d): %s | redo (%d): %s" % (len(undo), undo[-1] if undo else "nothing", len(redo),
+                                                                redo[0] if redo else "nothing"))
     elif result is not None:
         cache = _PROMPTS.get(node.fullName())
         sidecar = result.sidecar if result.sidecar is not None else cache.sidecar if cache is not None else None

@@ -16,6 +16,7 @@ stops the propagation within a frame, as does `JobRunner.cancel()`.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import threading
@@ -302,11 +303,12 @@ class JobRunner:
         method = getattr(session, job.action, None)
         if method is None:
             raise NoPrompts("this plug-in's bridge client cannot %s on the worker: update the plug-in" % job.action)
+        prompts_before = _frame_prompts(try_export_prompts(session))
         try:
             reply = method()
         except Exception as exc:
             if type(exc).__name__ == "BadRequest":
-                raise NoPrompts("nothing to %s: %s" % (job.action, getattr(exc, "message", exc))) from None
+                raise NoPrompts(str(getattr(exc, "message", exc))) from None
             if type(exc).__name__ == "NotImplementedByWorker":
                 raise NoPrompts("this worker cannot %s: update samroto on the worker" % job.action) from None
             raise
@@ -314,7 +316,15 @@ class JobRunner:
         result.changed_frames = sorted(int(f) for f in reply.get("frames") or [])
         result.history = dict(reply.get("history") or {}) or fetch_history(session)
         result.obj_ids = list(session.obj_ids)
-        result.sidecar = export_prompts(session)  # the knobs show what the worker holds after it
+        result.sidecar = try_export_prompts(session) or {"objects": []}  # the knobs show what the worker holds
+        # the quick result written after a prompt (`write_mattes`) belongs to no step, so the worker cannot put
+        # it back: frames whose prompts the step changed get their mattes written from what it holds now
+        prompts_after = _frame_prompts(result.sidecar)
+        rewrite = sorted(f for f in result.changed_frames if prompts_before.get(f) != prompts_after.get(f))
+        if rewrite:
+            for frame, paths in session.write_mattes(rewrite).items():
+                for obj_id, path in paths.items():
+                    result.matte_patterns.setdefault(obj_id, pattern_from_frame_path(path, frame))
 
     def _before(self, session: "RemoteSession", result: JobResult) -> None:
         """The current frame's previous result of every object, written beside its mattes for the
@@ -322,7 +332,7 @@ class JobRunner:
         job = self.job
         frame = job.plate.plate_frame_at(job.nuke_frame)
         try:
-            mattes = session.get_frame(frame, what="mask", before=True)
+            mattes = session.get_frame(frame, what="alpha", before=True)
         except TypeError:
             raise NoPrompts("this plug-in's bridge client cannot ask for a frame's previous result: update the "
                             "plug-in") from None
@@ -334,10 +344,8 @@ class JobRunner:
             pattern = job.matte_patterns.get(int(obj_id))
             if not pattern:
                 continue
-            matte = mattes.matte(obj_id)
-            data = matte.astype("uint8").tobytes() if hasattr(matte, "astype") else bytes(matte)
-            result.before_files[int(obj_id)] = write_before(before_pattern(pattern), frame, data, session.width,
-                                                            session.height)
+            result.before_files[int(obj_id)] = write_before(before_pattern(pattern), frame, mattes.matte(obj_id),
+                                                            session.width, session.height)
 
     def _load(self, client: "Client", result: JobResult) -> None:
         """The worker's prompts of the node's session (none when it has no session yet)."""
@@ -568,6 +576,15 @@ def export_prompts(session: "RemoteSession") -> Dict[str, Any]:
         if type(exc).__name__ in ("BadRequest", "RemoteError") and "no prompts" in str(exc):
             return {"objects": []}
         raise
+
+
+def _frame_prompts(sidecar: Optional[Mapping[str, Any]]) -> Dict[int, str]:
+    """plate frame -> every object's prompts there, as comparable text."""
+    frames: Dict[int, List[str]] = {}
+    for obj in (sidecar or {}).get("objects") or []:
+        for prompt in obj.get("prompts") or []:
+            frames.setdefault(int(prompt["frame"]), []).append(json.dumps([obj.get("obj_id"), prompt], sort_keys=True))
+    return {frame: "\n".join(sorted(texts)) for frame, texts in frames.items()}
 
 
 def try_export_prompts(session: "RemoteSession") -> Optional[Dict[str, Any]]:

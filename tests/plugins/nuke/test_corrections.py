@@ -25,6 +25,8 @@ from .fake_render import Renderer
 from . import test_host_worker
 from .test_host_worker import click, inside, matte_pattern, press, samroto_on, settle, worker_prompts
 
+import numpy as np  # noqa: E402  (after the plug-in's modules, as the other Nuke tests)
+
 host: Any = None
 
 
@@ -76,7 +78,8 @@ def tracked(nuke: object, worker_env: WorkerProcess, plate: str) -> Dict[str, An
     result = press(node, "track")  # nothing tracked yet: both ways to the end
     assert result.state == "done", result.message
     settle(node)
-    return {"node": node, "first": result, "mattes": matte_hashes(node)}
+    shown = {frame: Renderer(gui=True).render(node, frame)["rgba.alpha"] for frame in (1003, 1004, 1005)}
+    return {"node": node, "first": result, "mattes": matte_hashes(node), "shown": shown}
 
 
 def test_track_after_a_correction_re_tracks_only_its_span_and_undo_brings_back_what_was_shown(
@@ -98,6 +101,59 @@ def test_track_after_a_correction_re_tracks_only_its_span_and_undo_brings_back_w
     # the node lists the keyframes (Nuke frames) and its label says the chosen object's
     assert keys_line(node) == "keys 1002 1004 1007"
     assert node[MARKS_KNOB].value() == "obj1: keys 1002, 1004, 1007; locked none"
+    spanned = {frame: Renderer(gui=True).render(node, frame)["rgba.alpha"] for frame in (1003, 1005)}
+
+    # Undo: the span goes, its four frames' mattes come back byte for byte, and the viewer shows them
+    result = press(node, "undo")
+    assert result.state == "done", result.message
+    settle(node)
+    assert result.step == "span re-track from frame 1004" and result.changed_frames == [1003, 1004, 1005, 1006]
+    assert changed(after_prompt, matte_hashes(node)) == []
+    assert node[host.STATUS_KNOB].value() == "undid span re-track from frame 1004: 4 frames changed"
+    assert node[HISTORY_KNOB].value() == "undo (4): points on frame 1004 (object 1) | redo (1): span re-track " \
+                                         "from frame 1004"
+    for frame in (1003, 1005):
+        shown = Renderer(gui=True).render(node, frame)["rgba.alpha"]
+        assert np.array_equal(shown, tracked["shown"][frame]) and not np.array_equal(shown, spanned[frame])
+    # Undo again: the correction's click goes; the knobs show what the worker holds on this frame
+    result = press(node, "undo")
+    assert result.state == "done", result.message
+    settle(node)
+    assert 1004 not in worker_prompts(node)[1] and host.knob_view(node).positive == ()
+    assert result.changed_frames == [1004] and keys_line(node) == "keys 1002 1007"
+    # 1004's file held the click's quick result (written outside any step): written again from the
+    # tracked result the worker holds now, the same pixels as after the first track
+    assert changed(tracked["mattes"], matte_hashes(node)) in ([], [1004])
+    assert np.array_equal(Renderer(gui=True).render(node, 1004)["rgba.alpha"], tracked["shown"][1004])
+    # Redo twice: the correction and its span are back
+    for _ in range(2):
+        result = press(node, "redo")
+        assert result.state == "done", result.message
+        settle(node)
+    assert changed(after_span, matte_hashes(node)) == [] and keys_line(node) == "keys 1002 1004 1007"
+    assert host.knob_view(node).positive == ((30.0, 30.0),)
+    result = press(node, "redo")
+    assert result.state == "failed" and result.message == "nothing to redo"
+
+    # show before: the viewer shows the frame's previous result (what the span overwrote); a render never
+    fake_nuke.control.current_frame = 1005
+    host.install_callbacks()
+    fake_nuke.control.user_sets(node, BEFORE_KNOB, True)
+    settle(node)
+    # (the previous result comes as a 16-bit PNG of the worker's half-float alpha: within a half-float step
+    # of the EXR matte, written from the same result)
+    assert inside(node, "matte1_viewer")["file"].value().endswith("/samroto_before/plate_SamRoto_obj1_matte.####.png")
+    assert node[host.STATUS_KNOB].value() == "showing the previous result of frame 1005"
+    assert np.allclose(Renderer(gui=True).render(node, 1005)["rgba.alpha"], tracked["shown"][1005], atol=5e-4, rtol=0)
+    assert not np.allclose(Renderer(gui=True).render(node, 1005)["rgba.alpha"], spanned[1005], atol=1e-2)
+    assert np.array_equal(Renderer(gui=False).render(node, 1005)["rgba.alpha"], spanned[1005])
+    # a new frame while it shows "before": that frame's previous result is fetched
+    fake_nuke.control.change_frame(1003)
+    settle(node)
+    assert np.allclose(Renderer(gui=True).render(node, 1003)["rgba.alpha"], tracked["shown"][1003], atol=5e-4, rtol=0)
+    fake_nuke.control.user_sets(node, BEFORE_KNOB, False)
+    settle(node)
+    assert np.array_equal(Renderer(gui=True).render(node, 1005)["rgba.alpha"], spanned[1005])
 
 
 def test_locked_frames_are_shown_and_never_rewritten(tracked: Dict[str, Any]) -> None:
