@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List
 
 MODULE = "bl_ext.user_default.samroto"
@@ -233,6 +234,22 @@ def run(args: argparse.Namespace, worker: Any) -> None:
     undo["redone"] = changed(after_span, matte_hashes(controller.find_object(clip, chair_id)))
     undo["redo_drawn"] = drawn(clip)
     undo["redo_markers"] = markers()
+    # the platform's undo / redo keys inside the prompt tool step the session's history too
+    prompt_tool = importlib.import_module(MODULE + ".prompt_tool")
+    keys: List[Any] = []
+    for shift, said in ((False, "Undid "), (True, "Redid ")):
+        context = SimpleNamespace(area=SimpleNamespace(type="CLIP_EDITOR"), scene=scene,
+                                  space_data=SimpleNamespace(type="CLIP_EDITOR", clip=clip),
+                                  preferences=bpy.context.preferences, window_manager=bpy.context.window_manager)
+        event = SimpleNamespace(type="Z", value="PRESS", shift=shift, ctrl=True, oskey=True, alt=False)
+        tool = SimpleNamespace(_path=[], report=lambda *args: None)
+        controller.runtime.message = ""
+        answer = prompt_tool.SAMROTO_OT_prompt_tool.modal(tool, context, event)
+        tasks.wait_for(lambda: controller.runtime.message.startswith(said), timeout=60)
+        tasks.drain(budget=None)
+        keys.append([sorted(answer), controller.runtime.message])
+    undo["keys"] = keys
+    undo["keys_kept"] = changed(after_span, matte_hashes(controller.find_object(clip, chair_id)))
     job = wait(controller.session_step(bpy.context, clip, redo=True))
     undo["nothing_to_redo"] = [job.state, job.error]
 

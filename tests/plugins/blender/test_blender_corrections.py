@@ -106,6 +106,10 @@ def test_undo_brings_back_the_mattes_and_prompts_the_add_on_shows_and_redo_the_c
     assert undo["redo_job"] == ["done", None] and undo["redone"] == []
     assert sorted(undo["redo_drawn"]["1"]) == ["1003", "1006", "1009"]
     assert undo["redo_markers"] == [[3, "key: Chair"], [6, "key: Chair"], [9, "key: Chair"]]
+    # Ctrl+Z / Ctrl+Shift+Z (Cmd on macOS) in the prompt tool: the session's undo and redo
+    assert undo["keys"] == [[["RUNNING_MODAL"], "Undid span re-track from frame 1006 (5 frames changed)"],
+                            [["RUNNING_MODAL"], "Redid span re-track from frame 1006 (5 frames changed)"]]
+    assert undo["keys_kept"] == []
     assert undo["nothing_to_redo"] == ["failed", "Nothing to redo"]
 
 
