@@ -6,10 +6,11 @@ prompts) the journal copies what is there now, or notes that nothing was, into t
 Nothing else is copied, so a span re-track over 5 frames costs 5 records on disk, whatever the
 length of the shot; nothing of it stays in memory but the steps' labels.
 
-Undo and redo are the same operation, a **swap**: every journaled item is exchanged with what the
-session holds now. After an undo the step's folder holds what the step had written (ready for
-redo); after a redo it holds the state before the step again. Restored records are the journaled
-bytes, so they are bit-identical to what was overwritten.
+Undo and redo are the same operation, a **swap**: every journaled item is put back, and what the
+session held there is journaled into a new step, the one that reverses it (an undone step becomes
+the redo step, and back). Restored records are the journaled bytes, so they are bit-identical to
+what was overwritten. The step being undone is only read until the swap is done, so a swap that
+fails or is killed halfway is rolled back from the new step: an undo happens whole or not at all.
 
     <root>/index.json            steps to undo (oldest first) and to redo (next first), written atomically
     <root>/steps/<id>/meta.json  the session's prompts, clicks, locks and object order (the other side)
@@ -91,6 +92,8 @@ class History:
         # the step that closed last, while nothing was undone since: files written just after a
         # propagation ends (its confidence report) still belong to it
         self._last_closed: Step | None = None
+        # the step an undo or redo is journaling into, until it is done (rolled back if interrupted)
+        self._swapping: Step | None = None
         self._load()
 
     # --- persistence ------------------------------------------------------------------------
@@ -113,6 +116,9 @@ class History:
             self._redo = [Step(int(s["id"]), str(s["label"])) for s in data.get("redo", [])]
             self._next_id = int(data.get("next_id", 1))
             opened = data.get("open")
+            swapping = data.get("swapping")
+            if swapping is not None:
+                self._swapping = Step(int(swapping["id"]), str(swapping["label"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise HistoryError(f"{path}: the undo history cannot be read ({exc})") from None
         if opened is not None:
@@ -122,7 +128,7 @@ class History:
             self._keep(self._open)
             self._open = None
         # folders of steps the index does not name (a crash between writing them and the index)
-        known = {s.id for s in self._undo + self._redo}
+        known = {s.id for s in self._undo + self._redo + ([self._swapping] if self._swapping else [])}
         for folder in (self.root / "steps").glob("*") if (self.root / "steps").is_dir() else []:
             if not (folder.name.isdigit() and int(folder.name) in known):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -138,6 +144,7 @@ class History:
             "redo": [s.to_dict() for s in self._redo],
             "next_id": self._next_id,
             "open": self._open.to_dict() if self._open is not None else None,
+            "swapping": self._swapping.to_dict() if self._swapping is not None else None,
         })
 
     # --- steps ------------------------------------------------------------------------------
@@ -251,47 +258,77 @@ class History:
 
     def undo(self) -> tuple[str, list[int]]:
         """Undo the newest step: (its label, the frame indices whose records changed)."""
-        if self._open is not None:
-            raise HistoryError("a step is in progress (a propagation is running): finish or cancel it first")
+        self._check_idle()
         if not self._undo:
             raise HistoryError("nothing to undo")
         step = self._undo[-1]
-        frames = self._swap(step)
-        self._redo.insert(0, self._undo.pop())
-        self._last_closed = None
-        self._write_index()
+        replacement, frames = self._swap(step)
+        self._undo.pop()
+        self._redo.insert(0, replacement)
+        self._finish_swap(step)
         return step.label, frames
 
     def redo(self) -> tuple[str, list[int]]:
         """Redo the step undone last: (its label, the frame indices whose records changed)."""
-        if self._open is not None:
-            raise HistoryError("a step is in progress (a propagation is running): finish or cancel it first")
+        self._check_idle()
         if not self._redo:
             raise HistoryError("nothing to redo")
         step = self._redo[0]
-        frames = self._swap(step)
-        self._undo.append(self._redo.pop(0))
-        self._last_closed = None
-        self._write_index()
+        replacement, frames = self._swap(step)
+        self._redo.pop(0)
+        self._undo.append(replacement)
+        self._finish_swap(step)
         return step.label, frames
 
-    def _swap(self, step: Step) -> list[int]:
-        """Exchange every journaled item of `step` with what the session holds now."""
-        folder = self._folder(step)
-        meta_path = folder / "meta.json"
-        other_meta = json.loads(meta_path.read_text())
-        write_json_atomic(meta_path, self.target.history_meta(), indent=None)
-        self.target.history_apply_meta(other_meta)
+    def _check_idle(self) -> None:
+        if self._open is not None:
+            raise HistoryError("a step is in progress (a propagation is running): finish or cancel it first")
+        if self._swapping is not None:
+            raise HistoryError("an undo or redo was interrupted: reopen the session to roll it back")
 
-        files = folder / "files"
+    def _finish_swap(self, done: Step) -> None:
+        self._swapping = None
+        self._last_closed = None
+        self._write_index()
+        shutil.rmtree(self._folder(done), ignore_errors=True)
+
+    def _swap(self, step: Step) -> tuple[Step, list[int]]:
+        """Put back every journaled item of `step`, journaling what the session holds now into a new
+        step (the one that reverses it). The old step's folder is only read, so an interrupted swap
+        is rolled back from the new one (`_roll_back`): an undo happens whole or not at all."""
+        source = self._folder(step)
+        replacement = Step(self._next_id, step.label)
+        self._next_id += 1
+        target = self._folder(replacement)
+        target.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(target / "meta.json", self.target.history_meta(), indent=None)
+        self._swapping = replacement
+        self._write_index()
+        try:
+            frames = self._restore_from(source, into=target)
+        except BaseException:
+            self._roll_back()
+            raise
+        return replacement, frames
+
+    def _restore_from(self, source: Path, *, into: Path | None) -> list[int]:
+        """Make the session hold what `source` journaled; with `into`, journal what it holds now there
+        first, item by item."""
+        self.target.history_apply_meta(json.loads((source / "meta.json").read_text()))
+
+        files = source / "files"
         for marker in sorted(files.glob("*.path")) if files.is_dir() else []:
             path = Path(marker.read_bytes().decode("utf-8", "surrogateescape"))
+            if into is not None:
+                saved = into / "files"
+                saved.mkdir(parents=True, exist_ok=True)
+                try:
+                    current: bytes | None = path.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                _put_item(saved, marker.stem, ".bin", current)
+                write_bytes_atomic(saved / marker.name, marker.read_bytes(), durable=False)
             journaled = _read_item(files, marker.stem, ".bin")
-            try:
-                current: bytes | None = path.read_bytes()
-            except FileNotFoundError:
-                current = None
-            _put_item(files, marker.stem, ".bin", current)
             if journaled is None:
                 path.unlink(missing_ok=True)
             else:
@@ -299,18 +336,39 @@ class History:
                 write_bytes_atomic(path, journaled)
 
         frames: list[int] = []
-        records = folder / "records"
+        records = source / "records"
         for frame_dir in sorted(records.iterdir()) if records.is_dir() else []:
             idx = int(frame_dir.name)
             frames.append(idx)
             for name in sorted({p.stem for p in frame_dir.iterdir() if p.suffix in (".rec", ".none")}):
                 obj_text, kind = name.rsplit("_", 1)
                 obj_id, pending = int(obj_text), kind == "p"
-                journaled = _read_item(frame_dir, name, ".rec")
-                _put_item(frame_dir, name, ".rec", self.target.history_record_bytes(obj_id, idx, pending))
-                self.target.history_restore_record(obj_id, idx, pending, journaled)
+                if into is not None:
+                    saved = into / "records" / frame_dir.name
+                    saved.mkdir(parents=True, exist_ok=True)
+                    if not self.target.history_save_record(obj_id, idx, pending, saved / f"{name}.rec"):
+                        _put_item(saved, name, ".rec", None)
+                self.target.history_restore_record(obj_id, idx, pending, _read_item(frame_dir, name, ".rec"))
         self.target.history_flush()
         return frames
+
+    def _roll_back(self) -> None:
+        """Undo an interrupted swap: what it journaled into the new step is what the session held."""
+        replacement = self._swapping
+        if replacement is None:
+            return
+        self._restore_from(self._folder(replacement), into=None)
+        self._swapping = None
+        self._write_index()
+        shutil.rmtree(self._folder(replacement), ignore_errors=True)
+
+    def recover(self) -> bool:
+        """Roll back an undo or redo a killed process left half done (call once the session is
+        loaded). True if there was one."""
+        if self._swapping is None:
+            return False
+        self._roll_back()
+        return True
 
     # --- what the session shows -------------------------------------------------------------
 

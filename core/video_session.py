@@ -996,11 +996,16 @@ class VideoSession:
             label, frames = swap()
         except HistoryError as exc:
             raise SessionError(str(exc)) from None
+        finally:
+            self._swapped()  # also after a swap that failed and was rolled back
+        return {"step": label, "frames": [self._number(i) for i in frames]}
+
+    def _swapped(self) -> None:
+        """Records and prompts changed under the caches: drop what was computed from them."""
         self._conditioned.clear()
         for obj_id in self._objects:
             self._bank_version[obj_id] = self._bank_version.get(obj_id, 0) + 1
         self._save_prompts()
-        return {"step": label, "frames": [self._number(i) for i in frames]}
 
     def history(self) -> dict[str, Any]:
         """{"undo": labels oldest first, "redo": labels next first, "limit": steps kept,
@@ -1214,6 +1219,8 @@ class VideoSession:
             image_size=saved_size,
         )
         session._restore()
+        if session._history.recover():  # an undo or redo killed halfway: back to before it
+            session._swapped()
         return session
 
     def _restore(self) -> None:

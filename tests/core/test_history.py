@@ -206,3 +206,47 @@ def test_before_and_after(micro: SAM2Model, tmp_path: Path) -> None:
         assert not np.array_equal(session.frame_result(CORRECTED, before=True).logits, tracked[CORRECTED])
         # frame 8 is outside the span: its before is what the first propagation replaced
         assert np.all(session.frame_result(8, before=True).logits == NO_OBJECT_SCORE)
+
+
+def test_an_interrupted_undo_is_rolled_back_in_process_and_on_reopen(micro: SAM2Model, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    session = new_session(micro, tmp_path, "disk")
+    session.add_points(1, 1, [[80, 60]], [1])
+    session.add_points(7, 1, [[70, 55]], [1])
+    list(session.propagate(1))
+    session.add_points(CORRECTED, 1, [[60, 50], [20, 100]], [1, 0])
+    corrected = state(session)
+    list(session.propagate(CORRECTED, span=True))
+    after, history = state(session), session.history()
+
+    restore = session.history_restore_record
+    calls: list[Any] = []
+
+    def fails_on_the_third(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        restore(*args)
+
+    monkeypatch.setattr(session, "history_restore_record", fails_on_the_third)
+    with pytest.raises(OSError, match="disk full"):
+        session.undo()
+    assert len(calls) > 3, "the rollback restored the items already swapped"
+    assert state(session) == after and session.history() == history, "a failed undo left the session half undone"
+
+    # killed halfway: nothing rolls back in the process; reopening does
+    calls.clear()
+    monkeypatch.setattr(session._history, "_roll_back", lambda: None)
+    with pytest.raises(OSError, match="disk full"):
+        session.undo()
+    assert state(session) != after
+    with pytest.raises(SessionError, match="interrupted"):
+        session.undo()
+    session.close()
+    reopened = VideoSession.open(tmp_path / "state", micro, frames=frames(SHOT))
+    try:
+        assert state(reopened) == after and reopened.history() == history
+        assert reopened.undo()["step"] == f"span re-track from frame {CORRECTED}"
+        assert state(reopened) == corrected
+    finally:
+        reopened.close()
