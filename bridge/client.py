@@ -47,6 +47,10 @@ class ConnectionTimeout(BridgeError):
     """The worker did not answer in time, even after retries."""
 
 
+class _NotQueued(ConnectionTimeout):
+    """The socket took no message within the timeout (no live connection to queue it on)."""
+
+
 class AuthenticationError(BridgeError):
     """The worker refused our signature (token mismatch), or we could not find a token."""
 
@@ -449,7 +453,29 @@ class Client:
             self.hello()  # learn the worker's epoch first
         parts = codec.encode(self._signer, mtype, request_id=request_id, body=body, arrays=arrays, session=session,
                              epoch=None if mtype == protocol.HELLO else (self._epoch or None))
-        self._socket.send_multipart(parts, copy=False)
+        self._hand_over(parts, mtype)
+
+    def _hand_over(self, parts: List[Any], mtype: str) -> None:
+        """Give a message to the socket within the timeout. A DEALER whose connection is gone (the
+        handshake was refused, the worker died) has nowhere to queue it and would block for ever."""
+        assert self._socket is not None
+        deadline = time.monotonic() + self.timeout
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLOUT)
+        poller.register(self._monitor, zmq.POLLIN)
+        while True:
+            try:
+                # a multipart message is queued whole or not at all: only its first part can block
+                self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                pass
+            self._check_handshake()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _NotQueued("the worker at %s took no %s message within %.1f s: is `samroto worker` "
+                                        "running there?" % (self.address, mtype, self.timeout))
+            poller.poll(max(1, int(min(left, 0.25) * 1000)))
 
     def _receive_one(self, timeout_s: float) -> Optional[Message]:
         """Wait for one message (any request) and file it; None on timeout."""
@@ -511,8 +537,12 @@ class Client:
             while attempt <= self.retries:
                 if attempt:
                     self._reconnect()
-                self._send(mtype, request_id, body, arrays, session)
-                msg = self._wait(request_id, wait)
+                try:
+                    self._send(mtype, request_id, body, arrays, session)
+                except _NotQueued:
+                    msg = None  # not even queued: like an answer that never came (reconnect, retry)
+                else:
+                    msg = self._wait(request_id, wait)
                 if msg is None:
                     self._check_handshake()
                     attempt += 1

@@ -3,8 +3,6 @@ offline and missing-file messages, and `samroto download vitmatte-small`."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +15,8 @@ from samroto.core.matting.download import download_matting_checkpoint, resolve_m
 from samroto.core.matting_pass import load_matting_pass
 from samroto.core.model.download import DownloadError
 from samroto.scripts.cli import main as cli_main
+
+from ...http_support import serve_folder
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +33,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(served: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args) -> None:  # noqa: ANN002
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setattr(matting_download, "download_url", lambda name, file="model.safetensors": f"{base}/{file}")
-    try:
+    with serve_folder(served) as base:
+        monkeypatch.setattr(matting_download, "download_url", lambda name, file="model.safetensors": f"{base}/{file}")
         yield base
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture

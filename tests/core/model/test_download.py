@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -15,6 +13,8 @@ from samroto.core.model import config as config_module
 from samroto.core.model.checkpoint import build_model, load_model
 from samroto.core.model.download import DownloadError, cache_dir, download_checkpoint, resolve_checkpoint_path
 from samroto.scripts.cli import main as cli_main
+
+from ...http_support import serve_folder
 
 NAME = "sam2.1_hiera_tiny"
 
@@ -30,23 +30,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def server(tiny_checkpoint: Path) -> Iterator[str]:
     """A loopback HTTP server serving the served folder; yields its base URL."""
-    folder = tiny_checkpoint.parent
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def log_message(self, *args) -> None:  # noqa: ANN002
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_folder(tiny_checkpoint.parent) as base:
+        yield base
 
 
 @pytest.fixture
