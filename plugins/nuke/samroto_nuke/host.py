@@ -1303,7 +1303,7 @@ def request_before(node: nuke.Node) -> None:
 
 def _load_before(node_name: str) -> Optional[JobRunner]:
     node = nuke.toNode(node_name)
-    if node is None or not showing_before(node):
+    if node is None or not showing_before(node) or not _knob(node, SESSION_KNOB, nuke.String_Knob).value():
         return None
     running = runner_for(node)
     if running is not None and running.running:

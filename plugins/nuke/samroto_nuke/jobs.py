@@ -243,6 +243,8 @@ class JobRunner:
         if job.action == "load":
             self._load(client, result)
             return
+        if job.action in ("lock", "unlock", "before") + HISTORY_ACTIONS and not job.session_id:
+            raise NoPrompts("this node has no session yet: prompt and track first (nothing to %s)" % job.action)
         session = self._session(client, result)
         result.width, result.height = session.width, session.height
         if job.action == "reset":

@@ -192,3 +192,14 @@ def test_locked_frames_are_shown_and_never_rewritten(tracked: Dict[str, Any]) ->
     result = press(node, "lock")
     assert result.state == "failed" and result.message.startswith("object 2 has nothing tracked to lock yet")
     assert node[SESSION_KNOB].value()
+
+
+def test_history_buttons_on_a_node_without_a_session_say_so(nuke: object, worker_env: WorkerProcess,
+                                                            plate: str) -> None:
+    read = fake_nuke.control.make_read(plate.replace("####", "%04d"), FIRST, LAST, width=WIDTH, height=HEIGHT)
+    node = samroto_on(read)
+    fake_nuke.control.current_frame = 1003
+    for action in ("undo", "lock"):
+        result = press(node, action)
+        assert result.state == "failed" and result.message.startswith("this node has no session yet"), action
+    assert node[SESSION_KNOB].value() == ""  # and none was opened for it
