@@ -1477,8 +1477,10 @@ def shown_previews(clip: bpy.types.MovieClip, frame: int) -> Optional[Dict[int, 
 
 @bpy.app.handlers.persistent
 def on_frame_changed(scene: bpy.types.Scene, *_: Any) -> None:
-    """A new frame while before/after shows "before": fetch that frame's previous result."""
-    if runtime.runner is None:
+    """A new frame while before/after shows "before": fetch that frame's previous result (not
+    while the timeline plays: one request per frame would queue behind each other)."""
+    screen = getattr(bpy.context, "screen", None)
+    if runtime.runner is None or (screen is not None and screen.is_animation_playing):
         return
     for clip in bpy.data.movieclips:
         state = clip.samroto

@@ -267,6 +267,10 @@ def run(args: argparse.Namespace, worker: Any) -> None:
     tasks.drain(budget=None)
     locks["marks"] = json.loads(state.marks or "{}")
     locks["markers"] = markers()
+    panels = importlib.import_module(MODULE + ".panels")
+    scene.frame_set(plate.scene_frame(1006))  # the correction's frame: Track re-tracks a span here
+    locks["panels"] = {name: drawn_panel(getattr(panels, name).draw, clip, scene)
+                       for name in ("SAMROTO_PT_track", "SAMROTO_PT_corrections")}
     locks["message"] = controller.runtime.message
     before_lock = matte_hashes(controller.find_object(clip, chair_id))
     # a prompt on a locked frame is refused by the worker: rolled back and reported, no traceback
@@ -309,6 +313,36 @@ def run(args: argparse.Namespace, worker: Any) -> None:
     step("remove")
     job = wait(controller.remove_object(bpy.context, clip, chair_id))
     RESULT["remove"] = {"job": [job.state, job.error], "markers": markers()}
+
+
+class Recorder:
+    """Stands in for a panel's UILayout: records the texts of its labels and buttons."""
+
+    def __init__(self, out: List[Any]) -> None:
+        self.out = out
+        self.alert = False
+        self.enabled = True
+
+    def label(self, text: str = "", **_: Any) -> None:
+        self.out.append(["label", text])
+
+    def operator(self, idname: str, text: str = "", **_: Any) -> Any:
+        self.out.append([idname, text])
+        return SimpleNamespace()
+
+    def prop(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def box(self, **_: Any) -> "Recorder":
+        return Recorder(self.out)
+
+    column = row = box
+
+
+def drawn_panel(panel_draw: Any, clip: Any, scene: Any) -> List[Any]:
+    out: List[Any] = []
+    panel_draw(SimpleNamespace(layout=Recorder(out)), SimpleNamespace(space_data=None, edit_movieclip=clip, scene=scene))
+    return out
 
 
 def _busy(controller: Any) -> bool:

@@ -89,6 +89,20 @@ def test_locks_are_respected_and_errors_reach_the_artist(scenario: Dict[str, Any
     assert locks["unlock"] == ["done", None, {"1": [[1010, 1010], [1012, 1012]]}]
 
 
+def test_the_panels_offer_the_span_to_the_end_undo_and_locks(scenario: Dict[str, Any]) -> None:
+    track = scenario["locks"]["panels"]["SAMROTO_PT_track"]
+    # on a corrected frame the first button re-tracks the span; tracking to the end is one click away
+    assert track[:2] == [["samroto.propagate", "Re-track Span"], ["label", "To the end:"]]
+    assert track[2:5] == [["samroto.propagate", "Backward"], ["samroto.propagate", "Both"],
+                          ["samroto.propagate", "Forward"]]
+    corrections = scenario["locks"]["panels"]["SAMROTO_PT_corrections"]
+    assert corrections == [
+        ["samroto.session_undo", "Undo lock frames 1010-1012 (object 1)"], ["samroto.session_undo", "Redo"],
+        ["samroto.before_after", "Showing: After"], ["label", "Keyframes: 1003, 1006, 1009"],
+        ["label", "Locked: 1010-1012"], ["samroto.lock", "Lock"], ["samroto.lock", "Unlock"],
+        ["label", "Frames: in/out 10-12"]]
+
+
 def test_undo_brings_back_the_mattes_and_prompts_the_add_on_shows_and_redo_the_correction(
         scenario: Dict[str, Any]) -> None:
     undo = scenario["undo"]
