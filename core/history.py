@@ -165,9 +165,9 @@ class History:
         if not self.enabled:
             yield
             return
-        self._depth += 1
-        if self._depth == 1:
+        if self._depth == 0:
             self._begin(label)
+        self._depth += 1
         try:
             yield
         finally:
@@ -176,6 +176,8 @@ class History:
                 self._end()
 
     def _begin(self, label: str) -> None:
+        if self._swapping is not None:
+            raise HistoryError("an undo or redo was interrupted and could not be rolled back: reopen the session")
         step = Step(self._next_id, " ".join(str(label).split())[:MAX_LABEL_CHARS])
         self._next_id += 1
         folder = self._folder(step)
