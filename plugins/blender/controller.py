@@ -1308,7 +1308,11 @@ def show_marks(scene: Optional[bpy.types.Scene], clip: bpy.types.MovieClip, mark
             scene.timeline_markers.remove(marker)
             break
     names = {item.obj_id: item.name for item in state.objects}
-    plate = clip_plate(clip, check_files=False)
+    try:
+        plate = clip_plate(clip, check_files=False)
+    except plates.PlateError:  # the clip's files are gone: no frames to put markers on
+        state.markers = "[]"
+        return 0
     plan = corrections.marker_plan(marks, names, plate.scene_frame)
     for name, frame in plan:
         scene.timeline_markers.new(name, frame=frame)
