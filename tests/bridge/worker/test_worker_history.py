@@ -99,5 +99,10 @@ def test_undo_redo_and_before_over_the_socket_survive_a_worker_restart(tmp_path:
             with pytest.raises(BadRequest, match="nothing to redo"):
                 resumed.redo()
             assert resumed.undo()["history"]["locks"] == {}
+            # a stroke is one step, whatever it becomes (here clicks along the brush)
+            resumed.add_stroke(1004, 1, [(40, 40), (60, 50), (80, 60)], kind="brush")
+            assert resumed.history()["undo"][-1] == "brush stroke on frame 1004 (object 1)"
+            assert resumed.undo()["frames"] == [1004]
+            assert snapshot(folder, mattes) == corrected
     finally:
         second.kill()
