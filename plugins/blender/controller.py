@@ -829,7 +829,8 @@ def _record_update(key: str, update: FrameUpdate) -> None:
 
 PREVIEW_LABEL = "Preview propagation"
 FINAL_LABEL = "Final mattes"
-_PREFIXES = {PREVIEW_LABEL: "Preview: ", FINAL_LABEL: "Final mattes: ", "Span re-track": "Span: "}
+SPAN_LABEL = "Span re-track"
+_PREFIXES = {PREVIEW_LABEL: "Preview: ", FINAL_LABEL: "Final mattes: ", SPAN_LABEL: "Span: "}
 
 
 def _what(job: remote.Job, verb: str) -> str:
@@ -851,9 +852,6 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
     args = _session_args(clip)
     return _run_propagation(context, clip, "Propagation", lambda connection: _session(connection, args),
                             direction=direction, start=start)
-
-
-SPAN_LABEL = "Span re-track"
 
 
 def object_tracked(clip: bpy.types.MovieClip, obj_id: Optional[int]) -> List[int]:

@@ -1272,7 +1272,12 @@ def show_marks(node: nuke.Node, plate: PlateSource, result: Optional[JobResult] 
     its label, and the undo / redo steps: from the worker's history, else from its prompts and the
     locks last heard."""
     marks = node_marks(node)
-    if result is not None and result.history is not None:
+    if result is not None and result.action == "reset":  # a new, empty session: nothing tracked, nothing locked
+        marks = Marks()
+        tracked = node.knob(TRACKED_KNOB)
+        if tracked is not None:
+            cast(nuke.String_Knob, tracked).setValue("")
+    elif result is not None and result.history is not None:
         marks = Marks.from_history(result.history)
         history = _knob(node, HISTORY_KNOB, nuke.Text_Knob) if node.knob(HISTORY_KNOB) is not None else None
         if history is not None:

@@ -446,6 +446,7 @@ class JobRunner:
         self._post(self._observer.session_mode, 0)
         result.session_id, result.width, result.height = final.id, final.width, final.height
         self._track(final, progress, result)
+        result.history = fetch_history(final)  # the final session's keyframes (the preview's locks stay there)
         if result.state == "done" and not self._cancelled(progress):
             try:
                 client.delete_session(preview.id)
