@@ -53,9 +53,6 @@ class Journaled(Protocol):
     def history_apply_meta(self, meta: dict[str, Any]) -> None:
         """Make prompts, clicks, locks and objects what `meta` says (records are restored after)."""
 
-    def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
-        """A record's bytes as stored now, or None when there is none."""
-
     def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
         """Put the record's bytes in file `dest` (a hard link where it can); False when there is none."""
 
@@ -70,17 +67,25 @@ class Journaled(Protocol):
 class Step:
     id: int
     label: str
+    bytes: int = 0  # what its journal holds on disk, once it is finished
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label}
+        return {"id": self.id, "label": self.label, "bytes": self.bytes}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Step":
+        return cls(int(data["id"]), str(data["label"]), int(data.get("bytes", 0)))
 
 
 class History:
     """The bounded undo/redo journal of one session, in `root` (created if needed)."""
 
-    def __init__(self, root: Path, target: Journaled, *, limit: int) -> None:
+    def __init__(self, root: Path, target: Journaled, *, limit: int, max_bytes: int = 0) -> None:
+        """limit: steps kept; max_bytes: the journal's size on disk past which the oldest steps go
+        (0: no cap; the newest step always stays)."""
         if not 0 <= limit <= MAX_HISTORY_STEPS:
             raise HistoryError(f"history steps must be 0 to {MAX_HISTORY_STEPS}, not {limit}")
+        self.max_bytes = max(0, int(max_bytes))
         self.root = Path(root)
         self.target = target
         self.limit = int(limit)
@@ -112,19 +117,20 @@ class History:
             data = json.loads(path.read_text())
             if data.get("format") != HISTORY_FORMAT:
                 raise ValueError(f"format {data.get('format')} is not {HISTORY_FORMAT}")
-            self._undo = [Step(int(s["id"]), str(s["label"])) for s in data.get("undo", [])]
-            self._redo = [Step(int(s["id"]), str(s["label"])) for s in data.get("redo", [])]
+            self._undo = [Step.from_dict(s) for s in data.get("undo", [])]
+            self._redo = [Step.from_dict(s) for s in data.get("redo", [])]
             self._next_id = int(data.get("next_id", 1))
             opened = data.get("open")
             swapping = data.get("swapping")
             if swapping is not None:
-                self._swapping = Step(int(swapping["id"]), str(swapping["label"]))
+                self._swapping = Step.from_dict(swapping)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise HistoryError(f"{path}: the undo history cannot be read ({exc})") from None
         if opened is not None:
             # the process stopped inside a step (killed mid-propagation): what it journaled undoes
             # exactly what it wrote, so it is kept as a finished step
-            self._open = Step(int(opened["id"]), str(opened["label"]))
+            self._open = Step.from_dict(opened)
+            self._open.bytes = self._size(self._open)
             self._keep(self._open)
             self._open = None
         # folders of steps the index does not name (a crash between writing them and the index)
@@ -195,6 +201,7 @@ class History:
             shutil.rmtree(self._folder(step), ignore_errors=True)  # a refused prompt, an empty run
             self._write_index()
             return
+        step.bytes = self._size(step)
         self._keep(step)
         self._trim()
         self._last_closed = step
@@ -208,9 +215,15 @@ class History:
         self._undo.append(step)
 
     def _trim(self) -> None:
-        while len(self._undo) > self.limit:
+        """Drop the oldest steps past the step limit, then past the size cap (never the newest)."""
+        while len(self._undo) > self.limit or (
+                self.max_bytes and len(self._undo) > 1
+                and sum(s.bytes for s in self._undo + self._redo) > self.max_bytes):
             oldest = self._undo.pop(0)
             shutil.rmtree(self._folder(oldest), ignore_errors=True)
+
+    def _size(self, step: Step) -> int:
+        return sum(p.stat().st_size for p in self._folder(step).rglob("*") if p.is_file())
 
     def _changed_nothing(self, step: Step) -> bool:
         folder = self._folder(step)
@@ -265,6 +278,7 @@ class History:
             raise HistoryError("nothing to undo")
         step = self._undo[-1]
         replacement, frames = self._swap(step)
+        replacement.bytes = self._size(replacement)
         self._undo.pop()
         self._redo.insert(0, replacement)
         self._finish_swap(step)
@@ -277,6 +291,7 @@ class History:
             raise HistoryError("nothing to redo")
         step = self._redo[0]
         replacement, frames = self._swap(step)
+        replacement.bytes = self._size(replacement)
         self._redo.pop(0)
         self._undo.append(replacement)
         self._finish_swap(step)
@@ -392,11 +407,6 @@ class History:
                 records[(int(obj_text), kind == "p")] = _read_item(frame_dir, name, ".rec")
             return meta, records
         return None
-
-    def remove(self) -> None:
-        """Forget the whole history (its folder goes)."""
-        self._undo, self._redo, self._open = [], [], None
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _put_item(folder: Path, name: str, suffix: str, data: bytes | None) -> None:

@@ -103,12 +103,17 @@ class SessionOptions:
     # undo steps kept (prompts, locks, propagations; 0: no history); the journal keeps only what
     # each step overwrote, on disk next to the records
     history_steps: int = 20
+    # the undo journal's size on disk past which its oldest steps go (0: no cap): full re-propagations
+    # of a long shot keep every record they replaced
+    history_max_mb: float = 8192.0
 
     def __post_init__(self) -> None:
         if self.fill_hole_area < 0:
             raise SessionError("fill_hole_area must be >= 0")
         if not 0 <= self.history_steps <= MAX_HISTORY_STEPS:
             raise SessionError(f"history_steps must be 0 to {MAX_HISTORY_STEPS}, not {self.history_steps}")
+        if not self.history_max_mb >= 0:
+            raise SessionError(f"history_max_mb must be >= 0 (0: no cap), not {self.history_max_mb}")
         if self.precision != "auto" and self.precision not in DTYPES:
             raise SessionError(f"precision must be one of {', '.join(DTYPES)}, not {self.precision!r}")
         if self.feature_cache_frames < 1:
@@ -236,7 +241,8 @@ class VideoSession:
             assert self.state_dir is not None
             root = self.state_dir / "history"
         try:
-            return History(root, self, limit=self.options.history_steps)
+            return History(root, self, limit=self.options.history_steps,
+                           max_bytes=int(self.options.history_max_mb * 2 ** 20))
         except HistoryError as exc:
             raise SessionError(str(exc)) from None
 
@@ -1079,9 +1085,6 @@ class VideoSession:
             }
             locks[obj_id] = {i for a, b in entry["locks"] for i in range(int(a), int(b) + 1)}
         self._objects, self._prompts, self._points, self._locks = objects, prompts, points, locks
-
-    def history_record_bytes(self, obj_id: int, idx: int, pending: bool) -> bytes | None:
-        return self.store.peek_bytes(obj_id, idx, pending=pending)
 
     def history_save_record(self, obj_id: int, idx: int, pending: bool, dest: Path) -> bool:
         if isinstance(self.store, DiskStore):

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "read": "read-path speed for 4K EXR and DPX plates (readers before/after) and the OCIO view",
     "matting": "learned matting pass: ms per frame (vitmatte small/base, 1080p/4K) and memory over a long shot",
     "review": "time and size of the review page for many shots, and its load time in Chromium",
+    "history": "what the undo history costs: propagation with it on and off, journal size, undo/redo time",
 }
 
 

@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--history-steps", type=int, default=20, metavar="N",
                         help="undo steps kept per new session, 0 to %d (0: no undo; default %%(default)s)"
                         % MAX_HISTORY_STEPS)
+    limits.add_argument("--history-max-mb", type=float, default=8192.0, metavar="MB",
+                        help="size on disk of a session's undo journal past which its oldest steps go "
+                        "(0: no cap; default %(default).0f)")
     limits.add_argument("--read-root", action="append", type=Path, default=[], metavar="DIR",
                         help="a folder requests may read mask files from, besides the plate's folder and the "
                         "session folder (repeat for more)")
@@ -102,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: --max-message-mb, --max-body-mb, --max-queued-mb, --max-objects, --max-points, --max-prompts, "
               "--max-frames, --client-timeout and --stop-grace must be positive", file=sys.stderr)
         return 2
-    if not 0 <= args.history_steps <= MAX_HISTORY_STEPS:
-        print(f"error: --history-steps must be 0 to {MAX_HISTORY_STEPS}", file=sys.stderr)
+    if not 0 <= args.history_steps <= MAX_HISTORY_STEPS or not args.history_max_mb >= 0:
+        print(f"error: --history-steps must be 0 to {MAX_HISTORY_STEPS} and --history-max-mb >= 0", file=sys.stderr)
         return 2
     missing = [str(p) for p in args.read_root if not p.is_dir()]
     if missing:
@@ -130,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     # recorded in exported sidecars: names and absolute paths resolve from any folder
     engine = ModelEngine(model, name=portable_checkpoint(args.model), precision=resolve_precision(args, device),
-                         config=portable_config(args.config), colour=colour, history_steps=args.history_steps)
+                         config=portable_config(args.config), colour=colour, history_steps=args.history_steps,
+                         history_max_mb=args.history_max_mb)
     engine.check_precision(log=log.warning)
     if args.compile:
         # compile now, for the full size and the add-ons' default preview size, so the first click

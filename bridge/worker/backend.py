@@ -92,13 +92,16 @@ class ModelEngine:
     """The real engine: a SAM 2 model loaded once, `VideoSession`s, frame sources and matte writers."""
 
     def __init__(self, model: Any, *, name: str, precision: str = "float32", config: Optional[str] = None,
-                 colour: Any = None, history_steps: Optional[int] = None) -> None:
+                 colour: Any = None, history_steps: Optional[int] = None,
+                 history_max_mb: Optional[float] = None) -> None:
         """model: a loaded `SAM2Model` (on its device); name: how `hello` reports it (the checkpoint);
         config: the configuration it was loaded with, when not an official one;
         precision: "float32", or "bfloat16"/"float16" autocast on CUDA;
         colour: `ColourSettings` for plates whose client leaves them open (the worker's --ocio, ...);
-        history_steps: undo steps new sessions keep (None: `SessionOptions`' default)."""
+        history_steps, history_max_mb: undo steps new sessions keep and the size cap of their journal
+        (None: `SessionOptions`' defaults)."""
         self.history_steps = history_steps
+        self.history_max_mb = history_max_mb
         self.model = model
         self.colour = colour
         self.model_name = name
@@ -168,11 +171,12 @@ class ModelEngine:
         return PushedFrames(folder, int(frame_numbers[0]), int(frame_numbers[-1]), height, width)
 
     def create_session(self, frames: Any, state_dir: Path, *, image_size: Optional[int] = None) -> SessionLike:
-        from ...core.video_session import VideoSession
+        from ...core.video_session import SessionOptions, VideoSession
 
+        options = SessionOptions().with_overrides(history_steps=self.history_steps, history_max_mb=self.history_max_mb)
         # the model already sits on the device; the session follows it
         return VideoSession(self.model, frames, state_dir=state_dir, precision=self.precision, image_size=image_size,
-                            history_steps=self.history_steps)
+                            options=options)
 
     def check_track_resolution(self, size: int) -> None:
         """A preview resolution the model can run at (a multiple of 32, below its own)."""

@@ -13,7 +13,7 @@ import torch
 from samroto.core.memory_bank import InMemoryStore, encode_record
 from samroto.core.model.sam2 import NO_OBJECT_SCORE, SAM2Model
 from samroto.core.outputs.mattes import MatteSequenceWriter
-from samroto.core.video_session import SessionError, VideoSession
+from samroto.core.video_session import SessionError, SessionOptions, VideoSession
 
 from .conftest import micro_model
 from .test_corrections import CORRECTED, SIZE, frames
@@ -158,6 +158,19 @@ def test_history_is_bounded_and_a_new_step_drops_redo(micro: SAM2Model, tmp_path
         assert session.locks() == {}
         with pytest.raises(SessionError, match="nothing to undo"):
             session.undo()  # the oldest steps were dropped
+
+
+def test_history_is_bounded_in_bytes_too(micro: SAM2Model, tmp_path: Path) -> None:
+    # a re-propagation of 10 frames keeps 10 records (~34 kB each with the micro model): over 50 kB
+    with new_session(micro, tmp_path, "disk", options=SessionOptions(history_max_mb=0.05)) as session:
+        session.add_points(0, 1, [[80, 60]], [1])
+        list(session.propagate())
+        list(session.propagate())
+        assert session.history()["undo"] == ["propagate forward from the first keyframe"], "the newest step stays"
+        session.lock(1, 2, 3)
+        assert session.history()["undo"] == ["lock frames 2-3 (object 1)"]
+        assert session.state_dir is not None
+        assert len(list((session.state_dir / "history" / "steps").iterdir())) == 1
 
 
 def test_refused_prompts_are_no_step_and_removed_objects_come_back(micro: SAM2Model, tmp_path: Path) -> None:
