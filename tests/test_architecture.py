@@ -24,7 +24,8 @@ PACKAGE_ROOTS = {"core": "samroto.core", "bridge": "samroto.bridge", "scripts": 
                  "plugins/blender": "samroto_blender", "plugins/nuke/samroto_nuke": "samroto_nuke"}
 
 # Blender modules that must stay importable without bpy: their logic is tested outside Blender
-BPY_FREE_BLENDER_MODULES = ("coords", "keyframes", "plates", "previews", "prompts", "rasterize", "remote", "tasks")
+BPY_FREE_BLENDER_MODULES = ("coords", "corrections", "keyframes", "plates", "previews", "prompts", "rasterize", "remote",
+                            "tasks")
 BLENDER_HOST_MODULES = ("bpy", "bmesh", "mathutils", "gpu", "gpu_extras", "bl_ui", "bpy_extras")
 
 

@@ -5,7 +5,7 @@ preferences' start command) hosts the model and the per-shot sessions; the add-o
 through the bundled bridge client (`bridge/`, copied in by the build script) over ZeroMQ.
 
 Modules without bpy (unit-testable outside Blender; `BPY_FREE_MODULES`, checked by the tests):
-`coords`, `plates`, `prompts`, `keyframes`, `previews`, `rasterize`, `remote`, `tasks`. The bpy
+`coords`, `corrections`, `plates`, `prompts`, `keyframes`, `previews`, `rasterize`, `remote`, `tasks`. The bpy
 side (`BPY_MODULES`): `props`, `controller`, `mask_builder`, `operators`, `prompt_tool`,
 `overlay`, `panels`, `review`. Importing this package does not import bpy; `register()` does.
 """
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Any, List
 
-BPY_FREE_MODULES = ("coords", "plates", "prompts", "keyframes", "previews", "rasterize", "remote", "tasks")
+BPY_FREE_MODULES = ("coords", "corrections", "plates", "prompts", "keyframes", "previews", "rasterize", "remote",
+                    "tasks")
 BPY_MODULES = ("props", "controller", "mask_builder", "operators", "prompt_tool", "overlay", "panels", "review")
 
 _registered: List[Any] = []
 _HANDLERS = (("load_post", "on_file_loaded"), ("undo_post", "on_undo_redo"), ("redo_post", "on_undo_redo"),
              ("load_pre", "before_data_change"), ("undo_pre", "before_data_change"),
-             ("redo_pre", "before_data_change"))
+             ("redo_pre", "before_data_change"), ("frame_change_post", "on_frame_changed"))
 
 
 def register() -> None:

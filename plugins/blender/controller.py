@@ -9,6 +9,7 @@ return the `remote.Job` so operators can follow progress and tests can wait for 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import bpy
 
-from . import coords, keyframes, mask_builder, plates, props, rasterize, remote, tasks
+from . import coords, corrections, keyframes, mask_builder, plates, props, rasterize, remote, tasks
 from .bridge import auth
 from .bridge.client import FrameUpdate, NoSuchSession, RemoteSession
 from .previews import object_colour
@@ -51,6 +52,11 @@ class Runtime:
     last_ping: float = 0.0  # monotonic time of the last successful quick ping
     building: Optional[Any] = None  # the running chunked mask build (mask_builder.Build)
     holding: bool = False  # an operator runs: jobs wait for its end (`hold_jobs`)
+    # clip key -> plate frame -> obj_id -> RLE preview of the frame's previous result (before/after)
+    before: Dict[str, Dict[int, Dict[int, Dict[str, Any]]]] = field(default_factory=dict)
+    # clip key -> the worker's undo history (labels oldest first) after the last action
+    undo_steps: Dict[str, List[str]] = field(default_factory=dict)
+    redo_steps: Dict[str, List[str]] = field(default_factory=dict)
 
 
 runtime = Runtime()
@@ -124,6 +130,7 @@ def on_file_loaded(*_: Any) -> None:
     give the worker the loaded prompts of every clip that has a session."""
     runtime.building = None
     runtime.previews.clear()
+    runtime.before.clear()
     runtime.tracked.clear()
     runtime.sessions.clear()
     runtime.synced.clear()
@@ -430,7 +437,9 @@ def _sync_session(session: RemoteSession, args: SessionArgs) -> remote.SyncOutco
     what it holds afterwards (and draws that)."""
     book = PromptBook.from_json(args.prompts)
     outcome = remote.sync_prompts(session, book, list(args.objects) or book.objects())
+    history = remote.fetch_history(session)
     tasks.post(lambda: _synced(args.key, args.prompts, outcome))
+    tasks.post(lambda: apply_marks(args.key, history))
     return outcome
 
 
@@ -806,6 +815,9 @@ def _forget_object(clip: bpy.types.MovieClip, obj_id: int) -> None:
     for frames in runtime.previews.get(state.key, {}).values():
         frames.pop(obj_id, None)
     runtime.tracked.pop((state.key, obj_id), None)
+    for frames in runtime.before.get(state.key, {}).values():
+        frames.pop(obj_id, None)
+    show_marks(bpy.context.scene, clip, clip_marks(clip).without(obj_id))
     runtime.overlay_version += 1
     redraw()
 
@@ -843,7 +855,8 @@ def _record_update(key: str, update: FrameUpdate) -> None:
 
 PREVIEW_LABEL = "Preview propagation"
 FINAL_LABEL = "Final mattes"
-_PREFIXES = {PREVIEW_LABEL: "Preview: ", FINAL_LABEL: "Final mattes: "}
+SPAN_LABEL = "Span re-track"
+_PREFIXES = {PREVIEW_LABEL: "Preview: ", FINAL_LABEL: "Final mattes: ", SPAN_LABEL: "Span: "}
 
 
 def _what(job: remote.Job, verb: str) -> str:
@@ -865,6 +878,37 @@ def propagate(context: bpy.types.Context, clip: bpy.types.MovieClip, *, directio
     args = _session_args(clip)
     return _run_propagation(context, clip, "Propagation", lambda connection: _session(connection, args),
                             direction=direction, start=start)
+
+
+def object_tracked(clip: bpy.types.MovieClip, obj_id: Optional[int]) -> List[int]:
+    """The object's tracked plate frames (as recorded on the clip)."""
+    item = find_object(clip, obj_id) if obj_id is not None else None
+    if item is None:
+        return []
+    frames = runtime.tracked.get((clip.samroto.key, item.obj_id))
+    return sorted(frames) if frames is not None else plates.ranges_to_frames(item.tracked)
+
+
+def track_plan(context: bpy.types.Context, clip: bpy.types.MovieClip, *, extent: str = "AUTO",
+               direction: str = "both", from_current: bool = True) -> corrections.TrackPlan:
+    """What Track does on the current frame: after a correction of the active object (a prompt on
+    a frame it already had a tracked result on) only the span it affects; else to the end."""
+    item = active_object(clip)
+    obj_id = item.obj_id if item is not None else None
+    frame = plate_frame(clip, context.scene.frame_current)
+    return corrections.plan_track(prompt_book(clip), obj_id, frame, object_tracked(clip, obj_id), extent=extent,
+                                  direction=direction, from_current=from_current)
+
+
+def track(context: bpy.types.Context, clip: bpy.types.MovieClip, *, extent: str = "AUTO", direction: str = "both",
+          from_current: bool = True) -> remote.Job:
+    """The Track action: `extent` AUTO re-tracks the span after a correction (else tracks to the
+    end), SPAN always the span, FULL to the end in `direction`."""
+    plan = track_plan(context, clip, extent=extent, direction=direction, from_current=from_current)
+    args = _session_args(clip)
+    return _run_propagation(context, clip, SPAN_LABEL if plan.span else "Propagation",
+                            lambda connection: _session(connection, args), direction=plan.direction, start=plan.start,
+                            span=plan.span, obj_id=plan.obj_id)
 
 
 def compute_final(context: bpy.types.Context, clip: bpy.types.MovieClip) -> remote.Job:
@@ -898,7 +942,7 @@ def _final_opened(key: str, info: Dict[str, Any]) -> None:
 
 def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, label: str,
                      session_for: Callable[[remote.Connection], RemoteSession], *, direction: str,
-                     start: Optional[int]) -> remote.Job:
+                     start: Optional[int], span: bool = False, obj_id: Optional[int] = None) -> remote.Job:
     """Propagate the session `session_for` gives (on the network thread), recording every frame
     on the clip; at the end load the mattes and build the mask when the clip asks for it."""
     if propagation_running():
@@ -920,7 +964,7 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
             tasks.post(lambda: _record_update(key, update))
 
         return remote.propagate(session, direction=direction, start=start, on_update=on_update,
-                                cancelled=job.cancel_event, matting=matting)
+                                cancelled=job.cancel_event, matting=matting, span=span, obj_id=obj_id)
 
     def done(job: remote.Job) -> None:
         runtime.propagation_active = False
@@ -934,6 +978,9 @@ def _run_propagation(context: bpy.types.Context, clip: bpy.types.MovieClip, labe
             report("%s %s after %d frames%s" % (
                 job.label, outcome.state, len(outcome.frames), ": %s" % outcome.reason if outcome.reason else ""),
                 error=outcome.state == "error")
+        for frame in outcome.frames:  # their previous results changed with them
+            runtime.before.get(key, {}).pop(frame, None)
+        apply_marks(key, outcome.history)
         if target is not None and outcome.frames:
             from . import review  # timeline markers and the Review list
 
@@ -1253,3 +1300,223 @@ def add_matte_strip(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_i
     strip["samroto_obj_id"] = obj_id
     strip.directory = folder + os.sep
     return strip
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrections that keep approved work: keyframes and locks on the timeline, the session's undo
+# and redo, and the frame's previous result (before/after)
+
+
+def clip_marks(clip: bpy.types.MovieClip) -> corrections.Marks:
+    """The clip's keyframes and locked ranges as last heard from the worker."""
+    try:
+        data = json.loads(clip.samroto.marks or "{}")
+        return corrections.Marks.from_history(data)
+    except (ValueError, TypeError, AttributeError):
+        return corrections.Marks()
+
+
+def show_marks(scene: Optional[bpy.types.Scene], clip: bpy.types.MovieClip, marks: corrections.Marks) -> int:
+    """Replace the clip's keyframe and lock markers on the scene's timeline with `marks` (the
+    markers this clip placed are remembered on the clip, so other markers stay). Returns how many."""
+    state = clip.samroto
+    state.marks = json.dumps(marks.to_json(), sort_keys=True)
+    if scene is None:
+        return 0
+    try:
+        placed = [(str(name), int(frame)) for name, frame in json.loads(state.markers or "[]")]
+    except (ValueError, TypeError):
+        placed = []
+    for name, frame in placed:
+        for marker in [m for m in scene.timeline_markers if m.name == name and m.frame == frame]:
+            scene.timeline_markers.remove(marker)
+            break
+    names = {item.obj_id: item.name for item in state.objects}
+    try:
+        plate = clip_plate(clip, check_files=False)
+    except plates.PlateError:  # the clip's files are gone: no frames to put markers on
+        state.markers = "[]"
+        return 0
+    plan = corrections.marker_plan(marks, names, plate.scene_frame)
+    for name, frame in plan:
+        scene.timeline_markers.new(name, frame=frame)
+    state.markers = json.dumps(plan)
+    redraw()
+    return len(plan)
+
+
+def apply_marks(key: str, history: Optional[Dict[str, Any]], locks: Optional[Dict[int, List[List[int]]]] = None) -> None:
+    """Main thread: the worker's history (or, from a worker without one, the drawn prompts and the
+    last locks heard) becomes the clip's markers and its undo/redo lists."""
+    clip = find_clip(key)
+    if clip is None:
+        return
+    if history is not None:
+        marks = corrections.Marks.from_history(history)
+        runtime.undo_steps[key] = [str(s) for s in history.get("undo") or []]
+        runtime.redo_steps[key] = [str(s) for s in history.get("redo") or []]
+    else:
+        known = clip_marks(clip).locks if locks is None else locks
+        marks = corrections.Marks.from_book(prompt_book(clip), known)
+    show_marks(bpy.context.scene, clip, marks)
+
+
+def _lock_frames(context: bpy.types.Context, clip: bpy.types.MovieClip, mode: str, first: int,
+                 last: int) -> Tuple[int, int]:
+    """The plate frames a lock applies to: CURRENT frame, the scene's PREVIEW range (its in/out,
+    else the current frame), or CUSTOM plate frames."""
+    plate = clip_plate(clip)
+    scene = context.scene
+    if mode == "CUSTOM":
+        return corrections.lock_range(first, last, plate.first, plate.last)
+    if mode == "PREVIEW" and scene.use_preview_range:
+        return corrections.lock_range(plate.plate_frame(scene.frame_preview_start),
+                                      plate.plate_frame(scene.frame_preview_end), plate.first, plate.last)
+    frame = plate.plate_frame(scene.frame_current)
+    return corrections.lock_range(frame, frame, plate.first, plate.last)
+
+
+def set_lock(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: int, *, locked: bool = True,
+             mode: str = "PREVIEW", first: int = 0, last: int = 0) -> remote.Job:
+    """Lock (or unlock) an approved range of the object: propagation never rewrites it."""
+    if find_object(clip, obj_id) is None:
+        raise remote.AddonError("The clip has no object %d" % obj_id)
+    lo, hi = _lock_frames(context, clip, mode, first, last)
+    args = _session_args(clip)
+    key = args.key
+
+    def work(connection: remote.Connection, job: remote.Job) -> Any:
+        def run(session: RemoteSession) -> Any:
+            locks = remote.set_lock(session, obj_id, lo, hi, locked=locked)
+            return locks, remote.fetch_history(session)
+
+        return _with_session(connection, args, run)
+
+    def done(job: remote.Job) -> None:
+        locks, history = job.result
+        apply_marks(key, history, locks)
+        target = find_clip(key)
+        item = find_object(target, obj_id) if target is not None else None
+        ranges = locks.get(obj_id, [])
+        report("%s frames %d-%d of %s; locked: %s" % ("Locked" if locked else "Unlocked", lo, hi,
+                                                      item.name if item is not None else obj_id,
+                                                      corrections.ranges_text(ranges) or "none"))
+
+    return submit(context, "Lock" if locked else "Unlock", work, on_done=done)
+
+
+def session_step(context: bpy.types.Context, clip: bpy.types.MovieClip, *, redo: bool = False) -> remote.Job:
+    """Undo (or redo) the session's last step on the worker (a prompt change or a propagation):
+    the changed frames' mattes are reloaded and the drawn prompts become what the worker holds."""
+    if propagation_running():
+        raise remote.AddonError("A propagation is running; cancel it first (Esc)")
+    args = _session_args(clip)
+    key = args.key
+    frame = plate_frame(clip, context.scene.frame_current)
+    before = bool(clip.samroto.show_before)
+
+    def work(connection: remote.Connection, job: remote.Job) -> Any:
+        def run(session: RemoteSession) -> Any:
+            outcome = remote.step_history(session, redo=redo)
+            try:
+                shown = remote.frame_previews(session, frame)
+                previous = remote.frame_previews(session, frame, before=True) if before else None
+            except remote.AddonError:
+                shown, previous = {}, None
+            return outcome, shown, previous
+
+        return _with_session(connection, args, run)
+
+    def done(job: remote.Job) -> None:
+        outcome, shown, previous = job.result
+        _stepped(key, outcome, frame, shown, previous, redo)
+
+    return submit(context, "Redo" if redo else "Undo", work, on_done=done)
+
+
+def _stepped(key: str, outcome: remote.StepOutcome, frame: int, shown: Dict[int, Dict[str, Any]],
+             previous: Optional[Dict[int, Dict[str, Any]]], redo: bool) -> None:
+    """Main thread, after an undo or redo on the worker: draw what the worker holds now."""
+    runtime.synced[key] = outcome.book
+    runtime.needs_sync.discard(key)
+    clip = find_clip(key)
+    if clip is None:
+        return
+    clip.samroto.prompts = outcome.book.to_json()
+    cache = runtime.previews.setdefault(key, {})
+    for changed in outcome.frames:
+        cache.pop(changed, None)
+        runtime.before.get(key, {}).pop(changed, None)
+    if shown:
+        cache[frame] = dict(shown)
+    if previous is not None:
+        runtime.before.setdefault(key, {})[frame] = dict(previous)
+    runtime.overlay_version += 1
+    apply_marks(key, outcome.history)
+    for item in clip.samroto.objects:  # the matte files of the changed frames are the restored ones
+        image = bpy.data.images.get(item.image_name) if item.image_name else None
+        if image is not None:
+            image.reload()
+    what = "Redid" if redo else "Undid"
+    push_undo("SamRoto: %s %s" % (what.lower(), outcome.step))
+    report("%s %s (%d frame%s changed)" % (what, outcome.step or "the last step", len(outcome.frames),
+                                          "" if len(outcome.frames) == 1 else "s"))
+
+
+def fetch_before(context: bpy.types.Context, clip: bpy.types.MovieClip, frame: Optional[int] = None, *,
+                 check: bool = True) -> remote.Job:
+    """Ask the worker for the frame's previous result (what the last step that changed it
+    overwrote) and its current one, for the before/after toggle."""
+    args = _session_args(clip)
+    key = args.key
+    frame = plate_frame(clip, context.scene.frame_current) if frame is None else frame
+
+    def work(connection: remote.Connection, job: remote.Job) -> Any:
+        return _with_session(connection, args, lambda session: (remote.frame_previews(session, frame, before=True),
+                                                                remote.frame_previews(session, frame)))
+
+    def done(job: remote.Job) -> None:
+        previous, current = job.result
+        runtime.before.setdefault(key, {})[frame] = previous
+        if current:
+            runtime.previews.setdefault(key, {})[frame] = current
+        runtime.overlay_version += 1
+        redraw()
+
+    return submit(context, "Before/after", work, on_done=done, check=check)
+
+
+def set_before(context: bpy.types.Context, clip: bpy.types.MovieClip, on: bool) -> Optional[remote.Job]:
+    """The before/after toggle: the overlay shows the frame's previous result while it is on."""
+    clip.samroto.show_before = on
+    runtime.overlay_version += 1
+    redraw()
+    if not on:
+        return None
+    return fetch_before(context, clip)
+
+
+def shown_previews(clip: bpy.types.MovieClip, frame: int) -> Optional[Dict[int, Dict[str, Any]]]:
+    """The previews the overlay draws on a plate frame: the previous result while before/after
+    shows "before", else the current one."""
+    source = runtime.before if clip.samroto.show_before else runtime.previews
+    return source.get(clip.samroto.key, {}).get(frame)
+
+
+@bpy.app.handlers.persistent
+def on_frame_changed(scene: bpy.types.Scene, *_: Any) -> None:
+    """A new frame while before/after shows "before": fetch that frame's previous result (not
+    while the timeline plays: one request per frame would queue behind each other)."""
+    screen = getattr(bpy.context, "screen", None)
+    if runtime.runner is None or (screen is not None and screen.is_animation_playing):
+        return
+    for clip in bpy.data.movieclips:
+        state = clip.samroto
+        if not (state.show_before and state.session_id and state.key):
+            continue
+        try:
+            frame = plate_frame(clip, scene.frame_current)
+            if frame not in runtime.before.get(state.key, {}) and clip_plate(clip, check_files=False).contains(frame):
+                fetch_before(bpy.context, clip, frame, check=False)
+        except (remote.AddonError, plates.PlateError, ValueError) as exc:
+            report(str(exc), error=True)

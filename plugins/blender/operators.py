@@ -212,13 +212,23 @@ class _PropagationOperator:
         return {"PASS_THROUGH"}
 
 
+EXTENT_ITEMS = [
+    ("AUTO", "Auto", "After a correction (a prompt on a frame the active object was already tracked on) re-track "
+     "only the span it affects, up to the neighbouring keyframes; otherwise track to the end"),
+    ("SPAN", "Span", "Re-track the active object from this corrected frame up to its neighbouring keyframes only"),
+    ("FULL", "To the end", "Track every object to the end of the clip (both ways, or the direction asked)"),
+]
+
+
 class SAMROTO_OT_propagate(_PropagationOperator, bpy.types.Operator):
-    """Track every object through the clip; progress shows in the status bar, Esc cancels"""
+    """Track: after a correction only the span it affects (frames beyond keep their mattes), else every object
+    through the clip; progress shows in the status bar, Esc cancels"""
 
     bl_idname = "samroto.propagate"
-    bl_label = "Propagate"
+    bl_label = "Track"
 
     direction: EnumProperty(name="Direction", items=DIRECTION_ITEMS, default="both")  # type: ignore[valid-type]
+    extent: EnumProperty(name="Extent", items=EXTENT_ITEMS, default="AUTO")  # type: ignore[valid-type]
     from_current: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="From current frame", default=True,
         description="Start at the current frame when it has clicks (else the earliest prompted frame)")
@@ -227,14 +237,98 @@ class SAMROTO_OT_propagate(_PropagationOperator, bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return _has_clip(context) and not controller.propagation_running()
 
+    @classmethod
+    def description(cls, context: bpy.types.Context, properties: Any) -> str:
+        return next(item[2] for item in EXTENT_ITEMS if item[0] == properties.extent)
+
     def _start(self, context: bpy.types.Context) -> remote.Job:
+        return controller.track(context, clip_in_context(context), extent=self.extent, direction=self.direction,
+                                from_current=self.from_current)
+
+
+LOCK_RANGE_ITEMS = [
+    ("PREVIEW", "In/Out", "The scene's preview range (in/out) when one is set, else the current frame"),
+    ("CURRENT", "Current frame", "The current frame only"),
+    ("CUSTOM", "Custom", "The plate frames First to Last"),
+]
+
+
+class SAMROTO_OT_lock(bpy.types.Operator):
+    """Lock the active object's approved frames (the scene's in/out range, else the current frame): tracking
+    never rewrites them and tracks through them; prompts there are refused until unlocked"""
+
+    bl_idname = "samroto.lock"
+    bl_label = "Lock"
+    bl_options = {"REGISTER"}
+
+    unlock: bpy.props.BoolProperty(name="Unlock", default=False)  # type: ignore[valid-type]
+    range: EnumProperty(name="Frames", items=LOCK_RANGE_ITEMS, default="PREVIEW")  # type: ignore[valid-type]
+    first: IntProperty(name="First", description="First plate frame (Custom)")  # type: ignore[valid-type]
+    last: IntProperty(name="Last", description="Last plate frame (Custom)")  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
         clip = clip_in_context(context)
-        start = None
-        if self.from_current:
-            frame = controller.plate_frame(clip, context.scene.frame_current)
-            if frame in controller.prompt_book(clip).frames():
-                start = frame
-        return controller.propagate(context, clip, direction=self.direction, start=start)
+        return clip is not None and bool(clip.samroto.session_id) and controller.active_object(clip) is not None \
+            and not controller.propagation_running()
+
+    @classmethod
+    def description(cls, context: bpy.types.Context, properties: Any) -> str:
+        if properties.unlock:
+            return "Unlock the active object's frames (the scene's in/out range, else the current frame)"
+        return cls.__doc__ or ""
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        clip = clip_in_context(context)
+        item = controller.active_object(clip) if clip is not None else None
+        if clip is None or item is None:
+            return {"CANCELLED"}
+        obj_id = item.obj_id
+        return _started(self, lambda: controller.set_lock(context, clip, obj_id, locked=not self.unlock,
+                                                          mode=self.range, first=self.first, last=self.last))
+
+
+class SAMROTO_OT_session_undo(bpy.types.Operator):
+    """Undo the session's last step on the worker (a prompt change or a tracking run): the mattes and prompts
+    it changed come back"""
+
+    bl_idname = "samroto.session_undo"
+    bl_label = "Undo"
+
+    redo: bpy.props.BoolProperty(name="Redo", default=False)  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        clip = clip_in_context(context)
+        return clip is not None and bool(clip.samroto.session_id) and not controller.propagation_running()
+
+    @classmethod
+    def description(cls, context: bpy.types.Context, properties: Any) -> str:
+        if properties.redo:
+            return "Redo the session's step undone last on the worker"
+        return cls.__doc__ or ""
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        clip = clip_in_context(context)
+        return _started(self, lambda: controller.session_step(context, clip, redo=self.redo))
+
+
+class SAMROTO_OT_before_after(bpy.types.Operator):
+    """Toggle between the frame's current result and its previous one (what the last step that changed it
+    overwrote)"""
+
+    bl_idname = "samroto.before_after"
+    bl_label = "Before / After"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        clip = clip_in_context(context)
+        return clip is not None and bool(clip.samroto.session_id)
+
+    def execute(self, context: bpy.types.Context) -> Set[str]:
+        clip = clip_in_context(context)
+        on = not clip.samroto.show_before
+        return _started(self, lambda: controller.set_before(context, clip, on))
 
 
 class SAMROTO_OT_compute_final(_PropagationOperator, bpy.types.Operator):
@@ -442,6 +536,7 @@ class SAMROTO_OT_load_mattes(bpy.types.Operator):
 
 
 CLASSES = (SAMROTO_OT_connect, SAMROTO_OT_start_worker, SAMROTO_OT_open_session, SAMROTO_OT_add_object,
-           SAMROTO_OT_remove_object, SAMROTO_OT_clear_frame, SAMROTO_OT_propagate, SAMROTO_OT_compute_final,
+           SAMROTO_OT_remove_object, SAMROTO_OT_clear_frame, SAMROTO_OT_propagate, SAMROTO_OT_lock,
+           SAMROTO_OT_session_undo, SAMROTO_OT_before_after, SAMROTO_OT_compute_final,
            SAMROTO_OT_cancel, SAMROTO_OT_build_mask, SAMROTO_OT_load_mattes, SAMROTO_OT_add_matte_node,
            SAMROTO_OT_add_matte_strip, SAMROTO_OT_layer_as_prompt, SAMROTO_OT_send_edits)

@@ -12,7 +12,7 @@ from . import controller, coords, plates
 from .previews import overlay_image
 
 _handle: Optional[Any] = None
-_texture_key: Optional[Tuple[str, int, int]] = None
+_texture_key: Optional[Tuple[str, int, int, bool]] = None
 _texture: Optional[Any] = None
 
 POSITIVE_COLOUR = (0.2, 1.0, 0.3, 1.0)
@@ -29,7 +29,7 @@ def frame_rect(region: bpy.types.Region) -> coords.FrameRect:
 
 def _texture_for(key: str, frame: int, previews: Dict[int, Dict[str, Any]], clip: bpy.types.MovieClip) -> Any:
     global _texture, _texture_key
-    wanted = (key, frame, controller.runtime.overlay_version)
+    wanted = (key, frame, controller.runtime.overlay_version, bool(clip.samroto.show_before))
     if _texture_key == wanted:
         return _texture
     colours = {item.obj_id: tuple(item.color) for item in clip.samroto.objects}
@@ -92,7 +92,7 @@ def draw() -> None:
     key = clip.samroto.key
     gpu.state.blend_set("ALPHA")
     try:
-        previews = controller.runtime.previews.get(key, {}).get(frame)
+        previews = controller.shown_previews(clip, frame)  # the frame's previous result in "before"
         if previews:
             _draw_quad(_texture_for(key, frame, previews, clip), rect)
         book = controller.prompt_book(clip)

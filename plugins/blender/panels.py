@@ -6,7 +6,7 @@ import os
 
 import bpy
 
-from . import controller, remote
+from . import controller, corrections, plates, remote
 from .operators import clip_in_context
 
 
@@ -113,11 +113,16 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
             _build_progress(layout)
             layout.operator("samroto.cancel", icon="CANCEL")
         else:
+            span = _span_pending(context, clip)
+            op = layout.operator("samroto.propagate", text="Re-track Span" if span else "Track", icon="PLAY")
+            op.extent = "AUTO"
+            layout.label(text="To the end:" if span else "Track to the end:")
             row = layout.row(align=True)
             for direction, label, icon in (("backward", "Backward", "TRIA_LEFT"), ("both", "Both", "ARROW_LEFTRIGHT"),
                                            ("forward", "Forward", "TRIA_RIGHT")):
                 op = row.operator("samroto.propagate", text=label, icon=icon)
                 op.direction = direction
+                op.extent = "FULL"
         row = layout.row(align=True)
         row.prop(state, "auto_results")
         row.prop(state, "auto_shapes")
@@ -132,6 +137,54 @@ class SAMROTO_PT_track(_ClipSubPanel, bpy.types.Panel):
         col.prop(state, "matte_format")
         col.prop(state, "memory_mode")
         col.prop(state, "matte_dir_override")
+
+
+def _span_pending(context: bpy.types.Context, clip: bpy.types.MovieClip) -> bool:
+    """Whether Track re-tracks a span here (the current frame is a correction of the active object)."""
+    try:
+        return controller.track_plan(context, clip).span
+    except (ValueError, remote.AddonError, plates.PlateError):
+        return False
+
+
+class SAMROTO_PT_corrections(_ClipSubPanel, bpy.types.Panel):
+    """The session's undo and redo, before/after, and the active object's keyframes and locks."""
+
+    bl_label = "Corrections"
+    bl_idname = "SAMROTO_PT_corrections"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        clip = clip_in_context(context)
+        if clip is None:
+            return
+        state = clip.samroto
+        runtime = controller.runtime
+        undo_steps = runtime.undo_steps.get(state.key, [])
+        redo_steps = runtime.redo_steps.get(state.key, [])
+        row = layout.row(align=True)
+        op = row.operator("samroto.session_undo", text="Undo %s" % undo_steps[-1] if undo_steps else "Undo",
+                          icon="LOOP_BACK")
+        op.redo = False
+        op = row.operator("samroto.session_undo", text="Redo %s" % redo_steps[-1] if redo_steps else "Redo",
+                          icon="LOOP_FORWARD")
+        op.redo = True
+        layout.operator("samroto.before_after", text="Showing: Before" if state.show_before else "Showing: After",
+                        icon="HIDE_OFF" if not state.show_before else "HIDE_ON", depress=state.show_before)
+        item = controller.active_object(clip)
+        keys, locks = corrections.summary(controller.clip_marks(clip), item.obj_id if item is not None else None)
+        if item is not None:
+            col = layout.column(align=True)
+            col.label(text=keys, icon="KEYFRAME")
+            col.label(text=locks, icon="LOCKED")
+        row = layout.row(align=True)
+        op = row.operator("samroto.lock", text="Lock", icon="LOCKED")
+        op.unlock = False
+        op = row.operator("samroto.lock", text="Unlock", icon="UNLOCKED")
+        op.unlock = True
+        scene = context.scene
+        layout.label(text="Frames: in/out %d-%d" % (scene.frame_preview_start, scene.frame_preview_end)
+                     if scene.use_preview_range else "Frames: the current frame (set in/out to lock a range)")
 
 
 class SAMROTO_PT_results(_ClipSubPanel, bpy.types.Panel):
@@ -188,7 +241,8 @@ def draw_status(self: bpy.types.Header, context: bpy.types.Context) -> None:
         _build_progress(row)
 
 
-CLASSES = (SAMROTO_UL_objects, SAMROTO_PT_main, SAMROTO_PT_objects, SAMROTO_PT_track, SAMROTO_PT_results)
+CLASSES = (SAMROTO_UL_objects, SAMROTO_PT_main, SAMROTO_PT_objects, SAMROTO_PT_track, SAMROTO_PT_corrections,
+           SAMROTO_PT_results)
 
 
 def register() -> None:

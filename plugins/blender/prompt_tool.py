@@ -5,7 +5,8 @@ panel, like the editor's tracking and mask tools. Three modes: Click / Box (a cl
 point, a drag a box), Brush (a stroke: clicks spread along it) and Lasso (filled into the
 object's mask). Ctrl+click or a right click excludes (brush and lasso then cut away). Each
 prompt goes to the worker at once, the object's mask appears on the frame, and each one is an
-undo step (Blender's own Ctrl+Z / Cmd+Z undoes it, and the worker follows).
+undo step (Blender's own Ctrl+Z / Cmd+Z undoes it, and the worker follows). While the tool runs,
+Ctrl+Z / Ctrl+Shift+Z (Cmd on macOS) undo and redo the session's own steps on the worker.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ MODES = [
 ]
 MACOS = sys.platform == "darwin"
 UNDO_KEY = "Cmd+Z" if MACOS else "Ctrl+Z"
+REDO_KEY = "Cmd+Shift+Z" if MACOS else "Ctrl+Shift+Z"
 UNDO_MODIFIER = "oskey" if MACOS else "ctrl"
-"""Blender's undo key (platform-aware): inside the tool it takes back the frame's last prompt;
-outside it Blender's own undo does, and the worker follows (every prompt is an undo step)."""
+"""Blender's undo and redo keys (platform-aware): inside the tool they undo and redo the session's
+steps on the worker (prompts and tracking runs; Backspace takes back the frame's last prompt);
+outside it Blender's own undo does, and the worker's prompts follow (every prompt is an undo step)."""
 EXCLUDE_MODIFIER = "ctrl"
 STROKE_RADIUS = 8.0
 
@@ -61,7 +64,8 @@ def send_gesture(context: bpy.types.Context, clip: bpy.types.MovieClip, obj_id: 
                                  radius=STROKE_RADIUS, undo="SamRoto: %s" % kind)
 
 
-HINT = ("SamRoto %s: LMB include | Ctrl+LMB / RMB exclude | %s: undo | Esc / Enter: done")
+HINT = ("SamRoto %s: LMB include | Ctrl+LMB / RMB exclude | %s / %s: undo / redo | Backspace: remove the last "
+        "prompt | Esc / Enter: done")
 
 
 class SAMROTO_OT_prompt_tool(bpy.types.Operator):
@@ -93,7 +97,7 @@ class SAMROTO_OT_prompt_tool(bpy.types.Operator):
         self._mode = tool_mode(context) if self.mode == "TOOL" else self.mode
         self._path = []
         label = next(m[1] for m in MODES if m[0] == self._mode)
-        context.workspace.status_text_set(HINT % (label, UNDO_KEY))
+        context.workspace.status_text_set(HINT % (label, UNDO_KEY, REDO_KEY))
         context.window.cursor_modal_set("CROSSHAIR" if self._mode == "CLICK" else "PAINT_BRUSH")
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -155,8 +159,18 @@ class SAMROTO_OT_prompt_tool(bpy.types.Operator):
                 controller.runtime.drag_path = list(self._path)
             controller.redraw()
             return {"RUNNING_MODAL"}
-        undo_key = event.type == "Z" and bool(getattr(event, UNDO_MODIFIER)) and not event.shift
-        if (undo_key or event.type == "BACK_SPACE") and event.value == "PRESS":
+        undo_key = event.type == "Z" and bool(getattr(event, UNDO_MODIFIER))
+        if undo_key and event.value == "PRESS":
+            # the platform's undo / redo keys step the session's history on the worker (prompts and tracking)
+            clip = clip_in_context(context)
+            if clip is not None:
+                try:
+                    controller.session_step(context, clip, redo=bool(event.shift))
+                except (remote.AddonError, plates.PlateError, ValueError) as exc:
+                    self.report({"WARNING"}, str(exc))
+                    controller.report(str(exc), error=True)
+            return {"RUNNING_MODAL"}
+        if event.type == "BACK_SPACE" and event.value == "PRESS":
             clip = clip_in_context(context)
             item = controller.active_object(clip) if clip is not None else None
             if clip is not None and item is not None:
@@ -195,7 +209,8 @@ _keymap_items: List[Tuple[Any, Any]] = []
 
 def _add_keymaps() -> None:
     """Shift+P starts the prompt tool in the Clip Editor (Blender's add-on keymap, editable in the
-    preferences); inside it, the platform's undo key (Ctrl+Z, Cmd+Z on macOS) takes back a prompt."""
+    preferences); inside it, the platform's undo and redo keys (Ctrl+Z / Ctrl+Shift+Z, Cmd on macOS)
+    step the session's history on the worker."""
     keyconfig = bpy.context.window_manager.keyconfigs.addon
     if keyconfig is None:  # background Blender has no add-on keymaps
         return

@@ -156,6 +156,14 @@ class SamrotoClipState(bpy.types.PropertyGroup):
     # what the open session is (from the worker): a preview tracked at track_resolution, or final
     preview_session: BoolProperty(name="Preview session", default=False)  # type: ignore[valid-type]
     track_resolution: IntProperty(name="Tracking resolution", default=0)  # type: ignore[valid-type]
+    # the session's keyframes and locked ranges as the worker last said (JSON), and the timeline
+    # markers this clip placed for them ([[name, scene frame], ...]) so a refresh replaces only those
+    marks: StringProperty(default="")  # type: ignore[valid-type]
+    markers: StringProperty(default="")  # type: ignore[valid-type]
+    show_before: BoolProperty(  # type: ignore[valid-type]
+        name="Before", default=False,
+        description="Show each frame's previous result (what the last step that changed it overwrote) instead of "
+                    "the current one")
 
 
 CLASSES = (SamrotoPreferences, SamrotoObject, SamrotoClipState)

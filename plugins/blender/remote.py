@@ -86,6 +86,7 @@ class PropagationOutcome:
     frames: List[int]
     reason: str = ""
     review: List[Any] = field(default_factory=list)  # ReviewFrame: the frames to review after it
+    history: Optional[Dict[str, Any]] = None  # the session's keyframes, locks and undo steps after it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,17 +449,27 @@ def send_stroke(session: RemoteSession, frame: int, obj_id: int, points: List[Tu
 
 def propagate(session: RemoteSession, *, direction: str = "both", start: Optional[int] = None,
               on_update: Callable[[FrameUpdate], None], cancelled: threading.Event,
-              preview_size: int = PROPAGATION_PREVIEW_SIZE, matting: str = "none") -> PropagationOutcome:
+              preview_size: int = PROPAGATION_PREVIEW_SIZE, matting: str = "none", span: bool = False,
+              obj_id: Optional[int] = None) -> PropagationOutcome:
     """Track every object; `on_update` sees each frame as it arrives. Setting `cancelled` stops
     the worker within a frame. `matting`: "none", or the learned matting model the worker runs on
-    the mattes ("vitmatte-small", "vitmatte-base")."""
+    the mattes ("vitmatte-small", "vitmatte-base"). `span`: after a correction on `start`,
+    re-track only the object `obj_id` from there up to its neighbouring keyframes (frames beyond
+    keep their mattes); `direction` does not apply."""
     if direction not in DIRECTIONS:
         raise ValueError("direction must be one of %s, got %r" % (", ".join(DIRECTIONS), direction))
     if not session.obj_ids:
         raise AddonError("Nothing to propagate: click on an object first")
     frames: List[int] = []
-    run = session.propagate(start, direction=direction, preview_size=preview_size,
-                            matting=None if matting == "none" else matting)
+    try:
+        if span:
+            run = session.propagate(start, preview_size=preview_size, matting=None if matting == "none" else matting,
+                                    span=True, obj_id=obj_id)
+        else:
+            run = session.propagate(start, direction=direction, preview_size=preview_size,
+                                    matting=None if matting == "none" else matting)
+    except BadRequest as exc:
+        raise AddonError("The worker cannot track from there: %s" % exc.message) from None
     try:
         for update in run:
             frames.append(update.frame)
@@ -471,7 +482,88 @@ def propagate(session: RemoteSession, *, direction: str = "both", start: Optiona
                 run.cancel()
             except BridgeError:
                 pass
-    return PropagationOutcome(run.state, frames, run.reason or "", fetch_review(session) if frames else [])
+    return PropagationOutcome(run.state, frames, run.reason or "", fetch_review(session) if frames else [],
+                              fetch_history(session))
+
+
+def set_lock(session: RemoteSession, obj_id: int, first: int, last: int, *, locked: bool) -> Dict[int, List[List[int]]]:
+    """Lock (or unlock) the object's plate frames `first`..`last`; every object's locked ranges after."""
+    try:
+        if locked:
+            return session.lock(obj_id, first, last)
+        return session.unlock(obj_id, first, last)
+    except NotImplementedByWorker:
+        raise AddonError("This worker cannot lock frames (it needs protocol 1.2): update samroto on the worker") \
+            from None
+    except BadRequest as exc:
+        raise AddonError("The worker cannot %s frames %d-%d: %s" % ("lock" if locked else "unlock", first, last,
+                                                                   exc.message)) from None
+
+
+def fetch_history(session: RemoteSession) -> Optional[Dict[str, Any]]:
+    """The session's undo history, keyframes and locks (`history()`); None from a worker (or a
+    bundled client) that cannot tell."""
+    history = getattr(session, "history", None)
+    if history is None:
+        return None
+    try:
+        return dict(history())
+    except NotImplementedByWorker:
+        return None
+
+
+@dataclass
+class StepOutcome:
+    """One undo or redo on the worker: the step's label, the plate frames whose results it
+    changed, the history after it, and the prompts the worker holds now."""
+
+    step: str
+    frames: List[int]
+    history: Dict[str, Any]
+    book: PromptBook
+
+
+def step_history(session: RemoteSession, *, redo: bool = False) -> StepOutcome:
+    """Undo (or redo) the session's last step on the worker; AddonError when there is none."""
+    method = getattr(session, "redo" if redo else "undo", None)
+    if method is None:
+        raise AddonError("This add-on's bridge client cannot undo on the worker: update the add-on")
+    try:
+        reply = method()
+    except NotImplementedByWorker:
+        raise AddonError("This worker cannot undo (it needs a newer samroto): update samroto on the worker") from None
+    except BadRequest as exc:  # "nothing to undo" (or why not)
+        raise AddonError(exc.message[:1].upper() + exc.message[1:]) from None
+    return StepOutcome(str(reply.get("step", "")), sorted(int(f) for f in reply.get("frames") or []),
+                       dict(reply.get("history") or {}), worker_prompts(session))
+
+
+def frame_previews(session: RemoteSession, frame: int, *, before: bool = False,
+                   max_side: int = PROMPT_PREVIEW_SIZE) -> Dict[int, Dict[str, Any]]:
+    """Every object's stored mask on a plate frame as preview dicts (the overlay's format); with
+    `before`, the frame's previous result (what the last step overwrote) where the worker has one."""
+    import numpy as np
+
+    from .bridge import preview as preview_rle
+
+    try:
+        mattes = session.get_frame(frame, what="mask", before=True) if before else session.get_frame(frame, what="mask")
+    except TypeError:
+        raise AddonError("This add-on's bridge client cannot ask for a frame's previous result: update the add-on") \
+            from None
+    except BadRequest as exc:
+        raise AddonError("The worker has no %sresult on frame %d: %s" % ("previous " if before else "", frame,
+                                                                        exc.message)) from None
+    out: Dict[int, Dict[str, Any]] = {}
+    if mattes.mattes is None:
+        return out
+    for obj_id in mattes.obj_ids:
+        mask = np.asarray(mattes.matte(obj_id))
+        height, width = preview_rle.preview_size(int(mask.shape[0]), int(mask.shape[1]), max_side)
+        rows = np.arange(height) * mask.shape[0] // height
+        cols = np.arange(width) * mask.shape[1] // width
+        out[int(obj_id)] = preview_rle.encode(np.ascontiguousarray(mask[rows][:, cols]))
+    return out
 
 
 def fetch_review(session: RemoteSession) -> List[Any]:

@@ -39,6 +39,8 @@ import nuke
 import nuke.rotopaint as rp
 
 from . import connection
+from .corrections import Marks, before_pattern, frames_to_ranges, lock_range, ranges_to_frames
+from .corrections import with_label_line as with_keys_line
 from .jobs import JobObserver, JobResult, JobRunner, Progress, WorkerJob, mode_text, preview_label
 from .matte_group import ObjectMatte, object_names, plan_group, stereo_pattern
 from .plate import (HostColour, PlateSource, ReadInfo, UnsupportedInput, UpstreamNode, config_source, find_plate,
@@ -59,12 +61,14 @@ from .settings import (ACTIONS, ADD_EXCLUDE_KNOB, ADD_INCLUDE_KNOB, ALPHA_KNOB, 
                        QUICK_RESULT_DELAY_S, RANGE_FIRST_KNOB, RANGE_KNOB, RANGE_LAST_KNOB, RANGE_MODES,
                        RENDER_DIR_KNOB, ROTO_GROUPINGS, ROTO_GROUPING_KNOB, ROTO_INPUT_KNOB, RotoSettings,
                        SESSIONS_KNOB, SESSION_KNOB, SESSION_RESOLUTION_KNOB, STATUS_KNOB, TOLERANCE_KNOB,
-                       TrackSettings, VIEW_KNOB, WORKER_ACTIONS, WORKER_KNOB, negative_enable_knob,
+                       TrackSettings, VIEW_KNOB, WORKER_ACTIONS, WORKER_KNOB, BEFORE_KNOB, HISTORY_KNOB,
+                       LOCK_FRAMES_KNOB, LOCK_FRAME_MODES, MARKS_KNOB, TRACK_KNOB, TRACKED_KNOB, negative_enable_knob,
                        negative_point_knob, positive_enable_knob, positive_point_knob)
 
 KnobT = TypeVar("KnobT", bound=nuke.Knob)
 
 OBJECTS_KNOB = "samroto_objects"  # hidden; JSON {obj_id: matte pattern} of the Group's Reads
+MARKS_DATA_KNOB = "samroto_marks_data"  # hidden; JSON of the keyframes and locks last heard (corrections.Marks)
 INPUT_NAME, OUTPUT_NAME, ALPHA_NAME = "plate", "Output1", "alpha"
 
 # running jobs, by the SamRoto node's full name (one at a time per node)
@@ -90,6 +94,7 @@ _PROMPTS: Dict[str, PromptCache] = {}       # by node full name
 _WRITING: Set[str] = set()                  # nodes whose knobs the plug-in is writing (not the artist)
 _TIMERS: Dict[str, threading.Timer] = {}    # pending quick sends, by node
 _WANTS_VIEW: Set[str] = set()               # nodes to read the worker's prompts for once their job ends
+_WANTS_BEFORE: Set[str] = set()             # nodes to fetch the frame's previous result for once their job ends
 _DROPPED: Dict[str, Gesture] = {}           # an add-point handle's last position, by node, until it rests
 _EDITS: Dict[str, KnobPrompts] = {}         # the prompts as the artist last left them (with their frame), by node
 _WORKERS: List[Any] = []                    # worker processes started from this Nuke
@@ -257,9 +262,32 @@ def add_knobs(node: nuke.Node, layout: PromptLayout) -> None:
     for i, (name, label, action) in enumerate(ACTIONS):
         button = nuke.PyScript_Knob(name, label, "import samroto_nuke.host\n"
                                                  "samroto_nuke.host.on_button(nuke.thisNode(), %r)" % action)
-        if i in (0, 2, 6) or name == FINAL_KNOB:
+        if i in (0, 2, 6) or name in (FINAL_KNOB, TRACK_KNOB, "samroto_lock", "samroto_undo"):
             button.setFlag(nuke.STARTLINE)
+        if name == TRACK_KNOB:
+            button.setTooltip("after a correction (a prompt of the chosen object on a frame it was already tracked "
+                              "on) re-track only the span it affects, up to the neighbouring keyframes: the frames "
+                              "beyond keep their mattes. Elsewhere: both ways to the end. The direction buttons "
+                              "always track to the end")
         node.addKnob(button)
+        if name == "samroto_unlock":
+            frames = nuke.Enumeration_Knob(LOCK_FRAMES_KNOB, "", list(LOCK_FRAME_MODES))
+            frames.setTooltip("what Lock / Unlock apply to for the chosen object: the current frame, or the frame "
+                              "range above. Locked frames are never rewritten by tracking, which goes through them")
+            frames.clearFlag(nuke.STARTLINE)
+            node.addKnob(frames)
+        if name == "samroto_redo":
+            before = nuke.Boolean_Knob(BEFORE_KNOB, "show before")
+            before.setTooltip("the viewer shows each frame's previous result (what the last step that changed it "
+                              "overwrote); renders always use the current mattes")
+            before.clearFlag(nuke.STARTLINE)
+            node.addKnob(before)
+    node.addKnob(nuke.Text_Knob(HISTORY_KNOB, "history", "nothing to undo"))
+    node.addKnob(nuke.Text_Knob(MARKS_KNOB, "keyframes", "no keyframes yet"))
+    for name in (TRACKED_KNOB, MARKS_DATA_KNOB):
+        hidden = nuke.String_Knob(name, name)
+        hidden.setFlag(nuke.INVISIBLE)
+        node.addKnob(hidden)
     _knob(node, FINAL_KNOB, nuke.PyScript_Knob).setEnabled(False)  # until the node has a preview session
     tolerance = nuke.Double_Knob(TOLERANCE_KNOB, "shape tolerance")
     tolerance.setValue(0.0)
@@ -356,7 +384,9 @@ def sync_group(node: nuke.Node, patterns: Optional[Dict[int, str]] = None, plate
             reads = []
             for suffix, on_error in (("", "error"), ("_viewer", "black")):
                 read = _ensure(group, "matte%d%s" % (obj.obj_id, suffix), "Read")
-                _knob(read, "file", nuke.File_Knob).setValue(obj.pattern)
+                # "show before": the viewer's Read shows the frames' previous results; a render never does
+                shown = before_pattern(obj.pattern) if suffix and showing_before(node) else obj.pattern
+                _knob(read, "file", nuke.File_Knob).setValue(shown)
                 for name, value in (("first", plan.first), ("last", plan.last), ("origfirst", plan.first),
                                     ("origlast", plan.last)):
                     _knob(read, name, nuke.Int_Knob).setValue(value)
@@ -390,6 +420,11 @@ def sync_group(node: nuke.Node, patterns: Optional[Dict[int, str]] = None, plate
                 nuke.delete(child)
     finally:
         group.end()
+
+
+def showing_before(node: nuke.Node) -> bool:
+    knob = node.knob(BEFORE_KNOB)
+    return bool(knob is not None and knob.value())
 
 
 def _group_child(group: nuke.Group, name: str) -> Optional[nuke.Node]:
@@ -523,10 +558,20 @@ def read_job(node: nuke.Node, action: str, *, edits: Optional[KnobPrompts] = Non
     folder = matte_folder_template(node, plate)
     if folder is not None:
         settings = replace(settings, track=replace(settings.track, matte_dir=with_view(folder, plate.view)))
+    locked: Optional[Tuple[int, int]] = None
+    if action in ("lock", "unlock"):
+        mode = node.knob(LOCK_FRAMES_KNOB)
+        if mode is not None and str(mode.value()) == "frame range":
+            locked = lock_range(plate.to_plate_frame(frames[0]), plate.to_plate_frame(frames[1]), plate.first,
+                                plate.last)
+        else:
+            locked = lock_range(plate.plate_frame_at(frame), plate.plate_frame_at(frame), plate.first, plate.last)
     return WorkerJob(action=action, node_name=node.fullName(), plate=plate, nuke_frame=frame, session_id=session_id,
                      knob_prompts=knob_prompts, roto_shapes=roto_shapes, roto_grouping=grouping, settings=settings,
                      session_resolution=session_resolution, track_range=frames, inherit_session_id=inherit,
-                     object_names=names, colour=read_colour(plate))
+                     object_names=names, colour=read_colour(plate), obj_id=obj_id,
+                     tracked=tuple(tracked_frames(node).get(obj_id, [])), lock_range=locked,
+                     matte_patterns=stored_objects(node))
 
 
 def matte_folder_template(node: nuke.Node, plate: PlateSource) -> Optional[str]:
@@ -725,6 +770,9 @@ def on_knob_changed() -> None:
     elif name == OBJECT_KNOB:
         _update_alpha(node)
         request_view(node)
+        nuke.executeInMainThread(_relabel, args=(node.fullName(),))
+    elif name == BEFORE_KNOB:
+        nuke.executeInMainThread(_before_toggled, args=(node.fullName(),))  # never rebuild inside knobChanged
     elif name == "showPanel" and _knob(node, SESSION_KNOB, nuke.String_Knob).value():
         request_view(node)  # the panel opens: show what the worker holds now
     elif name == ALPHA_KNOB:
@@ -733,6 +781,19 @@ def on_knob_changed() -> None:
         nuke.executeInMainThread(_resync, args=(node.fullName(),))  # never rebuild inside knobChanged
     elif name == BOX_KNOB or name == BOX_ENABLE_KNOB or name.startswith(("samroto_pos", "samroto_neg")):
         schedule_quick_result(node)
+
+
+def _relabel(node_name: str) -> None:
+    """The label's keyframes line follows the chosen object."""
+    node = nuke.toNode(node_name)
+    if node is None:
+        return
+    marks = node_marks(node)
+    cache = _PROMPTS.get(node.fullName())
+    offset = cache.offset if cache is not None else 0
+    chosen = int(_knob(node, OBJECT_KNOB, nuke.Int_Knob).value())
+    label = _knob(node, "label", nuke.EvalString_Knob)
+    label.setValue(with_keys_line(label.value(), marks.label_line(chosen, lambda f: f + offset)))
 
 
 def _resync(node_name: str) -> None:
@@ -753,6 +814,8 @@ def on_viewer_changed() -> None:
         return
     for node in nuke.allNodes("Group"):
         if is_samroto_node(node) and _knob(node, SESSION_KNOB, nuke.String_Knob).value():
+            if showing_before(node):
+                _WANTS_BEFORE.add(node.fullName())  # after the prompts are read back
             request_view(node)
 
 
@@ -929,6 +992,7 @@ def reset_state() -> None:
     for table in (_TIMERS, _PROMPTS, _DROPPED, _EDITS):
         table.clear()
     _WANTS_VIEW.clear()
+    _WANTS_BEFORE.clear()
     _WRITING.clear()
 
 
@@ -1144,6 +1208,11 @@ class NukeObserver(JobObserver):
             self._follow_up(node)
             return
         try:
+            if result.tracked_by_object:
+                record_tracked(node, result.tracked_by_object)
+            if result.history is not None or result.locks is not None or \
+                    (result.sidecar is not None and job.action not in ("load", "prompts")):
+                show_marks(node, job.plate, result)
             if result.tracked_frames:
                 show_review(node, job.plate, result.review)
             if result.sidecar is not None:
@@ -1157,6 +1226,12 @@ class NukeObserver(JobObserver):
                 sync_group(node, patterns, job.plate, reload=True)
             if result.roto_plan is not None:
                 build_roto(result.roto_plan, node)
+            if job.action in ("undo", "redo", "before"):
+                sync_group(node, reload=True)  # the restored mattes (or the previous results) in the viewer
+                if job.action != "before" and showing_before(node):
+                    _WANTS_BEFORE.add(node.fullName())
+            if job.action not in ("load", "prompts") and result.sidecar is not None:
+                _set_status(node, result.message.splitlines()[0] if result.message else result.state)  # not the knobs'
         except Exception:  # a bug in the glue must not take the session down with it
             tell("SamRoto could not update the node graph:\n" + traceback.format_exc(limit=3))
         self._follow_up(node)
@@ -1166,6 +1241,98 @@ class NukeObserver(JobObserver):
         if node.fullName() in _WANTS_VIEW:
             _WANTS_VIEW.discard(node.fullName())
             request_view(node)
+        elif node.fullName() in _WANTS_BEFORE:
+            _WANTS_BEFORE.discard(node.fullName())
+            request_before(node)
+
+
+def tracked_frames(node: nuke.Node) -> Dict[int, List[int]]:
+    """obj_id -> plate frames the object has tracked results on (as the node recorded them)."""
+    knob = node.knob(TRACKED_KNOB)
+    try:
+        data = json.loads(str(knob.value()) or "{}") if knob is not None else {}
+        return {int(o): ranges_to_frames(r) for o, r in data.items()}
+    except (ValueError, TypeError):
+        return {}
+
+
+def record_tracked(node: nuke.Node, frames: Dict[int, List[int]]) -> None:
+    knob = node.knob(TRACKED_KNOB)
+    if knob is None:
+        return
+    known = tracked_frames(node)
+    for obj_id, new in frames.items():
+        known[int(obj_id)] = sorted(set(known.get(int(obj_id), [])) | set(int(f) for f in new))
+    cast(nuke.String_Knob, knob).setValue(json.dumps({str(o): frames_to_ranges(f) for o, f in sorted(known.items())}))
+
+
+def node_marks(node: nuke.Node) -> Marks:
+    """The keyframes and locked ranges the node last heard of."""
+    knob = node.knob(MARKS_DATA_KNOB)
+    try:
+        return Marks.from_history(json.loads(str(knob.value()) or "{}")) if knob is not None else Marks()
+    except (ValueError, TypeError, AttributeError):
+        return Marks()
+
+
+def show_marks(node: nuke.Node, plate: PlateSource, result: Optional[JobResult] = None) -> Marks:
+    """Every object's keyframes and locked ranges on the node (Nuke frames), the chosen object's in
+    its label, and the undo / redo steps: from the worker's history, else from its prompts and the
+    locks last heard."""
+    marks = node_marks(node)
+    if result is not None and result.action == "reset":  # a new, empty session: nothing tracked, nothing locked
+        marks = Marks()
+        tracked = node.knob(TRACKED_KNOB)
+        if tracked is not None:
+            cast(nuke.String_Knob, tracked).setValue("")
+    elif result is not None and result.history is not None:
+        marks = Marks.from_history(result.history)
+        history = _knob(node, HISTORY_KNOB, nuke.Text_Knob) if node.knob(HISTORY_KNOB) is not None else None
+        if history is not None:
+            undo = [str(s) for s in result.history.get("undo") or []]
+            redo = [str(s) for s in result.history.get("redo") or []]
+            history.setValue("undo (%d): %s | redo (%d): %s" % (len(undo), undo[-1] if undo else "nothing", len(redo),
+                                                                redo[0] if redo else "nothing"))
+    elif result is not None:
+        cache = _PROMPTS.get(node.fullName())
+        sidecar = result.sidecar if result.sidecar is not None else cache.sidecar if cache is not None else None
+        marks = Marks.from_sidecar(sidecar, result.locks if result.locks is not None else marks.locks)
+    data = node.knob(MARKS_DATA_KNOB)
+    if data is not None:
+        cast(nuke.String_Knob, data).setValue(json.dumps(marks.to_json(), sort_keys=True))
+    names = _names(node, sorted(set(marks.keyframes) | set(marks.locks)))
+    if node.knob(MARKS_KNOB) is not None:
+        _knob(node, MARKS_KNOB, nuke.Text_Knob).setValue(marks.text(names, plate.to_nuke_frame))
+    chosen = int(_knob(node, OBJECT_KNOB, nuke.Int_Knob).value())
+    label = _knob(node, "label", nuke.EvalString_Knob)
+    label.setValue(with_keys_line(label.value(), marks.label_line(chosen, plate.to_nuke_frame)))
+    return marks
+
+
+def request_before(node: nuke.Node) -> None:
+    """Fetch the current frame's previous result for the viewer, soon (never inside a callback)."""
+    nuke.executeInMainThread(_load_before, args=(node.fullName(),))
+
+
+def _load_before(node_name: str) -> Optional[JobRunner]:
+    node = nuke.toNode(node_name)
+    if node is None or not showing_before(node) or not _knob(node, SESSION_KNOB, nuke.String_Knob).value():
+        return None
+    running = runner_for(node)
+    if running is not None and running.running:
+        _WANTS_BEFORE.add(node.fullName())
+        return None
+    return on_button(node, "before", quiet=True)
+
+
+def _before_toggled(node_name: str) -> None:
+    node = nuke.toNode(node_name)
+    if node is None:
+        return
+    if showing_before(node):
+        _load_before(node_name)
+    else:
+        sync_group(node, reload=True)
 
 
 def show_review(node: nuke.Node, plate: PlateSource, review: List[ReviewItem]) -> None:

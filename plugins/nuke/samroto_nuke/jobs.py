@@ -16,6 +16,7 @@ stops the propagation within a frame, as does `JobRunner.cancel()`.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import threading
@@ -24,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from . import connection
+from .corrections import before_pattern, ranges_text, wants_span, write_before
 from .plate import HostColour, PlateSource, pattern_from_frame_path
 from .prompts import KnobPrompts, NoPrompts, RotoShapeData, click_prompt, roto_mask_prompts
 from .roto_plan import RotoPlan, plan_roto
-from .settings import TRACK_ACTIONS, WORKER_ACTIONS, PluginSettings
+from .settings import HISTORY_ACTIONS, TRACK_ACTIONS, WORKER_ACTIONS, PluginSettings
 
 if TYPE_CHECKING:
     from samroto.bridge.client import Client, FrameUpdate, RemoteSession
@@ -57,6 +59,10 @@ class WorkerJob:
     inherit_session_id: Optional[str] = None  # a new session replays this one's prompts (a re-rendered plate)
     object_names: Mapping[int, str] = field(default_factory=dict)  # obj_id -> name (Roto layers)
     colour: HostColour = field(default_factory=HostColour)  # how Nuke shows the plate (Read, viewer)
+    obj_id: int = 1  # the chosen object (Track's span, Lock / Unlock)
+    tracked: Tuple[int, ...] = ()  # plate frames the chosen object has tracked results on
+    lock_range: Optional[Tuple[int, int]] = None  # plate frames Lock / Unlock apply to
+    matte_patterns: Mapping[int, str] = field(default_factory=dict)  # obj_id -> matte pattern (before/after)
 
     def __post_init__(self) -> None:
         if self.action not in WORKER_ACTIONS:
@@ -91,6 +97,14 @@ class JobResult:
     preview_resolution: int = 0  # the session is a PREVIEW tracked at this size (0: final mattes)
     sidecar: Optional[Dict[str, Any]] = None  # the worker's prompts after the job (`export_prompts`)
     review: List[Tuple[int, int, Tuple[str, ...]]] = field(default_factory=list)  # (plate frame, obj_id, reasons)
+    tracked_by_object: Dict[int, List[int]] = field(default_factory=dict)  # obj_id -> plate frames tracked now
+    span: bool = False  # Track re-tracked only the span of a correction
+    history: Optional[Dict[str, Any]] = None  # the worker's `history()` after the job (keyframes, locks, steps)
+    locks: Optional[Dict[int, List[List[int]]]] = None  # every object's locked ranges after Lock / Unlock
+    step: str = ""  # the step Undo / Redo took back or did again
+    changed_frames: List[int] = field(default_factory=list)  # plate frames whose results Undo / Redo changed
+    before_frame: Optional[int] = None  # the plate frame whose previous result was written for the viewer
+    before_files: Dict[int, str] = field(default_factory=dict)  # obj_id -> that result's file
 
     @property
     def ok(self) -> bool:
@@ -229,6 +243,8 @@ class JobRunner:
         if job.action == "load":
             self._load(client, result)
             return
+        if job.action in ("lock", "unlock", "before") + HISTORY_ACTIONS and not job.session_id:
+            raise NoPrompts("this node has no session yet: prompt and track first (nothing to %s)" % job.action)
         session = self._session(client, result)
         result.width, result.height = session.width, session.height
         if job.action == "reset":
@@ -238,6 +254,15 @@ class JobRunner:
         if job.action == "roto":
             result.obj_ids = list(session.obj_ids)
             result.roto_plan = self._roto_plan(session, progress)
+            return
+        if job.action in ("lock", "unlock"):
+            self._lock(session, result)
+            return
+        if job.action in HISTORY_ACTIONS:
+            self._step(session, result)
+            return
+        if job.action == "before":
+            self._before(session, result)
             return
         if job.action == "prompts":
             self._send_prompts(session, result, required=True)
@@ -250,6 +275,79 @@ class JobRunner:
             raise NoPrompts("nothing to track yet: Ctrl+click the object in the viewer (or place prompts in the Roto "
                             "node and press Send prompts), then track")
         self._track(session, progress, result)
+        result.history = fetch_history(session)
+        result.sidecar = try_export_prompts(session)  # the keyframes (from a worker without a history)
+
+    def _lock(self, session: "RemoteSession", result: JobResult) -> None:
+        """Lock / Unlock the chosen object's frames `job.lock_range`."""
+        job = self.job
+        if job.lock_range is None:
+            raise NoPrompts("no frames to %s: pick the current frame or the frame range" % job.action)
+        if job.obj_id not in session.obj_ids:
+            raise NoPrompts("object %d has nothing tracked to lock yet: prompt and track it first" % job.obj_id)
+        first, last = job.lock_range
+        try:
+            result.locks = session.lock(job.obj_id, first, last) if job.action == "lock" else \
+                session.unlock(job.obj_id, first, last)
+        except Exception as exc:
+            if type(exc).__name__ == "BadRequest":
+                raise NoPrompts("the worker cannot %s frames %d-%d: %s" % (
+                    job.action, job.plate.to_nuke_frame(first), job.plate.to_nuke_frame(last),
+                    getattr(exc, "message", exc))) from None
+            raise
+        result.obj_ids = list(session.obj_ids)
+        result.history = fetch_history(session)
+        result.sidecar = export_prompts(session)
+
+    def _step(self, session: "RemoteSession", result: JobResult) -> None:
+        """Undo / Redo the session's last step on the worker (a prompt change or a tracking run)."""
+        job = self.job
+        method = getattr(session, job.action, None)
+        if method is None:
+            raise NoPrompts("this plug-in's bridge client cannot %s on the worker: update the plug-in" % job.action)
+        prompts_before = _frame_prompts(try_export_prompts(session))
+        try:
+            reply = method()
+        except Exception as exc:
+            if type(exc).__name__ == "BadRequest":
+                raise NoPrompts(str(getattr(exc, "message", exc))) from None
+            if type(exc).__name__ == "NotImplementedByWorker":
+                raise NoPrompts("this worker cannot %s: update samroto on the worker" % job.action) from None
+            raise
+        result.step = str(reply.get("step", ""))
+        result.changed_frames = sorted(int(f) for f in reply.get("frames") or [])
+        result.history = dict(reply.get("history") or {}) or fetch_history(session)
+        result.obj_ids = list(session.obj_ids)
+        result.sidecar = try_export_prompts(session) or {"objects": []}  # the knobs show what the worker holds
+        # the quick result written after a prompt (`write_mattes`) belongs to no step, so the worker cannot put
+        # it back: frames whose prompts the step changed get their mattes written from what it holds now
+        prompts_after = _frame_prompts(result.sidecar)
+        rewrite = sorted(f for f in result.changed_frames if prompts_before.get(f) != prompts_after.get(f))
+        if rewrite:
+            for frame, paths in session.write_mattes(rewrite).items():
+                for obj_id, path in paths.items():
+                    result.matte_patterns.setdefault(obj_id, pattern_from_frame_path(path, frame))
+
+    def _before(self, session: "RemoteSession", result: JobResult) -> None:
+        """The current frame's previous result of every object, written beside its mattes for the
+        viewer (a frame without one: no file, the viewer shows black)."""
+        job = self.job
+        frame = job.plate.plate_frame_at(job.nuke_frame)
+        try:
+            mattes = session.get_frame(frame, what="alpha", before=True)
+        except TypeError:
+            raise NoPrompts("this plug-in's bridge client cannot ask for a frame's previous result: update the "
+                            "plug-in") from None
+        result.before_frame = frame
+        result.obj_ids = list(session.obj_ids)
+        if mattes.mattes is None:
+            return
+        for obj_id in mattes.obj_ids:
+            pattern = job.matte_patterns.get(int(obj_id))
+            if not pattern:
+                continue
+            result.before_files[int(obj_id)] = write_before(before_pattern(pattern), frame, mattes.matte(obj_id),
+                                                            session.width, session.height)
 
     def _load(self, client: "Client", result: JobResult) -> None:
         """The worker's prompts of the node's session (none when it has no session yet)."""
@@ -353,6 +451,7 @@ class JobRunner:
         self._post(self._observer.session_mode, 0)
         result.session_id, result.width, result.height = final.id, final.width, final.height
         self._track(final, progress, result)
+        result.history = fetch_history(final)  # the final session's keyframes (the preview's locks stay there)
         if result.state == "done" and not self._cancelled(progress):
             try:
                 client.delete_session(preview.id)
@@ -414,12 +513,19 @@ class JobRunner:
         elif job.action == "frame":
             run = session.propagate(frame, first=frame, last=frame, direction="forward", preview_size=0,
                                     credit=track.credit, matting=matting)
+        elif job.action == "track" and wants_span(try_export_prompts(session), job.obj_id, frame, job.tracked):
+            # a correction: only the chosen object, from here up to its neighbouring keyframes
+            run = session.propagate(frame, span=True, obj_id=job.obj_id, preview_size=0, credit=track.credit,
+                                    matting=matting)
+            result.span = True
+            what = "re-tracking object %d around frame %d" % (job.obj_id, job.nuke_frame)
         else:
             if not first <= frame <= last:
                 raise NoPrompts("frame %d is outside the frames to track (%d-%d): go to a frame in the range or "
                                 "change the node's frame range" % (job.nuke_frame, job.plate.to_nuke_frame(first),
                                                                    job.plate.to_nuke_frame(last)))
-            run = session.propagate(frame, first=first, last=last, direction=job.action, preview_size=0,
+            direction = "both" if job.action == "track" else job.action  # no correction here: both ways to the end
+            run = session.propagate(frame, first=first, last=last, direction=direction, preview_size=0,
                                     credit=track.credit, matting=matting)
         progress.set_message(what)
         last_status = 0.0
@@ -445,6 +551,8 @@ class JobRunner:
 
     def _take_frame(self, update: "FrameUpdate", result: JobResult) -> None:
         result.tracked_frames.append(update.frame)
+        for obj_id in update.obj_ids:
+            result.tracked_by_object.setdefault(int(obj_id), []).append(update.frame)
         for obj_id, path in update.matte_paths.items():
             if obj_id not in result.matte_patterns:
                 result.matte_patterns[obj_id] = pattern_from_frame_path(path, update.frame)
@@ -475,6 +583,40 @@ def export_prompts(session: "RemoteSession") -> Dict[str, Any]:
     except Exception as exc:
         if type(exc).__name__ in ("BadRequest", "RemoteError") and "no prompts" in str(exc):
             return {"objects": []}
+        raise
+
+
+def _frame_prompts(sidecar: Optional[Mapping[str, Any]]) -> Dict[int, str]:
+    """plate frame -> every object's prompts there, as comparable text."""
+    frames: Dict[int, List[str]] = {}
+    for obj in (sidecar or {}).get("objects") or []:
+        for prompt in obj.get("prompts") or []:
+            frames.setdefault(int(prompt["frame"]), []).append(json.dumps([obj.get("obj_id"), prompt], sort_keys=True))
+    return {frame: "\n".join(sorted(texts)) for frame, texts in frames.items()}
+
+
+def try_export_prompts(session: "RemoteSession") -> Optional[Dict[str, Any]]:
+    """`export_prompts`, or None when the worker cannot export this session's prompts (a plate
+    pushed by the client has no file to name)."""
+    try:
+        return export_prompts(session)
+    except Exception as exc:
+        if connection.is_bridge_error(exc):
+            return None
+        raise
+
+
+def fetch_history(session: "RemoteSession") -> Optional[Dict[str, Any]]:
+    """The session's undo steps, keyframes and locks (`history()`); None from a worker (or a
+    bundled client) that cannot tell."""
+    history = getattr(session, "history", None)
+    if history is None:
+        return None
+    try:
+        return dict(history())
+    except Exception as exc:
+        if type(exc).__name__ == "NotImplementedByWorker":
+            return None
         raise
 
 
@@ -539,7 +681,19 @@ def summarize(result: JobResult) -> str:
         plan = result.roto_plan
         return prefix + "Roto: %d shape%s, %d keys" % (plan.shape_count, "" if plan.shape_count == 1 else "s",
                                                       plan.key_count)
+    if result.action in ("lock", "unlock") and result.locks is not None:
+        return prefix + "locked: %s" % ("; ".join("obj%d %s" % (o, ranges_text(r)) for o, r in sorted(result.locks.items())
+                                                  if r) or "nothing")
+    if result.action in HISTORY_ACTIONS:
+        return prefix + "%s %s: %d frame%s changed" % ("undid" if result.action == "undo" else "redid",
+                                                       result.step or "the last step", len(result.changed_frames),
+                                                       "" if len(result.changed_frames) == 1 else "s")
+    if result.action == "before":
+        return prefix + ("showing the previous result of frame %s" % result.before_frame if result.before_files
+                         else "frame %s has no previous result" % result.before_frame)
     parts: List[str] = []
+    if result.span:
+        parts.append("re-tracked the span of a correction")
     if result.prompted:
         parts.append("%d prompt%s sent" % (len(result.prompted), "" if len(result.prompted) == 1 else "s"))
     if result.action in TRACK_ACTIONS or result.action == "final":

@@ -38,6 +38,7 @@ DEFAULT_MEMORY_MODE = "sam2"         # exact SAM 2
 SESSION_RESOLUTION_KNOB = "samroto_session_resolution"  # hidden; the session's preview size (0: final)
 MODE_KNOB = "samroto_mode"           # read-only text line: PREVIEW or final mattes
 FINAL_KNOB = "samroto_final"         # button: full-resolution mattes from a preview's prompts
+TRACK_KNOB = "samroto_track"         # button: the span after a correction, else both ways to the end
 SESSIONS_KNOB = "samroto_sessions"   # hidden; JSON {plate key: session id}: one session per plate (and view)
 ALPHA_KNOB = "samroto_alpha_from"    # the Group's alpha: every object merged, or the chosen object
 OBJECT_NAMES_KNOB = "samroto_object_names"  # "hero, car": names of objects 1, 2, ... (channels, layers)
@@ -51,6 +52,12 @@ CLICK_ADDS_KNOB = "samroto_click_adds"  # what a Ctrl+click in the viewer adds w
 CLICK_KINDS: Tuple[str, ...] = ("include", "exclude")
 ADD_INCLUDE_KNOB = "samroto_add_include"  # viewer handle: drop it on the image to add an include point
 ADD_EXCLUDE_KNOB = "samroto_add_exclude"  # ... an exclude point (the handle then jumps back)
+MARKS_KNOB = "samroto_marks"         # read-only text: every object's keyframes and locked ranges
+TRACKED_KNOB = "samroto_tracked"     # hidden; JSON {obj_id: [[first, last], ...]} plate frames tracked
+LOCK_FRAMES_KNOB = "samroto_lock_frames"  # what Lock / Unlock apply to: the current frame or the frame range
+LOCK_FRAME_MODES: Tuple[str, ...] = ("current frame", "frame range")
+BEFORE_KNOB = "samroto_show_before"  # checkbox: the viewer shows each frame's previous result
+HISTORY_KNOB = "samroto_history"     # read-only text: the session's last undo / redo steps
 
 ALPHA_SOURCES: Tuple[str, ...] = ("all objects", "chosen object")
 RANGE_MODES: Tuple[str, ...] = ("input", "global", "custom")
@@ -99,9 +106,17 @@ ACTIONS: Tuple[Tuple[str, str, str], ...] = (
     ("samroto_reset", "Reset session", "reset"),
     (FINAL_KNOB, "Compute final mattes", "final"),  # enabled while the session is a preview
     ("samroto_start_worker", "Start worker", "start_worker"),
+    # after a correction only the span it affects (the chosen object, up to its neighbouring keyframes)
+    (TRACK_KNOB, "Track", "track"),
+    ("samroto_lock", "Lock", "lock"),
+    ("samroto_unlock", "Unlock", "unlock"),
+    ("samroto_undo", "Undo", "undo"),
+    ("samroto_redo", "Redo", "redo"),
 )
-TRACK_ACTIONS: Tuple[str, ...] = ("forward", "backward", "both", "frame")
-WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "load", "roto", "reset", "final")
+TRACK_ACTIONS: Tuple[str, ...] = ("forward", "backward", "both", "frame", "track")
+HISTORY_ACTIONS: Tuple[str, ...] = ("undo", "redo")
+WORKER_ACTIONS: Tuple[str, ...] = TRACK_ACTIONS + ("prompts", "load", "roto", "reset", "final", "lock", "unlock",
+                                                   "undo", "redo", "before")
 
 
 @dataclass(frozen=True)

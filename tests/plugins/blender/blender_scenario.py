@@ -250,7 +250,8 @@ def run(args: argparse.Namespace) -> None:
     RESULT["review"] = {
         "report": json.loads(open(report_files[0]).read())["review"] if report_files else None,
         "listed": listed,
-        "markers": sorted([m.frame, m.name] for m in bpy.context.scene.timeline_markers),
+        "markers": sorted([m.frame, m.name] for m in bpy.context.scene.timeline_markers
+                          if m.name.startswith("review: ")),  # (keyframe markers: test_blender_corrections.py)
         "drawn": drawn,
         "jumps": jumps,
         "names": {str(item.obj_id): item.name for item in state.objects},
@@ -265,7 +266,8 @@ def run(args: argparse.Namespace) -> None:
     RESULT["correct"] = {"state": job.state, "frames": job.result.frames if job.result else None,
                          "error": job.error, "book_frames": sorted(json.loads(state.prompts)[str(one.obj_id)]),
                          "preview_changed": before != controller.runtime.previews[state.key][1009][one.obj_id],
-                         "review_markers": sorted([m.frame, m.name] for m in bpy.context.scene.timeline_markers),
+                         "review_markers": sorted([m.frame, m.name] for m in bpy.context.scene.timeline_markers
+                                                  if m.name.startswith("review: ")),
                          "review_listed": sorted([item.scene_frame, "review: " + item.object_name]
                                                  for item in clip.samroto_review)}
 

@@ -20,6 +20,7 @@ import pytest
 
 from samroto_nuke import connection
 from samroto_nuke.jobs import JobResult
+from samroto_nuke.corrections import with_label_line as with_keys_line
 from samroto_nuke.review import with_label_line
 from samroto_nuke.settings import (ACTIONS, ALPHA_KNOB, BOX_ENABLE_KNOB, BOX_KNOB, FINAL_KNOB, MODE_KNOB,
                                    OBJECT_KNOB, OBJECT_NAMES_KNOB, PLATE_KEY_KNOB, PREVIEW_KNOB,
@@ -99,6 +100,11 @@ def worker_sessions() -> Dict[str, bool]:
         return {str(info["session"]): bool(info["preview"]) for info in client.list_sessions()}
     finally:
         client.close()
+
+
+def without_keys(label: str) -> str:
+    """The label without its keyframes line (test_corrections.py checks that one)."""
+    return with_keys_line(label, "")
 
 
 def frame_file(pattern: str, frame: int) -> str:
@@ -714,7 +720,7 @@ def test_a_preview_is_labelled_as_one_until_final_mattes_replace_it(nuke: object
     assert node[MODE_KNOB].value() == "PREVIEW at 128 px - not the final mattes"
     assert node[STATUS_KNOB].value() == "PREVIEW: tracked 6 frames; objects 1"
     # (the label's last line counts the frames to review: test_review_list.py)
-    assert (with_label_line(node["label"].value(), 0), node["tile_color"].value()) == ("PREVIEW 128 px\nhero",
+    assert (without_keys(with_label_line(node["label"].value(), 0)), node["tile_color"].value()) == ("PREVIEW 128 px\nhero",
                                                                                        PREVIEW_TILE_COLOR)
     assert control.progress_tasks[-1].title == "SamRoto SamRoto: Preview forward (128 px)"
     preview_pattern = matte_pattern(node)
@@ -735,7 +741,7 @@ def test_a_preview_is_labelled_as_one_until_final_mattes_replace_it(nuke: object
     assert all(os.path.exists(frame_file(preview_pattern, f)) for f in range(1003, LAST + 1))  # mattes stay
     assert node[MODE_KNOB].value() == "final mattes (full resolution)"
     assert node[STATUS_KNOB].value() == "final mattes: tracked 8 frames; objects 1"
-    assert (with_label_line(node["label"].value(), 0), node["tile_color"].value()) == ("hero", 0)
+    assert (without_keys(with_label_line(node["label"].value(), 0)), node["tile_color"].value()) == ("hero", 0)
     assert not node[FINAL_KNOB].enabled() and node[SESSION_RESOLUTION_KNOB].value() == 0
 
     result = press(node, "frame")

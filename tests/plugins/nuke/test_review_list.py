@@ -57,8 +57,8 @@ def test_flagged_frames_are_listed_on_the_node_with_a_jump_and_a_count(nuke: obj
     assert [frame_of(e) for e in entries] == nuke_frames
     assert entries == review_entries(flagged, lambda f: f - FIRST + 1)
     assert all("obj1 " in e for e in entries)
-    # the count in the label, under the artist's own line
-    assert node["label"].value() == "my note\n" + label_line(len(nuke_frames))
+    # the count in the label, under the artist's own line and the chosen object's keyframes (Nuke frames)
+    assert node["label"].value() == "my note\nkeys 3\n" + label_line(len(nuke_frames))
 
     # Go to frame: the viewer jumps to the chosen entry's frame
     node[REVIEW_KNOB].setValue(entries[-1])
