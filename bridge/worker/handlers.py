@@ -763,7 +763,8 @@ def _write_mattes(ctx: HandlerContext, job: Job) -> tuple:
         result = record.live.frame_result(f)
         if not len(result.obj_ids):
             continue
-        paths = write_frame_mattes(writer, result)
+        # the files join the newest step (a host's quick result after a prompt): its undo puts them back
+        paths = write_frame_mattes(writer, result, record.live)
         written.append({"frame": f, "obj_ids": [int(o) for o in result.obj_ids],
                         "matte_paths": [paths.get(int(o)) for o in result.obj_ids]})
     finish_mattes(writer)

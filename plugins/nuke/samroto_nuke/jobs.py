@@ -16,7 +16,6 @@ stops the propagation within a frame, as does `JobRunner.cancel()`.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import threading
@@ -305,7 +304,6 @@ class JobRunner:
         method = getattr(session, job.action, None)
         if method is None:
             raise NoPrompts("this plug-in's bridge client cannot %s on the worker: update the plug-in" % job.action)
-        prompts_before = _frame_prompts(try_export_prompts(session))
         try:
             reply = method()
         except Exception as exc:
@@ -319,14 +317,8 @@ class JobRunner:
         result.history = dict(reply.get("history") or {}) or fetch_history(session)
         result.obj_ids = list(session.obj_ids)
         result.sidecar = try_export_prompts(session) or {"objects": []}  # the knobs show what the worker holds
-        # the quick result written after a prompt (`write_mattes`) belongs to no step, so the worker cannot put
-        # it back: frames whose prompts the step changed get their mattes written from what it holds now
-        prompts_after = _frame_prompts(result.sidecar)
-        rewrite = sorted(f for f in result.changed_frames if prompts_before.get(f) != prompts_after.get(f))
-        if rewrite:
-            for frame, paths in session.write_mattes(rewrite).items():
-                for obj_id, path in paths.items():
-                    result.matte_patterns.setdefault(obj_id, pattern_from_frame_path(path, frame))
+        # the worker journals the quick result written after a prompt (`write_mattes`) with that prompt's
+        # step, so its undo puts the previous matte files back: nothing to write here
 
     def _before(self, session: "RemoteSession", result: JobResult) -> None:
         """The current frame's previous result of every object, written beside its mattes for the
@@ -584,15 +576,6 @@ def export_prompts(session: "RemoteSession") -> Dict[str, Any]:
         if type(exc).__name__ in ("BadRequest", "RemoteError") and "no prompts" in str(exc):
             return {"objects": []}
         raise
-
-
-def _frame_prompts(sidecar: Optional[Mapping[str, Any]]) -> Dict[int, str]:
-    """plate frame -> every object's prompts there, as comparable text."""
-    frames: Dict[int, List[str]] = {}
-    for obj in (sidecar or {}).get("objects") or []:
-        for prompt in obj.get("prompts") or []:
-            frames.setdefault(int(prompt["frame"]), []).append(json.dumps([obj.get("obj_id"), prompt], sort_keys=True))
-    return {frame: "\n".join(sorted(texts)) for frame, texts in frames.items()}
 
 
 def try_export_prompts(session: "RemoteSession") -> Optional[Dict[str, Any]]:

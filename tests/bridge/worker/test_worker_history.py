@@ -104,5 +104,11 @@ def test_undo_redo_and_before_over_the_socket_survive_a_worker_restart(tmp_path:
             assert resumed.history()["undo"][-1] == "brush stroke on frame 1004 (object 1)"
             assert resumed.undo()["frames"] == [1004]
             assert snapshot(folder, mattes) == corrected
+            # mattes written on request right after a step (the hosts' quick result) belong to that step
+            resumed.add_points(1006, 1, [(65, 52)], [1])
+            resumed.write_mattes([1006])
+            assert snapshot(folder, mattes) != corrected
+            resumed.undo()
+            assert snapshot(folder, mattes) == corrected, "undo left the mattes written after the step"
     finally:
         second.kill()

@@ -121,9 +121,9 @@ def test_track_after_a_correction_re_tracks_only_its_span_and_undo_brings_back_w
     settle(node)
     assert 1004 not in worker_prompts(node)[1] and host.knob_view(node).positive == ()
     assert result.changed_frames == [1004] and keys_line(node) == "keys 1002 1007"
-    # 1004's file held the click's quick result (written outside any step): written again from the
-    # tracked result the worker holds now, the same pixels as after the first track
-    assert changed(tracked["mattes"], matte_hashes(node)) in ([], [1004])
+    # 1004's file held the click's quick result: the worker journaled it with the click's step, so the
+    # undo put back the first track's file byte for byte
+    assert changed(tracked["mattes"], matte_hashes(node)) == []
     assert np.array_equal(Renderer(gui=True).render(node, 1004)["rgba.alpha"], tracked["shown"][1004])
     # Redo twice: the correction and its span are back
     for _ in range(2):
