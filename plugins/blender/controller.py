@@ -1055,7 +1055,14 @@ def start_build(clip: bpy.types.MovieClip, replies: Dict[int, Dict[str, Any]]) -
     key = clip.samroto.key
 
     def step(budget: float) -> bool:
-        finished = build.step(budget)
+        runner = runtime.runner
+        if runner is not None and not runner.idle and not build.finished:
+            return False  # a job runs Python on the network thread: the mask operators wait (see hold_jobs)
+        hold_jobs()  # and none starts while they run
+        try:
+            finished = build.step(budget)
+        finally:
+            release_jobs()
         redraw()
         if finished:
             _build_finished(key, build)

@@ -641,6 +641,9 @@ class Runner:
         self.connection: Optional[Connection] = None
         # jobs submitted while held (see `hold`), in order; None when not held
         self._on_hold: Optional[List[Tuple[Job, Callable[[Job], Any], Any, Any]]] = None
+        # jobs handed to the network thread and not finished yet (see `idle`)
+        self._unfinished = 0
+        self._count_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="samroto-network", daemon=True)
         self._thread.start()
 
@@ -655,8 +658,19 @@ class Runner:
         if self._on_hold is not None:
             self._on_hold.append((job, work, on_done, on_error))
         else:
-            self._jobs.put((job, work, on_done, on_error))
+            self._put((job, work, on_done, on_error))
         return job
+
+    def _put(self, item: Tuple[Job, Callable[[Job], Any], Any, Any]) -> None:
+        with self._count_lock:
+            self._unfinished += 1
+        self._jobs.put(item)
+
+    @property
+    def idle(self) -> bool:
+        """No job queued or running on the network thread (main thread: with `hold`, none can start
+        until `release`), so Blender operators called inside `temp_override` are safe."""
+        return self._unfinished == 0
 
     def hold(self) -> None:
         """Keep the jobs submitted from now on off the network thread until `release()` (they keep
@@ -670,7 +684,7 @@ class Runner:
         """Hand the held jobs to the network thread (main thread, outside any operator)."""
         held, self._on_hold = self._on_hold, None
         for item in held or []:
-            self._jobs.put(item)
+            self._put(item)
 
     def _loop(self) -> None:
         while True:
@@ -680,6 +694,7 @@ class Runner:
             job, work, on_done, on_error = item
             if job.state == "cancelled":
                 self._deliver(on_error, job)
+                self._finished_one()
                 continue
             job.state = "running"
             try:
@@ -694,9 +709,15 @@ class Runner:
                 if not isinstance(exc, (AddonError, BridgeError, ValueError)):
                     traceback.print_exc()
                 self._deliver(on_error, job)
+            finally:
+                self._finished_one()  # the last Python this thread runs before it waits again
         if self.connection is not None:
             self.connection.client.close()
             self.connection = None
+
+    def _finished_one(self) -> None:
+        with self._count_lock:
+            self._unfinished -= 1
 
     def _deliver(self, callback: Optional[Callable[[Job], None]], job: Job) -> None:
         if callback is not None:

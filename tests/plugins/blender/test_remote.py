@@ -241,6 +241,32 @@ def test_held_jobs_wait_for_the_release_in_order(remote) -> None:
     assert last.state == "done" and ran[-1] == "at stop" and not runner.alive
 
 
+def test_the_runner_is_idle_only_when_no_job_is_queued_or_running(remote) -> None:
+    # the chunked Mask build runs Blender operators only while the network thread runs no job
+    inbox: List[Callable[[], None]] = []
+    runner = remote.Runner(inbox.append)
+    gate = threading.Event()
+    try:
+        assert runner.idle
+        running = runner.submit("slow", lambda job: gate.wait(10))
+        queued = runner.submit("next", lambda job: None)
+        cancelled = runner.submit("dropped", lambda job: None)
+        cancelled.cancel()
+        time.sleep(0.1)
+        assert running.state == "running" and not runner.idle
+        gate.set()
+        _pump(inbox, lambda: running.finished and queued.finished and cancelled.finished)
+        assert runner.idle
+        runner.hold()
+        runner.submit("held", lambda job: None)
+        assert runner.idle  # held jobs are not the network thread's yet
+        runner.release()
+        assert not runner.idle
+    finally:
+        runner.stop()
+    assert runner.idle
+
+
 def test_describe_turns_bridge_errors_into_sentences(remote, addon_module) -> None:
     client = addon_module("bridge.client")
     assert "does not support that yet" in remote.describe(client.NotImplementedByWorker("not_implemented", "x"))
